@@ -1,0 +1,298 @@
+//! `NativeCache`: one namespace view of a store. Held as `Arc<AnyStore>` so views made by
+//! `withNamespace` and in-flight async calls share it. Each operation exists twice: `xxxSync`
+//! for the sled store (done inside the call) and `xxx` returning a promise for Redis / hybrid.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use napi_derive::napi;
+
+use super::error::{invalid, millis, to_napi};
+use crate::core::envelope::{nested_namespace, validate_json, validate_namespace};
+use crate::core::lock::{check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS};
+use crate::core::path::normalize_path;
+use crate::core::store::{now_or_never, BatchOp, Store};
+use crate::core::time::now_ms;
+use crate::core::Result as CoreResult;
+use crate::stores::AnyStore;
+
+#[napi]
+pub struct NativeCache {
+    pub(crate) store: Arc<AnyStore>,
+    pub(crate) ns: String,
+    pub(crate) default_ttl_ms: Option<u64>,
+}
+
+#[napi(object)]
+pub struct NativeBatchOp {
+    /// "put" or "del"
+    pub kind: String,
+    pub key: String,
+    pub value_json: Option<String>,
+    pub ttl_ms: Option<f64>,
+}
+
+#[napi(object)]
+pub struct NativePage {
+    pub keys: Vec<String>,
+    pub values_json: Vec<String>,
+    pub cursor: Option<String>,
+}
+
+fn records_json(recs: &[LockRecord]) -> String {
+    serde_json::to_string(recs).unwrap_or_else(|_| "[]".into())
+}
+
+/// Arguments of an acquire, checked and normalized before any I/O.
+struct AcquireArgs {
+    paths: Vec<String>,
+    req: LockRequest,
+}
+
+impl NativeCache {
+    pub(crate) fn new(store: AnyStore, ns: String, default_ttl_ms: Option<u64>) -> Self {
+        NativeCache { store: Arc::new(store), ns, default_ttl_ms }
+    }
+
+    /// Runs a sled operation to completion inside this call.
+    fn sync<T>(&self, fut: impl Future<Output = CoreResult<T>>) -> napi::Result<T> {
+        if !self.store.is_synchronous() {
+            return Err(invalid("synchronous calls are only for the sled store; use the async method"));
+        }
+        now_or_never(fut).expect("sled operations never suspend").map_err(to_napi)
+    }
+
+    fn expiry(&self, ttl_ms: Option<f64>) -> napi::Result<Option<i64>> {
+        let ttl = millis(ttl_ms, "ttlMs")?.or(self.default_ttl_ms);
+        Ok(ttl.map(|t| now_ms() + t as i64))
+    }
+
+    fn batch_ops(&self, ops: Vec<NativeBatchOp>) -> napi::Result<Vec<BatchOp>> {
+        let now = now_ms();
+        ops.into_iter()
+            .map(|op| match op.kind.as_str() {
+                "put" => {
+                    let value_json = op.value_json.ok_or_else(|| invalid(format!("batch put of {:?} has no value", op.key)))?;
+                    validate_json(&value_json).map_err(to_napi)?;
+                    let ttl = millis(op.ttl_ms, "ttlMs")?.or(self.default_ttl_ms);
+                    Ok(BatchOp::Put { key: op.key, value_json, expires_at: ttl.map(|t| now + t as i64) })
+                }
+                "del" => Ok(BatchOp::Del { key: op.key }),
+                other => Err(invalid(format!("batch op type must be 'put' or 'del', got {other:?}"))),
+            })
+            .collect()
+    }
+
+    fn acquire_args(&self, paths: Vec<String>, agent_id: &str, session_id: &str, ttl_ms: Option<f64>, base_dir: Option<&str>) -> napi::Result<AcquireArgs> {
+        if paths.is_empty() {
+            return Err(invalid("at least one path is required"));
+        }
+        let ttl = millis(ttl_ms, "ttlMs")?.or(self.default_ttl_ms).unwrap_or(DEFAULT_LOCK_TTL_MS);
+        let req = LockRequest::new(session_id, agent_id, Some(ttl)).map_err(to_napi)?;
+        let mut normalized: Vec<String> = Vec::with_capacity(paths.len());
+        for p in &paths {
+            let n = normalize_path(p, base_dir).map_err(to_napi)?;
+            // The same file named twice is one lock, taken once.
+            if !normalized.contains(&n) {
+                normalized.push(n);
+            }
+        }
+        Ok(AcquireArgs { paths: normalized, req })
+    }
+
+    fn filter(session_id: Option<String>, agent_id: Option<String>) -> napi::Result<LockFilter> {
+        for (v, name) in [(&session_id, "sessionId"), (&agent_id, "agentId")] {
+            if let Some(v) = v {
+                crate::core::lock::check_id(v, name).map_err(to_napi)?;
+            }
+        }
+        Ok(LockFilter { session_id, agent_id })
+    }
+
+    fn renew_ttl(&self, ttl_ms: Option<f64>) -> napi::Result<u64> {
+        let ttl = millis(ttl_ms, "ttlMs")?.or(self.default_ttl_ms).unwrap_or(DEFAULT_LOCK_TTL_MS);
+        check_ttl(ttl).map_err(to_napi)
+    }
+}
+
+fn entry_json(e: Option<crate::core::envelope::Entry>) -> Option<String> {
+    e.map(|e| e.value.get().to_owned())
+}
+
+fn page(p: crate::core::store::Page) -> NativePage {
+    let (keys, values_json) = p.items.into_iter().unzip();
+    NativePage { keys, values_json, cursor: p.cursor }
+}
+
+#[napi]
+impl NativeCache {
+    #[napi(getter)]
+    pub fn namespace(&self) -> String {
+        self.ns.clone()
+    }
+
+    #[napi(getter)]
+    pub fn is_sync(&self) -> bool {
+        self.store.is_synchronous()
+    }
+
+    /// "sled" or "redis": the store serving calls now (changes only for the hybrid).
+    #[napi]
+    pub fn current_backend(&self) -> String {
+        self.store.backend().to_owned()
+    }
+
+    /// A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`).
+    #[napi]
+    pub fn with_namespace(&self, ns: String) -> napi::Result<NativeCache> {
+        validate_namespace(&ns).map_err(to_napi)?;
+        Ok(NativeCache { store: self.store.clone(), ns: nested_namespace(&self.ns, &ns), default_ttl_ms: self.default_ttl_ms })
+    }
+
+    // ---- cache: sled (synchronous) ----
+
+    #[napi]
+    pub fn get_sync(&self, key: String) -> napi::Result<Option<String>> {
+        self.sync(self.store.get(&self.ns, &key)).map(entry_json)
+    }
+    #[napi]
+    pub fn set_sync(&self, key: String, value_json: String, ttl_ms: Option<f64>) -> napi::Result<()> {
+        validate_json(&value_json).map_err(to_napi)?;
+        let x = self.expiry(ttl_ms)?;
+        self.sync(self.store.set(&self.ns, &key, &value_json, x))
+    }
+    #[napi]
+    pub fn del_sync(&self, key: String) -> napi::Result<bool> {
+        self.sync(self.store.del(&self.ns, &key))
+    }
+    #[napi]
+    pub fn batch_sync(&self, ops: Vec<NativeBatchOp>) -> napi::Result<()> {
+        let ops = self.batch_ops(ops)?;
+        self.sync(self.store.batch(&self.ns, &ops))
+    }
+    #[napi]
+    pub fn scan_sync(&self, cursor: Option<String>, count: u32) -> napi::Result<NativePage> {
+        self.sync(self.store.scan(&self.ns, cursor.as_deref(), count as usize)).map(page)
+    }
+    #[napi]
+    pub fn sweep_expired_sync(&self) -> napi::Result<f64> {
+        self.sync(self.store.sweep_expired(&self.ns)).map(|n| n as f64)
+    }
+    #[napi]
+    pub fn clear_sync(&self) -> napi::Result<f64> {
+        self.sync(self.store.clear(&self.ns)).map(|n| n as f64)
+    }
+
+    // ---- cache: Redis / hybrid (promise) ----
+
+    #[napi]
+    pub async fn get(&self, key: String) -> napi::Result<Option<String>> {
+        self.store.get(&self.ns, &key).await.map(entry_json).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn set(&self, key: String, value_json: String, ttl_ms: Option<f64>) -> napi::Result<()> {
+        validate_json(&value_json).map_err(to_napi)?;
+        let x = self.expiry(ttl_ms)?;
+        self.store.set(&self.ns, &key, &value_json, x).await.map_err(to_napi)
+    }
+    #[napi]
+    pub async fn del(&self, key: String) -> napi::Result<bool> {
+        self.store.del(&self.ns, &key).await.map_err(to_napi)
+    }
+    #[napi]
+    pub async fn batch(&self, ops: Vec<NativeBatchOp>) -> napi::Result<()> {
+        let ops = self.batch_ops(ops)?;
+        self.store.batch(&self.ns, &ops).await.map_err(to_napi)
+    }
+    #[napi]
+    pub async fn scan(&self, cursor: Option<String>, count: u32) -> napi::Result<NativePage> {
+        self.store.scan(&self.ns, cursor.as_deref(), count as usize).await.map(page).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn sweep_expired(&self) -> napi::Result<f64> {
+        self.store.sweep_expired(&self.ns).await.map(|n| n as f64).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn clear(&self) -> napi::Result<f64> {
+        self.store.clear(&self.ns).await.map(|n| n as f64).map_err(to_napi)
+    }
+
+    // ---- locks: sled (synchronous) ----
+
+    /// Acquires every path or none; returns the granted records as JSON.
+    #[napi]
+    pub fn acquire_sync(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<String> {
+        let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
+        self.sync(self.store.acquire(&self.ns, &a.paths, &a.req)).map(|r| records_json(&r))
+    }
+    #[napi]
+    pub fn release_sync(&self, path: String, session_id: String) -> napi::Result<bool> {
+        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        self.sync(self.store.release(&self.ns, &path, &session_id))
+    }
+    #[napi]
+    pub fn release_all_sync(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {
+        let f = Self::filter(session_id, agent_id)?;
+        self.sync(self.store.release_all(&self.ns, &f)).map(|n| n as f64)
+    }
+    #[napi]
+    pub fn renew_sync(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        let ttl = self.renew_ttl(ttl_ms)?;
+        self.sync(self.store.renew(&self.ns, &path, &session_id, ttl)).map(|r| r.map(|r| records_json(&[r])))
+    }
+    #[napi]
+    pub fn list_locks_sync(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<String> {
+        let f = Self::filter(session_id, agent_id)?;
+        self.sync(self.store.list_locks(&self.ns, &f)).map(|r| records_json(&r))
+    }
+    #[napi]
+    pub fn health_sync(&self) -> napi::Result<String> {
+        self.sync(self.store.health()).map(|v| v.to_string())
+    }
+    #[napi]
+    pub fn close_sync(&self) -> napi::Result<()> {
+        self.sync(self.store.close())
+    }
+
+    // ---- locks: Redis / hybrid (promise) ----
+
+    #[napi]
+    pub async fn acquire(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<String> {
+        let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
+        self.store.acquire(&self.ns, &a.paths, &a.req).await.map(|r| records_json(&r)).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn release(&self, path: String, session_id: String) -> napi::Result<bool> {
+        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        self.store.release(&self.ns, &path, &session_id).await.map_err(to_napi)
+    }
+    #[napi]
+    pub async fn release_all(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {
+        let f = Self::filter(session_id, agent_id)?;
+        self.store.release_all(&self.ns, &f).await.map(|n| n as f64).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn renew(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        let ttl = self.renew_ttl(ttl_ms)?;
+        self.store.renew(&self.ns, &path, &session_id, ttl).await.map(|r| r.map(|r| records_json(&[r]))).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn list_locks(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<String> {
+        let f = Self::filter(session_id, agent_id)?;
+        self.store.list_locks(&self.ns, &f).await.map(|r| records_json(&r)).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn health(&self) -> napi::Result<String> {
+        self.store.health().await.map(|v| v.to_string()).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        self.store.close().await.map_err(to_napi)
+    }
+}

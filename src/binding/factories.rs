@@ -1,0 +1,156 @@
+//! Opening stores: option objects in, `NativeCache` out. Validation of shapes happens here once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use napi_derive::napi;
+
+use super::cache::NativeCache;
+use super::error::{invalid, millis, to_napi};
+use crate::core::config::{self, Backend, FailMode, RedisOptions};
+use crate::core::envelope::validate_namespace;
+use crate::stores::{AnyStore, HybridStore, RedisStore, SledStore};
+
+#[napi(object)]
+pub struct NativeRedisOptions {
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<u32>,
+    pub tls: Option<bool>,
+    pub connect_timeout_ms: Option<f64>,
+    pub command_timeout_ms: Option<f64>,
+    pub max_retries: Option<u32>,
+    pub base_delay_ms: Option<f64>,
+    pub max_delay_ms: Option<f64>,
+}
+
+fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
+    let d = RedisOptions::default();
+    let port = match o.port {
+        None => d.port,
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => return Err(invalid(format!("port must be between 1 and 65535, got {p}"))),
+    };
+    Ok(RedisOptions {
+        url: o.url,
+        host: o.host.unwrap_or(d.host),
+        port,
+        username: o.username,
+        password: o.password,
+        database: o.database.map(i64::from).unwrap_or(d.database),
+        tls: o.tls.unwrap_or(false),
+        connect_timeout_ms: millis(o.connect_timeout_ms, "connectTimeoutMs")?.unwrap_or(d.connect_timeout_ms),
+        command_timeout_ms: millis(o.command_timeout_ms, "commandTimeoutMs")?.unwrap_or(d.command_timeout_ms),
+        max_retries: o.max_retries.map(|n| n as usize).unwrap_or(d.max_retries),
+        base_delay_ms: millis(o.base_delay_ms, "baseDelayMs")?.unwrap_or(d.base_delay_ms),
+        max_delay_ms: millis(o.max_delay_ms, "maxDelayMs")?.unwrap_or(d.max_delay_ms),
+    })
+}
+
+fn namespace(ns: Option<String>) -> napi::Result<String> {
+    let ns = ns.unwrap_or_default();
+    validate_namespace(&ns).map_err(to_napi)?;
+    Ok(ns)
+}
+
+#[napi]
+pub fn open_sled(path: String, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
+    let ns = namespace(namespace_)?;
+    let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
+    let store = SledStore::open(&path).map_err(to_napi)?;
+    Ok(NativeCache::new(AnyStore::Sled(store), ns, ttl))
+}
+
+#[napi]
+pub async fn connect_redis(options: NativeRedisOptions, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
+    let ns = namespace(namespace_)?;
+    let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
+    let store = RedisStore::connect(&redis_options(options)?).await.map_err(to_napi)?;
+    Ok(NativeCache::new(AnyStore::Redis(store), ns, ttl))
+}
+
+#[napi(object)]
+pub struct NativeHybridOptions {
+    pub sled_path: String,
+    /// "open" (default) or "closed"
+    pub fail_mode: Option<String>,
+    /// How often Redis is probed again while the fallback serves (default 1000 ms).
+    pub recheck_ms: Option<f64>,
+    pub debug: Option<bool>,
+}
+
+/// Redis primary with a sled fallback. If Redis cannot be reached at start, a fail-open hybrid
+/// starts on sled (and keeps probing Redis); a fail-closed one refuses to open.
+#[napi]
+pub async fn open_hybrid(redis: NativeRedisOptions, hybrid: NativeHybridOptions, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
+    let ns = namespace(namespace_)?;
+    let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
+    let fail_mode = match hybrid.fail_mode.as_deref() {
+        None | Some("open") => FailMode::Open,
+        Some("closed") => FailMode::Closed,
+        Some(other) => return Err(invalid(format!("failMode must be 'open' or 'closed', got {other:?}"))),
+    };
+    let recheck = Duration::from_millis(millis(hybrid.recheck_ms, "recheckMs")?.unwrap_or(1000));
+    let opts = redis_options(redis)?;
+    let sled = SledStore::open(&hybrid.sled_path).map_err(to_napi)?;
+    let (redis, down) = match RedisStore::connect(&opts).await {
+        Ok(r) => (r, None),
+        Err(e) if e.is_unavailable() && fail_mode == FailMode::Open => {
+            // Start on the fallback with a lazy connection that the probes will bring up.
+            (RedisStore::connect_lazy(&opts, &e).map_err(to_napi)?, Some(e.to_string()))
+        }
+        Err(e) => return Err(to_napi(e)),
+    };
+    let store = HybridStore::new(redis, sled, fail_mode, recheck, hybrid.debug.unwrap_or(false), down);
+    Ok(NativeCache::new(AnyStore::Hybrid(store), ns, ttl))
+}
+
+#[napi(object)]
+pub struct EnvConfig {
+    /// "sled", "redis" or "hybrid"
+    pub backend: String,
+    pub sled_path: String,
+    pub namespace: String,
+    pub ttl_ms: f64,
+    pub fail_mode: String,
+    pub debug: bool,
+    pub redis: NativeRedisOptions,
+}
+
+/// Reads the environment variables the seeds name (passed in as an object, so callers can
+/// hand over `process.env`). A bad value is an EINVAL naming the variable.
+#[napi]
+pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> {
+    let c = config::config_from_env(&env).map_err(to_napi)?;
+    let r = c.redis;
+    Ok(EnvConfig {
+        backend: match c.backend {
+            Backend::Sled => "sled",
+            Backend::Redis => "redis",
+            Backend::Hybrid => "hybrid",
+        }
+        .into(),
+        sled_path: c.sled_path,
+        namespace: c.namespace,
+        ttl_ms: c.ttl_ms as f64,
+        fail_mode: if c.fail_mode == FailMode::Open { "open" } else { "closed" }.into(),
+        debug: c.debug,
+        redis: NativeRedisOptions {
+            url: r.url,
+            host: Some(r.host),
+            port: Some(r.port as u32),
+            username: r.username,
+            password: r.password,
+            database: Some(r.database as u32),
+            tls: Some(r.tls),
+            connect_timeout_ms: Some(r.connect_timeout_ms as f64),
+            command_timeout_ms: Some(r.command_timeout_ms as f64),
+            max_retries: Some(r.max_retries as u32),
+            base_delay_ms: Some(r.base_delay_ms as f64),
+            max_delay_ms: Some(r.max_delay_ms as f64),
+        },
+    })
+}

@@ -1,0 +1,57 @@
+//! Every failure the core can report, each with one stable code that JS sees as `err.code`.
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Another session holds the lock. `holder` is the stored record, shown to the caller as `err.holder`.
+    #[error("{message}")]
+    Locked { message: String, holder: Value },
+    #[error("{0}")]
+    Invalid(String),
+    /// The store cannot be reached or refused the operation (connection refused, folder in use, ...).
+    #[error("{0}")]
+    Backend(String),
+    #[error("{0}")]
+    Timeout(String),
+    /// A stored record is not in the wire format; it is left in place for an operator to inspect.
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Closed(String),
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Locked { .. } => "ELOCKED",
+            Error::Invalid(_) => "EINVAL",
+            Error::Backend(_) => "EBACKEND",
+            Error::Timeout(_) => "ETIMEDOUT",
+            Error::Corrupt(_) => "ECORRUPT",
+            Error::Closed(_) => "ECLOSED",
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub fn backend(msg: impl Into<String>) -> Self {
+        Error::Backend(msg.into())
+    }
+
+    /// Failures that mean "the store is not answering": the hybrid fails over on these and only these.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Backend(_) | Error::Timeout(_))
+    }
+
+    pub fn holder(&self) -> Option<&Value> {
+        match self {
+            Error::Locked { holder, .. } => Some(holder),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

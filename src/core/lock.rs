@@ -1,0 +1,277 @@
+//! Lock semantics, independent of where records live: what a grant writes, when a holder blocks a
+//! request, what re-entry and release do. The sled store applies these inside a transaction; the
+//! Redis store's Lua scripts implement the same rules server-side (kept in step by the tests).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::envelope::Entry;
+use super::error::{Error, Result};
+use super::time::{human_duration, iso8601};
+
+/// Locks never live forever: a holder that dies must not block a file for good.
+pub const DEFAULT_LOCK_TTL_MS: u64 = 300_000;
+/// Upper bound on a TTL, to catch seconds-for-milliseconds mistakes (a year).
+pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+
+/// The record stored (as `v`) under the normalized path. Fields the legacy TypeScript plugin wrote
+/// (`sessionId`, `agentId`, `timestamp`) keep their names; unknown fields are carried along.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LockRecord {
+    pub session_id: String,
+    pub agent_id: String,
+    #[serde(default)]
+    pub path: String,
+    /// When this session was first granted the lock (epoch ms).
+    pub timestamp: i64,
+    #[serde(default)]
+    pub expires_at: i64,
+    /// Fencing token: strictly greater for every new grant of a path.
+    #[serde(default)]
+    pub token: u64,
+    /// How many times the owning session holds it (re-entrant acquire); release undoes one.
+    #[serde(default = "one")]
+    pub hold_count: u32,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Who asks for a lock, and for how long.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    pub session_id: String,
+    pub agent_id: String,
+    pub ttl_ms: u64,
+}
+
+impl LockRequest {
+    pub fn new(session_id: &str, agent_id: &str, ttl_ms: Option<u64>) -> Result<Self> {
+        check_id(session_id, "sessionId")?;
+        check_id(agent_id, "agentId")?;
+        Ok(LockRequest {
+            session_id: session_id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            ttl_ms: check_ttl(ttl_ms.unwrap_or(DEFAULT_LOCK_TTL_MS))?,
+        })
+    }
+}
+
+pub fn check_id(id: &str, what: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(format!("{what} must be a non-empty string")));
+    }
+    if id.len() > 1024 {
+        return Err(Error::invalid(format!("{what} is longer than 1024 bytes")));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid(format!("{what} must not contain a NUL byte")));
+    }
+    Ok(())
+}
+
+pub fn check_ttl(ttl_ms: u64) -> Result<u64> {
+    if ttl_ms == 0 || ttl_ms > MAX_TTL_MS {
+        return Err(Error::invalid(format!(
+            "ttlMs must be between 1 and {MAX_TTL_MS} milliseconds, got {ttl_ms}"
+        )));
+    }
+    Ok(ttl_ms)
+}
+
+/// Which locks a bulk release or a listing applies to. Empty matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct LockFilter {
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+impl LockFilter {
+    pub fn matches(&self, r: &LockRecord) -> bool {
+        self.session_id.as_ref().is_none_or(|s| *s == r.session_id)
+            && self.agent_id.as_ref().is_none_or(|a| *a == r.agent_id)
+    }
+}
+
+/// What an acquire does to one path.
+#[derive(Debug)]
+pub enum Decision {
+    /// Free (absent or expired): write a new record; the store fills in the token.
+    Grant(LockRecord),
+    /// Already ours: the same record, one more hold, expiry pushed out.
+    Reenter(LockRecord),
+    /// Someone else's, still live.
+    Refuse(Value),
+}
+
+/// Parses the value stored at a lock key; anything that is not a lock record is corrupt.
+pub fn parse_record(path: &str, entry: &Entry) -> Result<LockRecord> {
+    serde_json::from_str(entry.value.get()).map_err(|e| {
+        Error::Corrupt(format!(
+            "the record at {path:?} is not a lock record ({e}); it was left in place"
+        ))
+    })
+}
+
+pub fn decide(path: &str, existing: Option<&Entry>, req: &LockRequest, now: i64) -> Result<Decision> {
+    let expires_at = now + req.ttl_ms as i64;
+    if let Some(entry) = existing.filter(|e| e.is_live(now)) {
+        let mut rec = parse_record(path, entry)?;
+        if rec.expires_at != 0 && rec.expires_at <= now {
+            // The record says it expired even though the envelope did not: treat as free.
+        } else if rec.session_id == req.session_id {
+            rec.hold_count = rec.hold_count.saturating_add(1);
+            rec.expires_at = expires_at;
+            rec.agent_id.clone_from(&req.agent_id);
+            return Ok(Decision::Reenter(rec));
+        } else {
+            let mut holder = serde_json::to_value(&rec).unwrap_or(Value::Null);
+            if rec.expires_at == 0 {
+                // Legacy records carry no expiresAt; the envelope's x says when it goes.
+                if let (Some(x), Some(obj)) = (entry.expires_at, holder.as_object_mut()) {
+                    obj.insert("expiresAt".into(), x.into());
+                }
+            }
+            return Ok(Decision::Refuse(holder));
+        }
+    }
+    Ok(Decision::Grant(LockRecord {
+        session_id: req.session_id.clone(),
+        agent_id: req.agent_id.clone(),
+        path: path.to_owned(),
+        timestamp: now,
+        expires_at,
+        token: 0,
+        hold_count: 1,
+        extra: Map::new(),
+    }))
+}
+
+/// What a release does to one path.
+#[derive(Debug)]
+pub enum ReleaseStep {
+    /// Absent, expired, or another session's: nothing changes.
+    NotHeld,
+    /// The last hold: delete the record.
+    Delete,
+    /// One hold fewer: write this record back, expiry unchanged.
+    WriteBack(LockRecord),
+}
+
+pub fn release_step(path: &str, existing: Option<&Entry>, session_id: &str, now: i64) -> Result<ReleaseStep> {
+    let Some(entry) = existing.filter(|e| e.is_live(now)) else { return Ok(ReleaseStep::NotHeld) };
+    let mut rec = parse_record(path, entry)?;
+    if rec.session_id != session_id {
+        return Ok(ReleaseStep::NotHeld);
+    }
+    if rec.hold_count > 1 {
+        rec.hold_count -= 1;
+        Ok(ReleaseStep::WriteBack(rec))
+    } else {
+        Ok(ReleaseStep::Delete)
+    }
+}
+
+/// The error a refused acquire rejects with. The message starts with the legacy plugin's words
+/// (`File <path> is locked by another agent`) and says who holds it, since when and until when,
+/// in terms a model can act on.
+pub fn locked_error(path: &str, holder: Value, now: i64) -> Error {
+    let get_s = |k: &str| holder.get(k).and_then(Value::as_str).unwrap_or("unknown").to_owned();
+    let get_i = |k: &str| holder.get(k).and_then(Value::as_f64).map(|f| f as i64);
+    let mut message = format!(
+        "File {path} is locked by another agent: agent {} (session {})",
+        get_s("agentId"),
+        get_s("sessionId")
+    );
+    if let Some(since) = get_i("timestamp") {
+        message.push_str(&format!(
+            " has held it since {} ({} ago)",
+            iso8601(since),
+            human_duration(now - since)
+        ));
+    }
+    match get_i("expiresAt").filter(|x| *x > 0) {
+        Some(x) => message.push_str(&format!(
+            "; the lock expires in {} (at {}) unless its holder renews it",
+            human_duration(x - now),
+            iso8601(x)
+        )),
+        None => message.push_str("; the lock has no recorded expiry"),
+    }
+    message.push_str(". Work on another file, or retry later.");
+    Error::Locked { message, holder }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::envelope::{encode, Entry};
+
+    fn entry_of(rec: &LockRecord, x: Option<i64>) -> Entry {
+        Entry::decode(encode(&serde_json::to_string(rec).unwrap(), x).as_bytes()).unwrap()
+    }
+
+    fn req(s: &str) -> LockRequest {
+        LockRequest::new(s, "agent", Some(1000)).unwrap()
+    }
+
+    #[test]
+    fn free_path_is_granted() {
+        let Decision::Grant(rec) = decide("/p", None, &req("s1"), 100).unwrap() else { panic!() };
+        assert_eq!((rec.session_id.as_str(), rec.timestamp, rec.expires_at, rec.hold_count), ("s1", 100, 1100, 1));
+    }
+
+    #[test]
+    fn same_session_reenters_other_is_refused() {
+        let Decision::Grant(mut rec) = decide("/p", None, &req("s1"), 100).unwrap() else { panic!() };
+        rec.token = 7;
+        let e = entry_of(&rec, Some(1100));
+        let Decision::Reenter(again) = decide("/p", Some(&e), &req("s1"), 200).unwrap() else { panic!() };
+        assert_eq!((again.hold_count, again.token, again.timestamp, again.expires_at), (2, 7, 100, 1200));
+        let Decision::Refuse(holder) = decide("/p", Some(&e), &req("s2"), 200).unwrap() else { panic!() };
+        assert_eq!(holder["sessionId"], "s1");
+        // expired: free again
+        assert!(matches!(decide("/p", Some(&e), &req("s2"), 1100).unwrap(), Decision::Grant(_)));
+    }
+
+    #[test]
+    fn legacy_records_block_and_report_their_expiry() {
+        let e = Entry::decode(br#"{"v":{"sessionId":"old","agentId":"ts","timestamp":5},"x":5000}"#).unwrap();
+        let Decision::Refuse(holder) = decide("/p", Some(&e), &req("s2"), 10).unwrap() else { panic!() };
+        assert_eq!(holder["expiresAt"], 5000);
+        let err = locked_error("/p", holder, 10);
+        assert_eq!(err.code(), "ELOCKED");
+        assert!(err.to_string().starts_with("File /p is locked by another agent: agent ts (session old)"), "{err}");
+        assert!(err.to_string().contains("expires in 4s"), "{err}");
+    }
+
+    #[test]
+    fn non_lock_values_are_corrupt_not_overwritten() {
+        let e = Entry::decode(br#"{"v":[1,2,3]}"#).unwrap();
+        assert_eq!(decide("/p", Some(&e), &req("s"), 0).unwrap_err().code(), "ECORRUPT");
+    }
+
+    #[test]
+    fn release_steps() {
+        let Decision::Grant(mut rec) = decide("/p", None, &req("s1"), 0).unwrap() else { panic!() };
+        let e = entry_of(&rec, Some(1000));
+        assert!(matches!(release_step("/p", Some(&e), "s2", 1).unwrap(), ReleaseStep::NotHeld));
+        assert!(matches!(release_step("/p", Some(&e), "s1", 1).unwrap(), ReleaseStep::Delete));
+        rec.hold_count = 2;
+        let e = entry_of(&rec, Some(1000));
+        let ReleaseStep::WriteBack(back) = release_step("/p", Some(&e), "s1", 1).unwrap() else { panic!() };
+        assert_eq!(back.hold_count, 1);
+        assert!(matches!(release_step("/p", Some(&e), "s1", 1000).unwrap(), ReleaseStep::NotHeld));
+    }
+
+    #[test]
+    fn bad_requests() {
+        assert_eq!(LockRequest::new("", "a", None).unwrap_err().code(), "EINVAL");
+        assert_eq!(LockRequest::new("s", "a\0", None).unwrap_err().code(), "EINVAL");
+        assert_eq!(LockRequest::new("s", "a", Some(0)).unwrap_err().code(), "EINVAL");
+    }
+}

@@ -1,0 +1,11 @@
+//! Plain Rust, no napi types: lock and cache semantics, wire format, paths, configuration.
+
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod lock;
+pub mod path;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,148 @@
+//! Canonical lock keys for file paths: two spellings of one file must name one lock.
+
+use std::path::{Component, Path, PathBuf};
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::error::{Error, Result};
+
+/// PATH_MAX on Linux; longer paths cannot be opened, so they cannot be locked either.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Resolves `input` against `base_dir` (or the process's working directory), folds `.` and `..`,
+/// resolves symlinks in the longest prefix that exists, and returns it in Unicode NFC.
+/// The file itself need not exist: `/test/file.txt` stays `/test/file.txt` on Linux.
+pub fn normalize_path(input: &str, base_dir: Option<&str>) -> Result<String> {
+    check_path_text(input, "path")?;
+    let input: String = input.nfc().collect();
+    let mut joined = PathBuf::new();
+    if !Path::new(&input).is_absolute() {
+        match base_dir {
+            Some(base) => {
+                check_path_text(base, "baseDir")?;
+                if !Path::new(base).is_absolute() {
+                    return Err(Error::invalid(format!(
+                        "baseDir must be an absolute path, got {base:?}"
+                    )));
+                }
+                joined.push(base.nfc().collect::<String>());
+            }
+            None => joined.push(std::env::current_dir().map_err(|e| {
+                Error::invalid(format!(
+                    "cannot resolve the relative path {input:?}: no working directory ({e})"
+                ))
+            })?),
+        }
+    }
+    joined.push(&input);
+    let folded = fold(&joined);
+    let resolved = resolve_existing_prefix(&folded);
+    let text = resolved.to_string_lossy();
+    Ok(if text.is_ascii() {
+        text.into_owned()
+    } else {
+        // A symlink target may bring back decomposed characters.
+        text.nfc().collect()
+    })
+}
+
+fn check_path_text(p: &str, what: &str) -> Result<()> {
+    if p.is_empty() {
+        return Err(Error::invalid(format!("{what} must be a non-empty string")));
+    }
+    if p.contains('\0') {
+        return Err(Error::invalid(format!("{what} must not contain a NUL byte")));
+    }
+    if p.len() > MAX_PATH_BYTES {
+        return Err(Error::invalid(format!(
+            "{what} is {} bytes long; the limit is {MAX_PATH_BYTES}",
+            p.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Lexical folding of `.` and `..` (as `path.resolve` does); `..` at the root stays at the root.
+fn fold(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Canonicalises the longest prefix of `p` that exists and re-appends the rest.
+fn resolve_existing_prefix(p: &Path) -> PathBuf {
+    let mut prefix = p.to_path_buf();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    loop {
+        if let Ok(canon) = std::fs::canonicalize(&prefix) {
+            let mut out = canon;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (prefix.file_name().map(|n| n.to_os_string()), prefix.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                prefix = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_missing_paths_stay_as_written() {
+        assert_eq!(normalize_path("/test/file.txt", None).unwrap(), "/test/file.txt");
+        assert_eq!(normalize_path("/test/./a/../file.txt", None).unwrap(), "/test/file.txt");
+        assert_eq!(normalize_path("/../../x", None).unwrap(), "/x");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_base() {
+        assert_eq!(normalize_path("b/c.txt", Some("/nonexistent-base/a")).unwrap(), "/nonexistent-base/a/b/c.txt");
+        assert_eq!(normalize_path("../c.txt", Some("/nonexistent-base/a")).unwrap(), "/nonexistent-base/c.txt");
+        assert_eq!(normalize_path("b", Some("relative")).unwrap_err().code(), "EINVAL");
+    }
+
+    #[test]
+    fn symlinks_in_existing_prefix_are_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let canon_real = std::fs::canonicalize(&real).unwrap();
+        let via_link = normalize_path(link.join("new/file.txt").to_str().unwrap(), None).unwrap();
+        assert_eq!(via_link, canon_real.join("new/file.txt").to_str().unwrap());
+    }
+
+    #[test]
+    fn unicode_is_nfc() {
+        let decomposed = "/tmp/nonexistent-e\u{301}.txt";
+        assert_eq!(normalize_path(decomposed, None).unwrap(), "/tmp/nonexistent-\u{e9}.txt");
+    }
+
+    #[test]
+    fn bad_paths_are_einval() {
+        for bad in ["", "a\0b"] {
+            assert_eq!(normalize_path(bad, Some("/")).unwrap_err().code(), "EINVAL");
+        }
+        let huge = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(normalize_path(&huge, None).unwrap_err().code(), "EINVAL");
+    }
+}

@@ -1,0 +1,63 @@
+//! The one interface every store implements. Keys arrive un-namespaced; stores join them with
+//! the namespace into the shared wire format. Values travel as JSON text.
+
+use std::future::Future;
+
+use serde_json::Value;
+
+use super::envelope::Entry;
+use super::error::Result;
+use super::lock::{LockFilter, LockRecord, LockRequest};
+
+#[derive(Debug, Clone)]
+pub enum BatchOp {
+    Put { key: String, value_json: String, expires_at: Option<i64> },
+    Del { key: String },
+}
+
+/// One page of `entries()`: logical keys with the JSON of their values, and where to go on.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub items: Vec<(String, String)>,
+    pub cursor: Option<String>,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// `"sled"` or `"redis"`: the store that will serve the next call.
+    fn backend(&self) -> &'static str;
+
+    fn get(&self, ns: &str, key: &str) -> impl Future<Output = Result<Option<Entry>>> + Send;
+    fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> impl Future<Output = Result<()>> + Send;
+    fn del(&self, ns: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// All or nothing.
+    fn batch(&self, ns: &str, ops: &[BatchOp]) -> impl Future<Output = Result<()>> + Send;
+    /// Live entries after `cursor`, about `count` at a time; `cursor: None` in the answer ends it.
+    fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> impl Future<Output = Result<Page>> + Send;
+    fn sweep_expired(&self, ns: &str) -> impl Future<Output = Result<u64>> + Send;
+    fn clear(&self, ns: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Grants every path or none (re-entrant for the requesting session). Paths are normalized.
+    fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> impl Future<Output = Result<Vec<LockRecord>>> + Send;
+    /// Undoes one hold of `session_id`; false when that session did not hold it.
+    fn release(&self, ns: &str, path: &str, session_id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Deletes every matching lock whatever its hold count; returns how many.
+    fn release_all(&self, ns: &str, filter: &LockFilter) -> impl Future<Output = Result<u64>> + Send;
+    /// Pushes the expiry of a live lock held by `session_id` out to now + ttl; None when not held.
+    fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> impl Future<Output = Result<Option<LockRecord>>> + Send;
+    fn list_locks(&self, ns: &str, filter: &LockFilter) -> impl Future<Output = Result<Vec<LockRecord>>> + Send;
+
+    fn health(&self) -> impl Future<Output = Result<Value>> + Send;
+    /// Makes what was written durable and lets go of the store; later calls fail with ECLOSED.
+    fn close(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Polls a future once. The sled store's futures never suspend, so the binding runs them to
+/// completion inside the JS call and hands back a settled promise: no thread hop.
+pub fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}

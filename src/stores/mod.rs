@@ -1,0 +1,87 @@
+//! The stores behind `core::store::Store`, and `AnyStore`, the one type the binding holds.
+
+pub mod hybrid_store;
+pub mod redis_store;
+pub mod sled_store;
+
+use serde_json::Value;
+
+use crate::core::envelope::Entry;
+use crate::core::error::Result;
+use crate::core::lock::{LockFilter, LockRecord, LockRequest};
+use crate::core::store::{BatchOp, Page, Store};
+
+pub use hybrid_store::HybridStore;
+pub use redis_store::RedisStore;
+pub use sled_store::SledStore;
+
+pub enum AnyStore {
+    Sled(SledStore),
+    Redis(RedisStore),
+    Hybrid(HybridStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sled($s) => $call,
+            AnyStore::Redis($s) => $call,
+            AnyStore::Hybrid($s) => $call,
+        }
+    };
+}
+
+impl AnyStore {
+    /// True when every call completes synchronously (see `core::store::now_or_never`).
+    pub fn is_synchronous(&self) -> bool {
+        matches!(self, AnyStore::Sled(_))
+    }
+}
+
+impl Store for AnyStore {
+    fn backend(&self) -> &'static str {
+        dispatch!(self, s => s.backend())
+    }
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
+        dispatch!(self, s => s.get(ns, key).await)
+    }
+    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
+        dispatch!(self, s => s.set(ns, key, value_json, expires_at).await)
+    }
+    async fn del(&self, ns: &str, key: &str) -> Result<bool> {
+        dispatch!(self, s => s.del(ns, key).await)
+    }
+    async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
+        dispatch!(self, s => s.batch(ns, ops).await)
+    }
+    async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
+        dispatch!(self, s => s.scan(ns, cursor, count).await)
+    }
+    async fn sweep_expired(&self, ns: &str) -> Result<u64> {
+        dispatch!(self, s => s.sweep_expired(ns).await)
+    }
+    async fn clear(&self, ns: &str) -> Result<u64> {
+        dispatch!(self, s => s.clear(ns).await)
+    }
+    async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
+        dispatch!(self, s => s.acquire(ns, paths, req).await)
+    }
+    async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        dispatch!(self, s => s.release(ns, path, session_id).await)
+    }
+    async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
+        dispatch!(self, s => s.release_all(ns, filter).await)
+    }
+    async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
+        dispatch!(self, s => s.renew(ns, path, session_id, ttl_ms).await)
+    }
+    async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
+        dispatch!(self, s => s.list_locks(ns, filter).await)
+    }
+    async fn health(&self) -> Result<Value> {
+        dispatch!(self, s => s.health().await)
+    }
+    async fn close(&self) -> Result<()> {
+        dispatch!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,552 @@
+//! Redis: one shared `ConnectionManager` (reconnects by itself), every multi-step lock operation a
+//! Lua script run atomically on the server, every call bounded by the configured timeout.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Script, Value as RValue};
+use serde_json::{json, Value};
+
+use crate::core::config::{redact_url, RedisOptions};
+use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
+use crate::core::error::{Error, Result};
+use crate::core::lock::{locked_error, parse_record, LockFilter, LockRecord, LockRequest};
+use crate::core::store::{BatchOp, Page, Store};
+use crate::core::time::now_ms;
+
+/// Internal keys (fencing counters, session indexes) start with U+241E, which no namespaced key
+/// can start with unless its namespace does; scans skip them.
+const INTERNAL: &str = "\u{241E}ofl:";
+
+fn lock_script(body: &str) -> Script {
+    Script::new(&format!("{}\n{}", include_str!("lua/common.lua"), body))
+}
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/acquire.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/release.lua")));
+static RELEASE_SESSION: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/release_session.lua")));
+static RELEASE_IF: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/release_if.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/renew.lua")));
+static DEL_IF_EQUAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/del_if_equal.lua")));
+
+fn fence_key(ns: &str) -> String {
+    format!("{INTERNAL}fence:{ns}")
+}
+
+fn session_index_prefix(ns: &str) -> String {
+    format!("{INTERNAL}sess:{ns}\u{241F}")
+}
+
+/// SCAN MATCH treats `*?[]\` specially; a namespace may contain them.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    /// `redis 127.0.0.1:6379 db 0`: how errors name the server, never with credentials.
+    target: String,
+    command_timeout: Duration,
+    /// Set while the last attempt to talk to Redis failed at the connection level: a timeout
+    /// then means "unreachable" (EBACKEND), not "slow" (ETIMEDOUT).
+    unreachable: AtomicBool,
+    last_error: Mutex<String>,
+    closed: AtomicBool,
+    last_ok_ms: AtomicI64,
+}
+
+fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
+    if let Some(url) = &opts.url {
+        return url
+            .as_str()
+            .into_connection_info()
+            .map_err(|_| Error::invalid(format!("REDIS_URL / url is not a valid Redis URL: {}", redact_url(url))));
+    }
+    if opts.tls {
+        return Err(Error::invalid(
+            "TLS (REDIS_TLS / tls) is not built into this version yet; connect without TLS or through a TLS tunnel",
+        ));
+    }
+    let info = (opts.host.as_str(), opts.port)
+        .into_connection_info()
+        .map_err(|e| Error::invalid(format!("bad Redis host/port: {e}")))?;
+    let mut settings = info.redis_settings().clone().set_db(opts.database);
+    if let Some(u) = &opts.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &opts.password {
+        settings = settings.set_password(p);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
+fn describe(info: &ConnectionInfo) -> String {
+    let db = info.redis_settings().db();
+    match info.addr() {
+        ConnectionAddr::Tcp(h, p) => format!("redis {h}:{p} db {db}"),
+        ConnectionAddr::TcpTls { host, port, .. } => format!("redis (tls) {host}:{port} db {db}"),
+        ConnectionAddr::Unix(path) => format!("redis unix:{} db {db}", path.display()),
+        _ => format!("redis db {db}"),
+    }
+}
+
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+struct Prepared {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    target: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+}
+
+fn prepare(opts: &RedisOptions) -> Result<Prepared> {
+    for (name, v) in [("connectTimeoutMs", opts.connect_timeout_ms), ("commandTimeoutMs", opts.command_timeout_ms)] {
+        if v == 0 {
+            return Err(Error::invalid(format!("{name} must be at least 1 millisecond")));
+        }
+    }
+    let info = connection_info(opts)?;
+    let target = describe(&info);
+    let client = redis::Client::open(info).map_err(|e| Error::invalid(format!("{target}: {e}")))?;
+    let connect_timeout = Duration::from_millis(opts.connect_timeout_ms);
+    let command_timeout = Duration::from_millis(opts.command_timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(command_timeout))
+        .set_number_of_retries(opts.max_retries)
+        .set_min_delay(Duration::from_millis(opts.base_delay_ms.max(1)))
+        .set_max_delay(Duration::from_millis(opts.max_delay_ms.max(1)));
+    Ok(Prepared { client, config, target, connect_timeout, command_timeout })
+}
+
+impl RedisStore {
+    fn from_parts(conn: ConnectionManager, p: &Prepared, unreachable: Option<&Error>) -> RedisStore {
+        RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                target: p.target.clone(),
+                command_timeout: p.command_timeout,
+                unreachable: AtomicBool::new(unreachable.is_some()),
+                last_error: Mutex::new(unreachable.map(|e| e.to_string()).unwrap_or_default()),
+                closed: AtomicBool::new(false),
+                last_ok_ms: AtomicI64::new(now_ms()),
+            }),
+        }
+    }
+
+    /// Connects, failing within the connect timeout when Redis cannot be reached.
+    pub async fn connect(opts: &RedisOptions) -> Result<RedisStore> {
+        let p = prepare(opts)?;
+        let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
+        // One direct attempt first: it fails fast with the real reason (refused, wrong password)
+        // where the manager would retry with backoff until the timeout.
+        match tokio::time::timeout(p.connect_timeout, p.client.get_multiplexed_async_connection()).await {
+            Err(_) => return Err(too_slow()),
+            Ok(Err(e)) => return Err(connect_error(&p.target, &e)),
+            Ok(Ok(_)) => {}
+        }
+        let conn = tokio::time::timeout(p.connect_timeout, ConnectionManager::new_with_config(p.client.clone(), p.config.clone()))
+            .await
+            .map_err(|_| too_slow())?
+            .map_err(|e| connect_error(&p.target, &e))?;
+        Ok(Self::from_parts(conn, &p, None))
+    }
+
+    /// A store whose connection is made on first use: for a hybrid that starts while Redis is down.
+    pub fn connect_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
+        let p = prepare(opts)?;
+        let conn = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone())
+            .map_err(|e| connect_error(&p.target, &e))?;
+        Ok(Self::from_parts(conn, &p, Some(why)))
+    }
+
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    fn conn(&self) -> Result<ConnectionManager> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed(format!("the cache on {} is closed", self.inner.target)));
+        }
+        Ok(self.inner.conn.clone())
+    }
+
+    /// Runs one Redis interaction under the command timeout and maps its failure once.
+    async fn run<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        let inner = &self.inner;
+        match tokio::time::timeout(inner.command_timeout, fut).await {
+            Ok(Ok(v)) => {
+                inner.unreachable.store(false, Ordering::Relaxed);
+                inner.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if is_connection_error(&e) {
+                    inner.unreachable.store(true, Ordering::Relaxed);
+                    *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                    Err(Error::backend(format!("{} is unreachable ({what}): {e}", inner.target)))
+                } else if e.is_timeout() {
+                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
+                } else {
+                    Err(Error::backend(format!("{} failed {what}: {e}", inner.target)))
+                }
+            }
+            Err(_) if inner.unreachable.load(Ordering::Relaxed) => {
+                let last = inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(Error::backend(format!(
+                    "{} is unreachable: no answer to {what} within {} ms while reconnecting (last error: {last})",
+                    inner.target,
+                    inner.command_timeout.as_millis()
+                )))
+            }
+            Err(_) => Err(Error::Timeout(format!(
+                "{} did not answer {what} within {} ms",
+                inner.target,
+                inner.command_timeout.as_millis()
+            ))),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<Duration> {
+        let mut c = self.conn()?;
+        let t = Instant::now();
+        let _: String = self.run("PING", redis::cmd("PING").query_async(&mut c)).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Every key of a namespace (internal keys excluded), one SCAN page at a time.
+    async fn scan_keys(&self, ns: &str, cursor: u64, count: usize) -> Result<(u64, Vec<String>)> {
+        let mut c = self.conn()?;
+        let pattern = format!("{}*", glob_escape(&namespace_prefix(ns)));
+        let (next, keys): (u64, Vec<String>) = self
+            .run(
+                "SCAN",
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(count).query_async(&mut c),
+            )
+            .await?;
+        Ok((next, keys.into_iter().filter(|k| !k.starts_with(INTERNAL)).collect()))
+    }
+
+    /// Every (key, raw value) of the namespace. Lock namespaces hold thousands of keys, not
+    /// millions, so collecting them is cheaper than streaming through callbacks.
+    async fn all_entries(&self, ns: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            if !keys.is_empty() {
+                let mut c = self.conn()?;
+                let values: Vec<Option<String>> = self.run("MGET", c.mget(&keys)).await?;
+                out.extend(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))));
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn connect_error(target: &str, e: &RedisError) -> Error {
+    let text = e.to_string();
+    if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("invalid password") || text.contains("invalid username-password") {
+        Error::backend(format!("{target} refused the credentials (check REDIS_USERNAME / REDIS_PASSWORD)"))
+    } else {
+        Error::backend(format!("cannot connect to {target}: {text}"))
+    }
+}
+
+fn px_for(expires_at: i64, now: i64) -> i64 {
+    (expires_at - now).max(1)
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
+        validate_key(key)?;
+        let k = storage_key(ns, key);
+        let mut c = self.conn()?;
+        let raw: Option<String> = self.run("GET", c.get(&k)).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let entry = Entry::decode_stored(&k, raw.as_bytes())?;
+        Ok(entry.is_live(now_ms()).then_some(entry))
+    }
+
+    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
+        validate_key(key)?;
+        let k = storage_key(ns, key);
+        let v = encode(value_json, expires_at);
+        let mut c = self.conn()?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&k).arg(v);
+        if let Some(x) = expires_at {
+            cmd.arg("PX").arg(px_for(x, now_ms()));
+        }
+        let _: () = self.run("SET", cmd.query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    async fn del(&self, ns: &str, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        let mut c = self.conn()?;
+        let n: i64 = self.run("DEL", c.del(storage_key(ns, key))).await?;
+        Ok(n > 0)
+    }
+
+    async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for op in ops {
+            match op {
+                BatchOp::Put { key, value_json, expires_at } => {
+                    validate_key(key)?;
+                    let cmd = pipe.cmd("SET").arg(storage_key(ns, key)).arg(encode(value_json, *expires_at));
+                    if let Some(x) = expires_at {
+                        cmd.arg("PX").arg(px_for(*x, now));
+                    }
+                    cmd.ignore();
+                }
+                BatchOp::Del { key } => {
+                    validate_key(key)?;
+                    pipe.cmd("DEL").arg(storage_key(ns, key)).ignore();
+                }
+            }
+        }
+        let mut c = self.conn()?;
+        let _: () = self.run("MULTI/EXEC batch", pipe.query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
+        let start: u64 = match cursor {
+            None => 0,
+            Some(c) => c.parse().map_err(|_| Error::invalid("bad entries() cursor"))?,
+        };
+        let (next, keys) = self.scan_keys(ns, start, count.max(1)).await?;
+        let prefix_len = namespace_prefix(ns).len();
+        let mut page = Page { items: Vec::new(), cursor: (next != 0).then(|| next.to_string()) };
+        if keys.is_empty() {
+            return Ok(page);
+        }
+        let mut c = self.conn()?;
+        let values: Vec<Option<String>> = self.run("MGET", c.mget(&keys)).await?;
+        let now = now_ms();
+        for (k, v) in keys.into_iter().zip(values) {
+            if let Some(entry) = v.and_then(|v| Entry::decode(v.as_bytes()).ok()).filter(|e| e.is_live(now)) {
+                page.items.push((k[prefix_len..].to_owned(), entry.value.get().to_owned()));
+            }
+        }
+        Ok(page)
+    }
+
+    async fn sweep_expired(&self, ns: &str) -> Result<u64> {
+        let now = now_ms();
+        let mut n = 0;
+        for (k, v) in self.all_entries(ns).await? {
+            if matches!(Entry::decode(v.as_bytes()), Ok(e) if !e.is_live(now)) {
+                let mut c = self.conn()?;
+                let d: i64 = self.run("sweep", DEL_IF_EQUAL.key(&k).arg(&v).invoke_async(&mut c)).await?;
+                n += d as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn clear(&self, ns: &str) -> Result<u64> {
+        let mut n = 0;
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            if !keys.is_empty() {
+                let mut c = self.conn()?;
+                let d: i64 = self.run("DEL", c.del(&keys)).await?;
+                n += d as u64;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(n)
+    }
+
+    async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
+        let now = now_ms();
+        let mut inv = ACQUIRE.prepare_invoke();
+        for p in paths {
+            inv.key(storage_key(ns, p));
+        }
+        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id));
+        inv.arg(&req.session_id).arg(&req.agent_id).arg(now).arg(req.ttl_ms);
+        for p in paths {
+            inv.arg(p);
+        }
+        let mut c = self.conn()?;
+        let reply: Vec<String> = self.run("acquire", inv.invoke_async(&mut c)).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => reply[1..]
+                .iter()
+                .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
+                .collect(),
+            Some("locked") if reply.len() == 3 => {
+                let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
+                Err(locked_error(&reply[1], holder, now))
+            }
+            Some("corrupt") if reply.len() == 2 => Err(Error::Corrupt(format!(
+                "the record at {:?} is not a lock record; it was left in place",
+                reply[1]
+            ))),
+            _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
+        }
+    }
+
+    async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        let mut c = self.conn()?;
+        let r: i64 = self
+            .run(
+                "release",
+                RELEASE
+                    .key(storage_key(ns, path))
+                    .key(format!("{}{session_id}", session_index_prefix(ns)))
+                    .arg(session_id)
+                    .arg(now_ms())
+                    .arg(path)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        match r {
+            -1 => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+            r => Ok(r == 1),
+        }
+    }
+
+    async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
+        let agent = filter.agent_id.as_deref().unwrap_or("");
+        if let Some(sid) = &filter.session_id {
+            // One round trip, whatever the number of locks: the session index names them.
+            let mut c = self.conn()?;
+            let n: i64 = self
+                .run(
+                    "releaseAll",
+                    RELEASE_SESSION
+                        .key(format!("{}{sid}", session_index_prefix(ns)))
+                        .arg(namespace_prefix(ns))
+                        .arg(sid)
+                        .arg(agent)
+                        .arg(now_ms())
+                        .invoke_async(&mut c),
+                )
+                .await?;
+            return Ok(n as u64);
+        }
+        let prefix_len = namespace_prefix(ns).len();
+        let now = now_ms();
+        let mut n = 0;
+        for (k, v) in self.all_entries(ns).await? {
+            let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
+            let Ok(rec) = parse_record(&k, &entry) else { continue };
+            if entry.is_live(now) && filter.matches(&rec) {
+                let mut c = self.conn()?;
+                let d: i64 = self
+                    .run(
+                        "releaseAll",
+                        RELEASE_IF
+                            .key(&k)
+                            .arg("")
+                            .arg(agent)
+                            .arg(now)
+                            .arg(session_index_prefix(ns))
+                            .arg(&k[prefix_len..])
+                            .invoke_async(&mut c),
+                    )
+                    .await?;
+                n += d as u64;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
+        let mut c = self.conn()?;
+        let r: RValue = self
+            .run(
+                "renew",
+                RENEW
+                    .key(storage_key(ns, path))
+                    .key(format!("{}{session_id}", session_index_prefix(ns)))
+                    .arg(session_id)
+                    .arg(now_ms())
+                    .arg(ttl_ms)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        match r {
+            RValue::BulkString(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::backend(format!("renew returned a bad record: {e}"))),
+            RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for (k, v) in self.all_entries(ns).await? {
+            let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
+            let Ok(rec) = parse_record(&k, &entry) else { continue };
+            if entry.is_live(now) && (rec.expires_at == 0 || rec.expires_at > now) && filter.matches(&rec) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn health(&self) -> Result<Value> {
+        let latency = self.ping().await?;
+        let mut c = self.conn()?;
+        let info: String = self.run("INFO memory", redis::cmd("INFO").arg("memory").query_async(&mut c)).await?;
+        let used_memory = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let keys: i64 = self.run("DBSIZE", redis::cmd("DBSIZE").query_async(&mut c)).await?;
+        Ok(json!({
+            "backend": "redis",
+            "healthy": true,
+            "connected": true,
+            "server": self.inner.target,
+            "latencyMs": latency.as_secs_f64() * 1000.0,
+            "usedMemoryBytes": used_memory,
+            "keyCount": keys,
+        }))
+    }
+
+    async fn close(&self) -> Result<()> {
+        // The connection closes when the last clone of the manager is dropped.
+        self.inner.closed.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
