@@ -1,0 +1,218 @@
+'use strict'
+// The level-cache `Cache<T>` contract over a native store. Sled calls run inside the call (the
+// promise is already settled); Redis and hybrid calls are native async.
+const native = require('../index.js')
+const { fromNative, invalid } = require('./errors.js')
+const check = require('./check.js')
+
+const PAGE = 256
+
+class Cache {
+  /** @param {import('../index').NativeCache} handle */
+  constructor(handle) {
+    this._n = handle
+    this._sync = handle.isSync
+  }
+
+  /** Calls native method `name` (its `Sync` twin on sled) and maps errors to FileLockError. */
+  async _call(name, ...args) {
+    try {
+      return this._sync ? this._n[`${name}Sync`](...args) : await this._n[name](...args)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  get namespace() {
+    return this._n.namespace
+  }
+
+  async get(key) {
+    const text = await this._call('get', check.str(key, 'key'))
+    return text == null ? undefined : JSON.parse(text)
+  }
+
+  async has(key) {
+    return (await this.get(key)) !== undefined
+  }
+
+  async set(key, value, opts) {
+    check.str(key, 'key')
+    const text = check.json(value, `the value for ${JSON.stringify(key)}`)
+    const ttlMs = check.optMs(check.obj(opts, 'options').ttlMs, 'ttlMs')
+    await this._call('set', key, text, ttlMs)
+  }
+
+  async del(key) {
+    return this._call('del', check.str(key, 'key'))
+  }
+
+  async batch(ops) {
+    if (!Array.isArray(ops)) throw invalid('batch() takes an array of {type, key, value?, ttlMs?}')
+    const mapped = ops.map((op, i) => {
+      check.obj(op, `batch op ${i}`)
+      const key = check.str(op.key, `batch op ${i} key`)
+      if (op.type === 'del') return { kind: 'del', key }
+      if (op.type !== 'put') throw invalid(`batch op ${i} type must be 'put' or 'del', got ${JSON.stringify(op.type)}`)
+      return { kind: 'put', key, valueJson: check.json(op.value, `batch op ${i} value`), ttlMs: check.optMs(op.ttlMs, `batch op ${i} ttlMs`) }
+    })
+    await this._call('batch', mapped)
+  }
+
+  /** Live entries as [key, value], in pages; `limit` caps how many are yielded. */
+  async *entries(opts) {
+    const limit = check.obj(opts, 'options').limit
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw invalid('limit must be a whole number >= 0')
+    let cursor = null
+    let n = 0
+    do {
+      const page = await this._call('scan', cursor, PAGE)
+      for (let i = 0; i < page.keys.length; i++) {
+        if (limit !== undefined && n >= limit) return
+        n++
+        yield [page.keys[i], JSON.parse(page.valuesJson[i])]
+      }
+      cursor = page.cursor
+    } while (cursor != null)
+  }
+
+  /** Deletes expired entries of this namespace; returns how many. */
+  async sweepExpired() {
+    return this._call('sweepExpired')
+  }
+
+  /** Deletes every entry of this namespace; returns how many. */
+  async clear() {
+    return this._call('clear')
+  }
+
+  withNamespace(ns) {
+    if (typeof ns !== 'string') throw invalid('withNamespace() takes a string')
+    let handle
+    try {
+      handle = this._n.withNamespace(ns)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return new this.constructor(handle)
+  }
+
+  /** Backend-specific health: Redis latency, memory and key count; sled folder size and records. */
+  async healthCheck() {
+    return JSON.parse(await this._call('health'))
+  }
+
+  /** Flushes and lets go of the store (for every namespace view of it). Later calls: ECLOSED. */
+  async close() {
+    await this._call('close')
+  }
+}
+
+class SledCache extends Cache {
+  /** @param {{path: string, namespace?: string, defaultTtlMs?: number}} opts */
+  static async open(opts) {
+    const o = check.obj(opts, 'SledCache.open options')
+    const path = check.str(o.path, 'path')
+    try {
+      return new SledCache(native.openSled(path, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+}
+
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs']
+
+function redisOptions(o) {
+  const out = {}
+  for (const k of REDIS_KEYS) if (o[k] !== undefined && o[k] !== null) out[k] = o[k]
+  for (const k of ['url', 'host', 'username', 'password']) if (k in out) check.str(out[k], k)
+  for (const k of ['port', 'database', 'maxRetries']) {
+    if (k in out && (!Number.isInteger(out[k]) || out[k] < 0)) throw invalid(`${k} must be a whole number >= 0`)
+  }
+  for (const k of ['connectTimeoutMs', 'commandTimeoutMs', 'baseDelayMs', 'maxDelayMs']) check.optMs(out[k], k)
+  if ('tls' in out && typeof out.tls !== 'boolean') throw invalid('tls must be true or false')
+  return out
+}
+
+class RedisCache extends Cache {
+  /** @param {object} opts url | host/port/username/password/database/tls, namespace, defaultTtlMs, timeouts */
+  static async connect(opts) {
+    const o = check.obj(opts, 'RedisCache.connect options')
+    const r = redisOptions(o)
+    try {
+      return new RedisCache(await native.connectRedis(r, check.optStr(o.namespace, 'namespace') ?? o.namespace, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+}
+
+class HybridCache extends Cache {
+  /** @param {{redis: object, sledPath: string, namespace?: string, defaultTtlMs?: number, failMode?: 'open'|'closed', recheckMs?: number, debug?: boolean}} opts */
+  static async open(opts) {
+    const o = check.obj(opts, 'HybridCache.open options')
+    const r = redisOptions(check.obj(o.redis, 'redis'))
+    const hybrid = {
+      sledPath: check.str(o.sledPath, 'sledPath'),
+      failMode: check.optStr(o.failMode, 'failMode'),
+      recheckMs: check.optMs(o.recheckMs, 'recheckMs'),
+      debug: o.debug === undefined ? undefined : Boolean(o.debug),
+    }
+    try {
+      return new HybridCache(await native.openHybrid(r, hybrid, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** 'redis' or 'sled': which store serves calls now. */
+  currentBackend() {
+    return this._n.currentBackend()
+  }
+}
+
+const ENV_KEYS = [
+  'FILE_LOCK_CACHE_BACKEND', 'FILE_LOCK_PATH', 'FILE_LOCK_NAMESPACE', 'FILE_LOCK_TTL_MS', 'FILE_LOCK_FAIL_MODE',
+  'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_USERNAME', 'REDIS_DATABASE', 'REDIS_TLS',
+  'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY',
+  'DEBUG_FILE_LOCK_CACHE', 'XDG_STATE_HOME', 'HOME', 'USERPROFILE', 'TMPDIR',
+]
+
+/** The configuration the environment describes (a bad variable is EINVAL naming it). */
+function configFromEnv(env = process.env) {
+  const picked = {}
+  for (const k of ENV_KEYS) if (typeof env[k] === 'string') picked[k] = env[k]
+  try {
+    return native.configFromEnv(picked)
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/**
+ * Opens the cache the environment asks for (FILE_LOCK_CACHE_BACKEND etc.); `overrides` win:
+ * {backend?, path?, namespace?, defaultTtlMs?, failMode?, redis?: {...}, env?}.
+ */
+async function openCache(overrides) {
+  const o = check.obj(overrides, 'openCache options')
+  const c = configFromEnv(o.env ?? process.env)
+  const backend = o.backend ?? c.backend
+  const namespace = o.namespace ?? c.namespace
+  const defaultTtlMs = o.defaultTtlMs ?? c.ttlMs
+  const redis = { ...c.redis, ...check.obj(o.redis, 'redis') }
+  if (redis.url) for (const k of ['host', 'port']) if (!(o.redis && k in o.redis)) delete redis[k]
+  switch (backend) {
+    case 'sled':
+    case 'leveldb':
+      return SledCache.open({ path: o.path ?? c.sledPath, namespace, defaultTtlMs })
+    case 'redis':
+      return RedisCache.connect({ ...redis, namespace, defaultTtlMs })
+    case 'hybrid':
+      return HybridCache.open({ redis, sledPath: o.path ?? c.sledPath, namespace, defaultTtlMs, failMode: o.failMode ?? c.failMode, debug: c.debug })
+    default:
+      throw invalid(`backend must be 'sled', 'redis' or 'hybrid', got ${JSON.stringify(backend)}`)
+  }
+}
+
+module.exports = { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv }

@@ -1,0 +1,46 @@
+'use strict'
+// Argument checks shared by the cache and lock functions: a wrong type is EINVAL, said plainly.
+const { invalid } = require('./errors.js')
+
+function str(v, name) {
+  if (typeof v !== 'string' || v.length === 0) throw invalid(`${name} must be a non-empty string, got ${describe(v)}`)
+  return v
+}
+
+function optStr(v, name) {
+  return v === undefined || v === null ? undefined : str(v, name)
+}
+
+function optMs(v, name) {
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+    throw invalid(`${name} must be a whole number of milliseconds >= 1, got ${describe(v)}`)
+  }
+  return v
+}
+
+function obj(v, name) {
+  if (v === undefined || v === null) return {}
+  if (typeof v !== 'object' || Array.isArray(v)) throw invalid(`${name} must be an object, got ${describe(v)}`)
+  return v
+}
+
+function json(value, what) {
+  let text
+  try {
+    text = JSON.stringify(value)
+  } catch (e) {
+    throw invalid(`${what} cannot be stored as JSON: ${e.message}`)
+  }
+  if (text === undefined) throw invalid(`${what} cannot be stored as JSON (got ${describe(value)})`)
+  return text
+}
+
+function describe(v) {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v)
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
+}
+
+module.exports = { str, optStr, optMs, obj, json }

@@ -1,0 +1,23 @@
+'use strict'
+// Public entry point: caches, locks and typed errors over the native addon.
+const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = require('./cache.js')
+const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, getLock, listLocks } = require('./locks.js')
+const { FileLockError } = require('./errors.js')
+
+module.exports = {
+  Cache,
+  SledCache,
+  RedisCache,
+  HybridCache,
+  openCache,
+  configFromEnv,
+  normalizePath,
+  acquireLock,
+  acquireLocks,
+  releaseLock,
+  releaseAllLocks,
+  renewLock,
+  getLock,
+  listLocks,
+  FileLockError,
+}

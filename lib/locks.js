@@ -1,0 +1,83 @@
+'use strict'
+// File locks stored through a Cache: the record lives at the normalized path, so
+// `cache.get(path)` returns {sessionId, agentId, path, timestamp, expiresAt, token, holdCount}.
+// Each function is one native call: normalization, the atomic store operation and the record.
+const native = require('../index.js')
+const { Cache } = require('./cache.js')
+const { fromNative, invalid } = require('./errors.js')
+const check = require('./check.js')
+
+function cacheOf(cache) {
+  if (!(cache instanceof Cache)) throw invalid('cache must be a RedisCache, SledCache or HybridCache (from this package)')
+  return cache
+}
+
+/** The canonical form of a path, as locks key it. */
+function normalizePath(filePath, baseDir) {
+  check.str(filePath, 'filePath')
+  try {
+    return native.normalizePath(filePath, check.optStr(baseDir, 'baseDir'))
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/**
+ * Locks `filePath` for `sessionId` (re-entrant for that session). Resolves to the normalized path;
+ * rejects with code ELOCKED (and `err.holder`) when another session holds it.
+ */
+async function acquireLock(filePath, agentId, sessionId, cache, opts) {
+  const [path] = await acquireLocks([check.str(filePath, 'filePath')], agentId, sessionId, cache, opts)
+  return path
+}
+
+/** Locks every path or none. Resolves to the normalized paths (duplicates folded). */
+async function acquireLocks(filePaths, agentId, sessionId, cache, opts) {
+  if (!Array.isArray(filePaths) || filePaths.length === 0) throw invalid('filePaths must be a non-empty array of strings')
+  filePaths.forEach((p, i) => check.str(p, `filePaths[${i}]`))
+  check.str(agentId, 'agentId')
+  check.str(sessionId, 'sessionId')
+  const c = cacheOf(cache)
+  const o = check.obj(opts, 'options')
+  const records = JSON.parse(await c._call('acquire', filePaths, agentId, sessionId, check.optMs(o.ttlMs, 'ttlMs'), check.optStr(o.baseDir, 'baseDir')))
+  return records.map((r) => r.path)
+}
+
+/** Undoes one hold of `sessionId`. False when that session does not hold the lock. */
+async function releaseLock(normalizedPath, sessionId, cache) {
+  return cacheOf(cache)._call('release', check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'))
+}
+
+/** Deletes every lock of a session and/or agent, whatever its hold count. Returns how many. */
+async function releaseAllLocks(filter, cache) {
+  const f = check.obj(filter, 'filter')
+  const sessionId = check.optStr(f.sessionId, 'sessionId')
+  const agentId = check.optStr(f.agentId, 'agentId')
+  if (!sessionId && !agentId) throw invalid('releaseAllLocks needs {sessionId} and/or {agentId}; to drop every entry use cache.clear()')
+  return cacheOf(cache)._call('releaseAll', sessionId, agentId)
+}
+
+/** Extends a lock the session holds to now + ttlMs. Resolves to the record, or undefined if not held. */
+async function renewLock(normalizedPath, sessionId, cache, opts) {
+  const c = cacheOf(cache)
+  const ttlMs = check.optMs(check.obj(opts, 'options').ttlMs, 'ttlMs')
+  const text = await c._call('renew', check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'), ttlMs)
+  return text == null ? undefined : JSON.parse(text)[0]
+}
+
+/** The live lock record for a path, or undefined. */
+async function getLock(filePath, cache, opts) {
+  const c = cacheOf(cache)
+  const path = normalizePath(filePath, check.obj(opts, 'options').baseDir)
+  const rec = await c.get(path)
+  return rec && typeof rec === 'object' && typeof rec.sessionId === 'string' ? rec : undefined
+}
+
+/** Live locks, optionally only a session's or an agent's. */
+async function listLocks(cache, filter) {
+  const c = cacheOf(cache)
+  const f = check.obj(filter, 'filter')
+  return JSON.parse(await c._call('listLocks', check.optStr(f.sessionId, 'sessionId'), check.optStr(f.agentId, 'agentId')))
+}
+
+module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, getLock, listLocks }
