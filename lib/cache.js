@@ -50,7 +50,7 @@ class Cache {
   async batch(ops) {
     if (!Array.isArray(ops)) throw invalid('batch() takes an array of {type, key, value?, ttlMs?}')
     const mapped = ops.map((op, i) => {
-      check.obj(op, `batch op ${i}`)
+      if (op === null || typeof op !== 'object') throw invalid(`batch op ${i} must be an object {type, key, value?, ttlMs?}`)
       const key = check.str(op.key, `batch op ${i} key`)
       if (op.type === 'del') return { kind: 'del', key }
       if (op.type !== 'put') throw invalid(`batch op ${i} type must be 'put' or 'del', got ${JSON.stringify(op.type)}`)

@@ -199,12 +199,12 @@ impl RedisStore {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                if is_connection_error(&e) {
+                if e.is_timeout() {
+                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
+                } else if is_connection_error(&e) {
                     inner.unreachable.store(true, Ordering::Relaxed);
                     *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
                     Err(Error::backend(format!("{} is unreachable ({what}): {e}", inner.target)))
-                } else if e.is_timeout() {
-                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
                 } else {
                     Err(Error::backend(format!("{} failed {what}: {e}", inner.target)))
                 }

@@ -1,0 +1,36 @@
+// The same tests run on every backend: `openOn` opens a fresh, empty cache on one of them.
+// Call `useRedis()` inside a describe block: it starts one redis-server for the file's tests.
+import { afterAll, beforeAll } from 'vitest'
+import { SledCache, RedisCache, HybridCache, type Cache } from '../../lib/index.js'
+import { startRedis, type RedisServer } from './redis-server'
+import { tmpDir } from './tmp'
+
+export const BACKENDS = ['sled', 'redis', 'hybrid'] as const
+export type BackendName = (typeof BACKENDS)[number]
+
+let redis: RedisServer | undefined
+let n = 0
+
+export function useRedis(extra: string[] = []) {
+  beforeAll(async () => {
+    redis = await startRedis(extra)
+  })
+  afterAll(async () => {
+    await redis?.stop()
+    redis = undefined
+  })
+  return () => redis!
+}
+
+export function openOn(name: BackendName, o: { namespace?: string; defaultTtlMs?: number } = {}): Promise<Cache> {
+  // a fresh namespace per cache keeps tests on the shared Redis apart
+  const namespace = `${o.namespace ?? 'locks'}-${++n}`
+  switch (name) {
+    case 'sled':
+      return SledCache.open({ path: tmpDir('ofl-sled-'), ...o, namespace })
+    case 'redis':
+      return RedisCache.connect({ port: redis!.port, commandTimeoutMs: 2000, ...o, namespace })
+    case 'hybrid':
+      return HybridCache.open({ redis: { port: redis!.port, commandTimeoutMs: 2000 }, sledPath: tmpDir('ofl-hybrid-'), ...o, namespace })
+  }
+}
