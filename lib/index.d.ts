@@ -1,0 +1,130 @@
+// Public typings of opencode-file-lock (the generated ../index.d.ts types the raw binding).
+
+export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED'
+
+/** Every error this package raises. `holder` is set for ELOCKED. */
+export declare class FileLockError extends Error {
+  name: 'FileLockError'
+  code: ErrorCode
+  holder?: LockRecord
+}
+
+/** The record stored (as `v`) under the normalized path of a locked file. */
+export interface LockRecord {
+  sessionId: string
+  agentId: string
+  path: string
+  /** When this session was first granted the lock (epoch ms). */
+  timestamp: number
+  expiresAt: number
+  /** Fencing token: strictly greater for every new grant of a path. */
+  token: number
+  /** How many times the owning session holds it (re-entrant acquire). */
+  holdCount: number
+  [extra: string]: unknown
+}
+
+export type BatchOp<T> = { type: 'put'; key: string; value: T; ttlMs?: number } | { type: 'del'; key: string }
+
+/** The level-cache `Cache<T>` contract. */
+export declare class Cache<T = any> {
+  readonly namespace: string
+  /** The value, or `undefined` (never `null`) when missing or expired. */
+  get(key: string): Promise<T | undefined>
+  has(key: string): Promise<boolean>
+  set(key: string, value: T, opts?: { ttlMs?: number }): Promise<void>
+  /** True when something was deleted. */
+  del(key: string): Promise<boolean>
+  /** All or nothing. */
+  batch(ops: ReadonlyArray<BatchOp<T>>): Promise<void>
+  entries(opts?: { limit?: number }): AsyncIterableIterator<[string, T]>
+  /** Deletes expired entries of this namespace; returns how many. */
+  sweepExpired(): Promise<number>
+  /** A view of the same store under `${namespace}/${ns}`. */
+  withNamespace(ns: string): this
+  /** Deletes every entry of this namespace; returns how many. */
+  clear(): Promise<number>
+  healthCheck(): Promise<Record<string, unknown> & { healthy: boolean }>
+  /** Flushes and lets go of the store, for every namespace view of it. Later calls: ECLOSED. */
+  close(): Promise<void>
+}
+
+export interface RedisOptions {
+  /** redis://[user:password@]host:port/db; wins over host/port/... */
+  url?: string
+  host?: string
+  port?: number
+  username?: string
+  password?: string
+  database?: number
+  /** Not built yet: true fails with EINVAL. */
+  tls?: boolean
+  connectTimeoutMs?: number
+  commandTimeoutMs?: number
+  maxRetries?: number
+  baseDelayMs?: number
+  maxDelayMs?: number
+}
+
+export declare class SledCache<T = any> extends Cache<T> {
+  static open<T = any>(opts: { path: string; namespace?: string; defaultTtlMs?: number }): Promise<SledCache<T>>
+}
+
+export declare class RedisCache<T = any> extends Cache<T> {
+  static connect<T = any>(opts?: RedisOptions & { namespace?: string; defaultTtlMs?: number }): Promise<RedisCache<T>>
+}
+
+export declare class HybridCache<T = any> extends Cache<T> {
+  static open<T = any>(opts: {
+    redis: RedisOptions
+    sledPath: string
+    namespace?: string
+    defaultTtlMs?: number
+    /** 'open' (default): serve from sled while Redis is down. 'closed': refuse. */
+    failMode?: 'open' | 'closed'
+    /** How often Redis is probed while sled serves (default 1000). */
+    recheckMs?: number
+    debug?: boolean
+  }): Promise<HybridCache<T>>
+  currentBackend(): 'redis' | 'sled'
+}
+
+export interface EnvConfig {
+  backend: 'sled' | 'redis' | 'hybrid'
+  sledPath: string
+  namespace: string
+  ttlMs: number
+  failMode: 'open' | 'closed'
+  debug: boolean
+  redis: RedisOptions
+}
+
+/** The configuration FILE_LOCK_* / REDIS_* describe; a bad value is EINVAL naming the variable. */
+export declare function configFromEnv(env?: Record<string, string | undefined>): EnvConfig
+
+/** Opens the cache the environment asks for; the overrides win. */
+export declare function openCache(overrides?: {
+  backend?: 'sled' | 'redis' | 'hybrid' | 'leveldb'
+  path?: string
+  namespace?: string
+  defaultTtlMs?: number
+  failMode?: 'open' | 'closed'
+  redis?: RedisOptions
+  env?: Record<string, string | undefined>
+}): Promise<Cache<LockRecord>>
+
+export interface AcquireOptions {
+  /** Lock lifetime; default the cache's defaultTtlMs, else 300000. */
+  ttlMs?: number
+  /** Relative paths resolve against this (absolute) folder; default process.cwd(). */
+  baseDir?: string
+}
+
+export declare function normalizePath(filePath: string, baseDir?: string): string
+export declare function acquireLock(filePath: string, agentId: string, sessionId: string, cache: Cache, opts?: AcquireOptions): Promise<string>
+export declare function acquireLocks(filePaths: string[], agentId: string, sessionId: string, cache: Cache, opts?: AcquireOptions): Promise<string[]>
+export declare function releaseLock(normalizedPath: string, sessionId: string, cache: Cache): Promise<boolean>
+export declare function releaseAllLocks(filter: { sessionId?: string; agentId?: string }, cache: Cache): Promise<number>
+export declare function renewLock(normalizedPath: string, sessionId: string, cache: Cache, opts?: { ttlMs?: number }): Promise<LockRecord | undefined>
+export declare function getLock(filePath: string, cache: Cache, opts?: { baseDir?: string }): Promise<LockRecord | undefined>
+export declare function listLocks(cache: Cache, filter?: { sessionId?: string; agentId?: string }): Promise<LockRecord[]>
