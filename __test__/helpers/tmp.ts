@@ -3,8 +3,18 @@ import os from 'node:os'
 import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 
+const made: string[] = []
+
+/** Removes every folder tmpDir() made (run after each test file by helpers/setup.ts). */
+export function removeTmpDirs() {
+  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+}
+
+/** A fresh folder under the OS temp dir, removed after the test file. */
 export function tmpDir(prefix = 'ofl-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  made.push(d)
+  return d
 }
 
 /** Raw access to Redis through redis-cli, as the legacy TypeScript caches saw it. */
