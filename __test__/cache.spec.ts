@@ -1,20 +1,11 @@
 // The level-cache Cache<T> contract, on every backend.
-import { afterEach, describe, expect, it } from 'vitest'
-import type { Cache } from '../lib/index.js'
-import { BACKENDS, openOn, useRedis } from './helpers/backends'
+import { describe, expect, it } from 'vitest'
+import { BACKENDS, cachesOn, openOn, useRedis } from './helpers/backends'
 import { sleep } from './helpers/tmp'
 
 describe.each(BACKENDS)('Cache on %s', (backend) => {
   useRedis()
-  const opened: Cache[] = []
-  const open = async (o?: { defaultTtlMs?: number }) => {
-    const c = await openOn(backend, o)
-    opened.push(c)
-    return c
-  }
-  afterEach(async () => {
-    for (const c of opened.splice(0)) await c.close()
-  })
+  const open = cachesOn(backend)
 
   it('stores and retrieves lock records (seed test)', async () => {
     const cache = await open({ defaultTtlMs: 5000 })

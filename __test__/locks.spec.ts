@@ -1,22 +1,14 @@
 // Lock semantics on every backend: the seed guide's lock-operation tests and more.
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
-  acquireLock, acquireLocks, getLock, listLocks, normalizePath, releaseAllLocks, releaseLock, renewLock, type Cache,
+  acquireLock, acquireLocks, getLock, listLocks, normalizePath, releaseAllLocks, releaseLock, renewLock
 } from '../lib/index.js'
-import { BACKENDS, openOn, useRedis } from './helpers/backends'
+import { BACKENDS, cachesOn, useRedis } from './helpers/backends'
 import { sleep } from './helpers/tmp'
 
 describe.each(BACKENDS)('locks on %s', (backend) => {
   useRedis()
-  const opened: Cache[] = []
-  const open = async (o?: { defaultTtlMs?: number }) => {
-    const c = await openOn(backend, o)
-    opened.push(c)
-    return c
-  }
-  afterEach(async () => {
-    for (const c of opened.splice(0)) await c.close()
-  })
+  const open = cachesOn(backend)
 
   it('acquires a lock and stores the record under the normalized path (seed test)', async () => {
     const cache = await open({ defaultTtlMs: 5000 })

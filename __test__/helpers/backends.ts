@@ -1,6 +1,6 @@
 // The same tests run on every backend: `openOn` opens a fresh, empty cache on one of them.
 // Call `useRedis()` inside a describe block: it starts one redis-server for the file's tests.
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import { SledCache, RedisCache, HybridCache, type Cache } from '../../lib/index.js'
 import { startRedis, type RedisServer } from './redis-server'
 import { tmpDir } from './tmp'
@@ -32,5 +32,18 @@ export function openOn(name: BackendName, o: { namespace?: string; defaultTtlMs?
       return RedisCache.connect({ port: redis!.port, commandTimeoutMs: 2000, ...o, namespace })
     case 'hybrid':
       return HybridCache.open({ redis: { port: redis!.port, commandTimeoutMs: 2000 }, sledPath: tmpDir('ofl-hybrid-'), ...o, namespace })
+  }
+}
+
+/** An opener for fresh caches on `name`; every cache it opened is closed after each test. */
+export function cachesOn(name: BackendName) {
+  const opened: Cache[] = []
+  afterEach(async () => {
+    for (const c of opened.splice(0)) await c.close()
+  })
+  return async (o?: { namespace?: string; defaultTtlMs?: number }) => {
+    const c = await openOn(name, o)
+    opened.push(c)
+    return c
   }
 }
