@@ -1,0 +1,164 @@
+// End-to-end: the plugin inside the real opencode binary (opencode-ai, pinned), driven by a
+// scripted fake model on 127.0.0.1, on sled and on Redis. A test tool (slow_write) holds a lock
+// until the test opens its gate, so every race here is decided by the test, not by timing.
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { acquireLock, listLocks, RedisCache, releaseLock } from '../../lib/index.js'
+import { startRedis, type RedisServer } from '../helpers/redis-server'
+import { tmpDir } from '../helpers/tmp'
+import { makeProject, run, serve, startHarness, toolResults, waitForGate, type Harness } from './opencode'
+
+// each opencode start takes seconds; a slow CI machine gets room
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 180_000 })
+
+const LOCKED = /File .* is locked by another agent: agent .* \(session ses_[^)]+\) has held it since .* the lock expires in/
+
+const script = (...lines: string[]) => ['scripted turn', ...lines].join('\n')
+const write = (file: string, content: string) => `CALL write ${JSON.stringify({ filePath: file, content })}`
+const slowWrite = (file: string, content: string) => `CALL slow_write ${JSON.stringify({ filePath: file, content })}`
+const read = (dir: string, file: string) => (fs.existsSync(path.join(dir, file)) ? fs.readFileSync(path.join(dir, file), 'utf8') : undefined)
+
+let h: Harness
+let redis: RedisServer
+let cache: RedisCache // the test's own view of the Redis lock store
+const redisEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_HOST: '127.0.0.1', REDIS_PORT: String(redis.port), FILE_LOCK_NAMESPACE: 'locks' })
+const sledEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-e2e-sled-') })
+
+beforeAll(async () => {
+  ;[h, redis] = await Promise.all([startHarness(), startRedis()])
+  cache = await RedisCache.connect({ port: redis.port, namespace: 'locks' })
+}, 120_000)
+
+afterAll(async () => {
+  await cache?.close()
+  await redis?.stop()
+  await h?.stop()
+})
+
+describe('opencode serve: two sessions in one process', () => {
+  it('race for one file on sled: one write lands, the other gets the lock error; after the first tool finishes the second can write', async () => {
+    const dir = makeProject(h, 'serve-race')
+    const oc = await serve(h, dir, sledEnv())
+    try {
+      const s1 = (await oc.client.session.create({ body: { title: 'one' } })).data!.id
+      const s2 = (await oc.client.session.create({ body: { title: 'two' } })).data!.id
+      await oc.prompt(s1, script(slowWrite('shared.txt', 'from session one\n'), 'FINAL one done'))
+      const openGate = await waitForGate(dir, 'shared.txt') // session one holds the lock now
+      await oc.prompt(s2, script(write('shared.txt', 'from session two\n'), 'FINAL two blocked'))
+      await oc.idle(s2)
+      const [blocked] = await oc.tools(s2)
+      expect(blocked).toMatchObject({ tool: 'write', status: 'error' })
+      expect(blocked.text).toMatch(LOCKED)
+      expect(blocked.text).toContain('Work on another file, or retry later')
+      expect(read(dir, 'shared.txt')).toBeUndefined()
+      openGate()
+      await oc.idle(s1)
+      expect(await oc.tools(s1)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
+      expect(read(dir, 'shared.txt')).toBe('from session one\n')
+      await oc.prompt(s2, script(write('shared.txt', 'from session two\n'), 'FINAL two done'))
+      await oc.idle(s2)
+      expect((await oc.tools(s2)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
+      expect(read(dir, 'shared.txt')).toBe('from session two\n')
+    } finally {
+      await oc.stop()
+    }
+  })
+
+  it("scope 'turn' on sled: a session that wrote a file and is still working keeps it until it goes idle", async () => {
+    const dir = makeProject(h, 'serve-turn')
+    const oc = await serve(h, dir, { ...sledEnv(), FILE_LOCK_SCOPE: 'turn' })
+    try {
+      const s1 = (await oc.client.session.create({ body: { title: 'one' } })).data!.id
+      const s2 = (await oc.client.session.create({ body: { title: 'two' } })).data!.id
+      // session one writes t.txt, then keeps working (its next step waits at the gate)
+      await oc.prompt(s1, script(write('t.txt', 'one\n'), slowWrite('notes.txt', 'thinking\n'), 'FINAL one done'))
+      const openGate = await waitForGate(dir, 'notes.txt')
+      await oc.prompt(s2, script(write('t.txt', 'two\n'), 'FINAL two blocked'))
+      await oc.idle(s2)
+      const [blocked] = await oc.tools(s2)
+      expect(blocked.status).toBe('error')
+      expect(blocked.text).toMatch(LOCKED)
+      expect(read(dir, 't.txt')).toBe('one\n')
+      openGate()
+      await oc.idle(s1)
+      await oc.prompt(s2, script(write('t.txt', 'two\n'), 'FINAL two done'))
+      await oc.idle(s2)
+      expect((await oc.tools(s2)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
+      expect(read(dir, 't.txt')).toBe('two\n')
+    } finally {
+      await oc.stop()
+    }
+  })
+
+  it('on Redis: a failing tool leaves no lock, and deleting a session releases its locks', async () => {
+    const dir = makeProject(h, 'serve-redis')
+    fs.writeFileSync(path.join(dir, 'exists.txt'), 'hello\n')
+    const oc = await serve(h, dir, { ...redisEnv(), FILE_LOCK_SCOPE: 'turn' })
+    try {
+      // (d) edit with an oldString that is not there: the tool fails, opencode skips the after hook
+      const s1 = (await oc.client.session.create({ body: { title: 'fails' } })).data!.id
+      await oc.prompt(s1, script(`CALL edit ${JSON.stringify({ filePath: 'exists.txt', oldString: 'NOT THERE', newString: 'x' })}`, 'FINAL failed'))
+      await oc.idle(s1)
+      expect(await oc.tools(s1)).toMatchObject([{ tool: 'edit', status: 'error' }])
+      expect(oc.stderr()).toMatch(/locked .*exists.txt for edit/)
+      expect(await listLocks(cache)).toEqual([])
+
+      // (e) a session holding a lock (turn scope, still working) is deleted
+      const s2 = (await oc.client.session.create({ body: { title: 'deleted' } })).data!.id
+      await oc.prompt(s2, script(write('e.txt', 'e\n'), slowWrite('wait.txt', 'w\n'), 'FINAL never'))
+      const openGate = await waitForGate(dir, 'wait.txt')
+      expect((await listLocks(cache, { sessionId: s2 })).map((r) => path.basename(r.path)).sort()).toEqual(['e.txt', 'wait.txt'])
+      await oc.client.session.delete({ path: { id: s2 } })
+      const deadline = Date.now() + 10_000
+      while ((await listLocks(cache, { sessionId: s2 })).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      expect(await listLocks(cache, { sessionId: s2 })).toEqual([])
+      openGate()
+    } finally {
+      await oc.stop()
+    }
+  })
+})
+
+describe('opencode run: separate processes sharing Redis', () => {
+  it('two processes race for one file: one write lands, the other gets the lock error; then it can write', async () => {
+    const dir = makeProject(h, 'runs-race')
+    const first = run(h, dir, script(slowWrite('race.txt', 'from process one\n'), 'FINAL one done'), { env: redisEnv() })
+    const openGate = await waitForGate(dir, 'race.txt')
+    const holder = (await listLocks(cache)).find((r) => r.path.endsWith('race.txt'))
+    expect(holder).toBeDefined()
+    const second = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two blocked'), { env: redisEnv() })
+    expect(second.code).toBe(0)
+    const [blocked] = toolResults(second)
+    expect(blocked).toMatchObject({ tool: 'write', status: 'error' })
+    expect(blocked.text).toMatch(LOCKED)
+    expect(blocked.text).toContain(holder!.sessionId)
+    expect(read(dir, 'race.txt')).toBeUndefined()
+    openGate()
+    const one = await first
+    expect(toolResults(one)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
+    expect(read(dir, 'race.txt')).toBe('from process one\n')
+    const third = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two done'), { env: redisEnv() })
+    expect(toolResults(third)).toMatchObject([{ tool: 'write', status: 'completed' }])
+    expect(read(dir, 'race.txt')).toBe('from process two\n')
+    expect(await listLocks(cache)).toEqual([])
+  })
+
+  it('apply_patch over three files, one held by another session: none of the three is written', async () => {
+    const dir = makeProject(h, 'runs-patch')
+    const held = await acquireLock(path.join(dir, 'b.txt'), 'someone-else', 'ses_other', cache)
+    const patch = ['*** Begin Patch', '*** Add File: a.txt', '+a', '*** Add File: b.txt', '+b', '*** Add File: c.txt', '+c', '*** End Patch'].join('\n')
+    const r = await run(h, dir, script(`CALL apply_patch ${JSON.stringify({ patchText: patch })}`, 'FINAL patched'), { model: 'mock/gpt-5-mock', env: redisEnv() })
+    const [result] = toolResults(r)
+    expect(result).toMatchObject({ tool: 'apply_patch', status: 'error' })
+    expect(result.text).toMatch(/File .*b\.txt is locked by another agent: agent someone-else \(session ses_other\)/)
+    expect(result.text).toContain('none of its 3 files was changed')
+    for (const f of ['a.txt', 'b.txt', 'c.txt']) expect(read(dir, f)).toBeUndefined()
+    expect((await listLocks(cache)).map((l) => l.sessionId)).toEqual(['ses_other'])
+    await releaseLock(held, 'ses_other', cache)
+    const again = await run(h, dir, script(`CALL apply_patch ${JSON.stringify({ patchText: patch })}`, 'FINAL patched'), { model: 'mock/gpt-5-mock', env: redisEnv() })
+    expect(toolResults(again)).toMatchObject([{ tool: 'apply_patch', status: 'completed' }])
+    expect([read(dir, 'a.txt'), read(dir, 'b.txt'), read(dir, 'c.txt')]).toEqual(['a\n', 'b\n', 'c\n'])
+    expect(await listLocks(cache)).toEqual([])
+  })
+})

@@ -1,0 +1,211 @@
+// Drives the real opencode binary (npm opencode-ai, pinned) against a scripted fake model on
+// 127.0.0.1, with this package installed into the project's .opencode the way users install it.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import readline from 'node:readline'
+import { createOpencodeClient } from '@opencode-ai/sdk'
+import { freePort } from '../helpers/redis-server'
+import { tmpDir } from '../helpers/tmp'
+
+const REPO = path.resolve(__dirname, '../..')
+export const OPENCODE_BIN = path.join(REPO, 'node_modules/opencode-linux-x64/bin/opencode')
+
+const children = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) try { process.kill(c.pid!, 'SIGKILL') } catch {}
+})
+
+function track(c: ChildProcess) {
+  children.add(c)
+  c.once('exit', () => children.delete(c))
+  return c
+}
+
+function waitLine(c: ChildProcess, re: RegExp, what: string, ms = 60_000): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let buf = ''
+    const timer = setTimeout(() => reject(new Error(`${what}: no ${re} within ${ms} ms: ${buf.slice(-2000)}`)), ms)
+    const on = (d: Buffer) => {
+      buf += d
+      const m = buf.match(re)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m)
+      }
+    }
+    c.stdout!.on('data', on)
+    c.stderr!.on('data', on)
+    c.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${what} exited ${code}: ${buf.slice(-2000)}`)) })
+  })
+}
+
+export interface Harness {
+  root: string
+  llmPort: number
+  env: Record<string, string>
+  stop(): Promise<void>
+}
+
+/** One fake model, isolated opencode folders, and a template .opencode with this package installed. */
+export async function startHarness(): Promise<Harness> {
+  const root = tmpDir('ofl-e2e-')
+  const fake = track(spawn(process.execPath, [path.join(__dirname, 'fake-llm.mjs'), '0', path.join(root, 'fake.log')], { stdio: ['ignore', 'pipe', 'pipe'] }))
+  const [, port] = await waitLine(fake, /LISTENING (\d+)/, 'fake llm', 10_000)
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    XDG_CONFIG_HOME: path.join(root, 'home/config'),
+    XDG_DATA_HOME: path.join(root, 'home/data'),
+    XDG_CACHE_HOME: path.join(root, 'home/cache'),
+    XDG_STATE_HOME: path.join(root, 'home/state'),
+    OPENCODE_DISABLE_AUTOUPDATE: '1',
+    OPENCODE_DISABLE_MODELS_FETCH: '1',
+    OPENCODE_DISABLE_SHARE: '1',
+    OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
+    DEBUG_FILE_LOCK_CACHE: 'true',
+  }
+  const h: Harness = { root, llmPort: Number(port), env, stop: async () => void fake.kill('SIGTERM') }
+  // What a user does: the one-command installer writes .opencode/package.json and the plugin file,
+  // and opencode installs the package at start (as it installs @opencode-ai/plugin there). Done
+  // once; projects copy the installed .opencode.
+  const template = path.join(root, 'template')
+  const installer = spawnSync(process.execPath, [path.join(REPO, 'bin/opencode-file-lock.js'), 'install-plugin', '--project', template, '--no-npm'], { encoding: 'utf8' })
+  if (installer.status !== 0) throw new Error(`install-plugin failed: ${installer.stderr}`)
+  writeProjectFiles(h, template)
+  const warm = await run(h, template, 'warm up\nFINAL ready')
+  if (warm.code !== 0 || !fs.existsSync(path.join(template, '.opencode/node_modules/opencode-file-lock'))) {
+    throw new Error(`opencode did not install the plugin's package into .opencode (exit ${warm.code}): ${warm.stderr.slice(-2000)}`)
+  }
+  return h
+}
+
+function writeProjectFiles(h: Harness, dir: string) {
+  fs.mkdirSync(path.join(dir, '.opencode/tool'), { recursive: true })
+  fs.copyFileSync(path.join(__dirname, 'slow_write.tool.ts'), path.join(dir, '.opencode/tool/slow_write.ts'))
+  fs.writeFileSync(
+    path.join(dir, 'opencode.json'),
+    JSON.stringify({
+      $schema: 'https://opencode.ai/config.json',
+      provider: {
+        mock: {
+          npm: '@ai-sdk/openai-compatible',
+          name: 'Mock',
+          options: { baseURL: `http://127.0.0.1:${h.llmPort}/v1`, apiKey: 'x' },
+          models: { 'mock-model': { name: 'Mock', tool_call: true }, 'gpt-5-mock': { name: 'Mock GPT', tool_call: true } },
+        },
+      },
+      model: 'mock/mock-model',
+      small_model: 'mock/mock-model',
+      permission: { edit: 'allow', bash: 'allow', external_directory: 'allow' },
+    }),
+  )
+  spawnSync('git', ['init', '-q'], { cwd: dir })
+}
+
+/** A project wired to the fake model, with the installed plugin and the slow_write test tool. */
+export function makeProject(h: Harness, name: string): string {
+  const dir = path.join(h.root, name) // same depth as the template: its relative links stay valid
+  fs.mkdirSync(dir, { recursive: true })
+  fs.cpSync(path.join(h.root, 'template/.opencode'), path.join(dir, '.opencode'), { recursive: true, verbatimSymlinks: true })
+  writeProjectFiles(h, dir)
+  return dir
+}
+/** Waits until the slow_write tool in `dir` holds its lock on `file`, then returns a function that lets it write. */
+export async function waitForGate(dir: string, file: string, ms = 60_000): Promise<() => void> {
+  const gates = path.join(dir, '.gates')
+  const deadline = Date.now() + ms
+  while (!fs.existsSync(path.join(gates, `${file}.holding`))) {
+    if (Date.now() > deadline) throw new Error(`slow_write never started on ${file}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return () => fs.writeFileSync(path.join(gates, `${file}.open`), '')
+}
+
+export interface RunResult {
+  code: number | null
+  events: any[]
+  stderr: string
+}
+
+/** One `opencode run` (the prompt script goes on stdin: argv quoting mangles JSON). */
+export function run(h: Harness, dir: string, script: string, opts: { model?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+  const c = track(
+    spawn(OPENCODE_BIN, ['run', '--format', 'json', '--model', opts.model ?? 'mock/mock-model'], { cwd: dir, env: { ...h.env, ...opts.env, PWD: dir }, stdio: ['pipe', 'pipe', 'pipe'] }),
+  )
+  c.stdin!.end(script)
+  const events: any[] = []
+  let stderr = ''
+  readline.createInterface({ input: c.stdout! }).on('line', (l) => {
+    try {
+      events.push(JSON.parse(l))
+    } catch {}
+  })
+  c.stderr!.on('data', (d) => (stderr += d))
+  const timer = setTimeout(() => c.kill('SIGKILL'), 120_000)
+  return new Promise((resolve) => c.once('exit', (code) => { clearTimeout(timer); resolve({ code, events, stderr }) }))
+}
+
+/** Tool results of a run: [{tool, status, text}] where text is the output or the error. */
+export function toolResults(r: RunResult) {
+  return r.events
+    .filter((e) => e.type === 'tool_use')
+    .map((e) => ({ tool: e.part.tool as string, status: e.part.state.status as string, text: String(e.part.state.output ?? e.part.state.error ?? '') }))
+}
+
+export interface Serve {
+  client: ReturnType<typeof createOpencodeClient>
+  stderr: () => string
+  /** Prompts without waiting for the answer. */
+  prompt(sessionID: string, script: string): Promise<unknown>
+  /** Resolves when the session has no assistant message still running. */
+  idle(sessionID: string, ms?: number): Promise<void>
+  tools(sessionID: string): Promise<{ tool: string; status: string; text: string }[]>
+  stop(): Promise<void>
+}
+
+/** `opencode serve` on a free loopback port, with an SDK client for `dir`. */
+export async function serve(h: Harness, dir: string, env: Record<string, string> = {}): Promise<Serve> {
+  const port = await freePort()
+  const c = track(spawn(OPENCODE_BIN, ['serve', '--hostname', '127.0.0.1', '--port', String(port)], { cwd: dir, env: { ...h.env, ...env, PWD: dir }, stdio: ['ignore', 'pipe', 'pipe'] }))
+  let stderr = ''
+  c.stderr!.on('data', (d) => (stderr += d))
+  const [, baseUrl] = await waitLine(c, /opencode server listening on (http:\/\/\S+)/, 'opencode serve')
+  const client = createOpencodeClient({ baseUrl, directory: dir })
+  const model = { providerID: 'mock', modelID: 'mock-model' }
+  const messages = async (id: string) => ((await client.session.messages({ path: { id } })).data ?? []) as any[]
+  // session.idle events, counted per session: a prompt is done when its session's count catches up
+  const idles = new Map<string, number>()
+  const prompted = new Map<string, number>()
+  const events = await client.event.subscribe()
+  ;(async () => {
+    for await (const ev of events.stream as AsyncIterable<any>) {
+      if (ev.type === 'session.idle') idles.set(ev.properties.sessionID, (idles.get(ev.properties.sessionID) ?? 0) + 1)
+    }
+  })().catch(() => {})
+  return {
+    client,
+    stderr: () => stderr,
+    prompt: (id, script) => {
+      prompted.set(id, (prompted.get(id) ?? 0) + 1)
+      return client.session.promptAsync({ path: { id }, body: { model, parts: [{ type: 'text', text: script }] } })
+    },
+    async idle(id, ms = 60_000) {
+      const deadline = Date.now() + ms
+      while ((idles.get(id) ?? 0) < (prompted.get(id) ?? 0)) {
+        if (Date.now() > deadline) throw new Error(`session ${id} did not go idle within ${ms} ms`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    },
+    async tools(id) {
+      return (await messages(id)).flatMap((m) =>
+        m.parts.filter((p: any) => p.type === 'tool').map((p: any) => ({ tool: p.tool, status: p.state.status, text: String(p.state.output ?? p.state.error ?? '') })),
+      )
+    },
+    async stop() {
+      await client.instance.dispose({ query: { directory: dir } }).catch(() => {})
+      c.kill('SIGTERM')
+      await new Promise((r) => { if (c.exitCode !== null) r(null); else { c.once('exit', r); setTimeout(r, 8000) } })
+      if (c.exitCode === null) c.kill('SIGKILL')
+    },
+  }
+}
