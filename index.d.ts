@@ -9,6 +9,15 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class Bridge {
+  /** `wake` is called (with no arguments) when results are waiting; it should call `drain()`. */
+  constructor(wake: () => void)
+  /** Every result queued since the last drain. */
+  drain(): Completions
+  /** Keeps the event loop alive while calls are outstanding (true), or lets it go (false). */
+  hold(hold: boolean): void
+}
+
 export declare class NativeCache {
   get namespace(): string
   get isSync(): boolean
@@ -30,21 +39,35 @@ export declare class NativeCache {
   scan(cursor: string | undefined | null, count: number): Promise<NativePage>
   sweepExpired(): Promise<number>
   clear(): Promise<number>
-  /** Acquires every path or none; returns the granted records as JSON. */
-  acquireSync(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): string
+  /** Acquires every path or none; returns the normalized paths. */
+  acquireSync(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Array<string>
   releaseSync(path: string, sessionId: string): boolean
   releaseAllSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): number
   renewSync(path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
   listLocksSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): string
   healthSync(): string
   closeSync(): void
-  acquire(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Promise<string>
+  /**
+   * Starts an acquire; its result (the normalized paths joined by NUL) arrives through `bridge`
+   * under `id`. Bad arguments throw here, before anything is sent.
+   */
+  acquireSubmit(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): void
+  /** Starts a release; its result ("1" released, "0" not held) arrives through `bridge`. */
+  releaseSubmit(bridge: Bridge, id: number, path: string, sessionId: string): void
+  /** Acquires every path or none; resolves to the normalized paths. */
+  acquire(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Promise<Array<string>>
   release(path: string, sessionId: string): Promise<boolean>
   releaseAll(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<number>
   renew(path: string, sessionId: string, ttlMs?: number | undefined | null): Promise<string | null>
   listLocks(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<string>
   health(): Promise<string>
   close(): Promise<void>
+}
+
+export interface Completions {
+  ids: Array<number>
+  oks: Array<boolean>
+  values: Array<string>
 }
 
 /**

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Bridge = nativeBinding.Bridge
 module.exports.NativeCache = nativeBinding.NativeCache
 module.exports.configFromEnv = nativeBinding.configFromEnv
 module.exports.connectRedis = nativeBinding.connectRedis

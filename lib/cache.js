@@ -3,9 +3,14 @@
 // promise is already settled); Redis and hybrid calls are native async.
 const native = require('../index.js')
 const { fromNative, invalid } = require('./errors.js')
+const { submit } = require('./bridge.js')
 const check = require('./check.js')
 
 const PAGE = 256
+// Each native operation's synchronous twin (for sled), looked up once rather than per call.
+const SYNC = Object.fromEntries(
+  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'listLocks', 'health', 'close'].map((n) => [n, `${n}Sync`]),
+)
 
 class Cache {
   /** @param {import('../index').NativeCache} handle */
@@ -14,10 +19,21 @@ class Cache {
     this._sync = handle.isSync
   }
 
+  /** Acquire, resolving to the normalized paths: in the call on sled, through the bridge otherwise. */
+  _acquire(paths, agentId, sessionId, ttlMs, baseDir) {
+    if (this._sync) return this._call('acquire', paths, agentId, sessionId, ttlMs, baseDir)
+    return submit((b, id) => this._n.acquireSubmit(b, id, paths, agentId, sessionId, ttlMs, baseDir)).then((v) => v.split('\0'))
+  }
+
+  _release(path, sessionId) {
+    if (this._sync) return this._call('release', path, sessionId)
+    return submit((b, id) => this._n.releaseSubmit(b, id, path, sessionId)).then((v) => v === '1')
+  }
+
   /** Calls native method `name` (its `Sync` twin on sled) and maps errors to FileLockError. */
   async _call(name, ...args) {
     try {
-      return this._sync ? this._n[`${name}Sync`](...args) : await this._n[name](...args)
+      return this._sync ? this._n[SYNC[name]](...args) : await this._n[name](...args)
     } catch (e) {
       throw fromNative(e)
     }

@@ -27,7 +27,7 @@ function normalizePath(filePath, baseDir) {
  * rejects with code ELOCKED (and `err.holder`) when another session holds it.
  */
 async function acquireLock(filePath, agentId, sessionId, cache, opts) {
-  const [path] = await acquireLocks([check.str(filePath, 'filePath')], agentId, sessionId, cache, opts)
+  const [path] = await acquire([check.str(filePath, 'filePath')], agentId, sessionId, cache, opts)
   return path
 }
 
@@ -35,17 +35,21 @@ async function acquireLock(filePath, agentId, sessionId, cache, opts) {
 async function acquireLocks(filePaths, agentId, sessionId, cache, opts) {
   if (!Array.isArray(filePaths) || filePaths.length === 0) throw invalid('filePaths must be a non-empty array of strings')
   filePaths.forEach((p, i) => check.str(p, `filePaths[${i}]`))
+  return acquire(filePaths, agentId, sessionId, cache, opts)
+}
+
+function acquire(filePaths, agentId, sessionId, cache, opts) {
   check.str(agentId, 'agentId')
   check.str(sessionId, 'sessionId')
   const c = cacheOf(cache)
+  if (opts === undefined) return c._acquire(filePaths, agentId, sessionId)
   const o = check.obj(opts, 'options')
-  const records = JSON.parse(await c._call('acquire', filePaths, agentId, sessionId, check.optMs(o.ttlMs, 'ttlMs'), check.optStr(o.baseDir, 'baseDir')))
-  return records.map((r) => r.path)
+  return c._acquire(filePaths, agentId, sessionId, check.optMs(o.ttlMs, 'ttlMs'), check.optStr(o.baseDir, 'baseDir'))
 }
 
 /** Undoes one hold of `sessionId`. False when that session does not hold the lock. */
 async function releaseLock(normalizedPath, sessionId, cache) {
-  return cacheOf(cache)._call('release', check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'))
+  return cacheOf(cache)._release(check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'))
 }
 
 /** Deletes every lock of a session and/or agent, whatever its hold count. Returns how many. */

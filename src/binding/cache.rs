@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::error::{invalid, millis, to_napi};
+use super::bridge::Bridge;
+use super::error::{encode, invalid, millis, to_napi};
 use crate::core::envelope::{nested_namespace, validate_json, validate_namespace};
 use crate::core::lock::{check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS};
 use crate::core::path::normalize_path;
@@ -219,11 +220,12 @@ impl NativeCache {
 
     // ---- locks: sled (synchronous) ----
 
-    /// Acquires every path or none; returns the granted records as JSON.
+    /// Acquires every path or none; returns the normalized paths.
     #[napi]
-    pub fn acquire_sync(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<String> {
+    pub fn acquire_sync(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<Vec<String>> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        self.sync(self.store.acquire(&self.ns, &a.paths, &a.req)).map(|r| records_json(&r))
+        self.sync(self.store.acquire(&self.ns, &a.paths, &a.req))?;
+        Ok(a.paths)
     }
     #[napi]
     pub fn release_sync(&self, path: String, session_id: String) -> napi::Result<bool> {
@@ -257,12 +259,42 @@ impl NativeCache {
         self.sync(self.store.close())
     }
 
+    // ---- locks: Redis / hybrid through the completion bridge (the hot path) ----
+
+    /// Starts an acquire; its result (the normalized paths joined by NUL) arrives through `bridge`
+    /// under `id`. Bad arguments throw here, before anything is sent.
+    #[napi]
+    pub fn acquire_submit(&self, bridge: &Bridge, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<()> {
+        let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
+        let (store, ns, done) = (self.store.clone(), self.ns.clone(), bridge.inner.clone());
+        napi::bindgen_prelude::spawn(async move {
+            let r = store.acquire(&ns, &a.paths, &a.req).await;
+            done.complete(id, r.map(|_| a.paths.join("\0")).map_err(|e| encode(&e)));
+        });
+        Ok(())
+    }
+
+    /// Starts a release; its result ("1" released, "0" not held) arrives through `bridge`.
+    #[napi]
+    pub fn release_submit(&self, bridge: &Bridge, id: u32, path: String, session_id: String) -> napi::Result<()> {
+        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        let (store, ns, done) = (self.store.clone(), self.ns.clone(), bridge.inner.clone());
+        napi::bindgen_prelude::spawn(async move {
+            let r = store.release(&ns, &path, &session_id).await;
+            done.complete(id, r.map(|b| if b { "1" } else { "0" }.to_owned()).map_err(|e| encode(&e)));
+        });
+        Ok(())
+    }
+
     // ---- locks: Redis / hybrid (promise) ----
 
+    /// Acquires every path or none; resolves to the normalized paths.
     #[napi]
-    pub async fn acquire(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<String> {
+    pub async fn acquire(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<Vec<String>> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        self.store.acquire(&self.ns, &a.paths, &a.req).await.map(|r| records_json(&r)).map_err(to_napi)
+        self.store.acquire(&self.ns, &a.paths, &a.req).await.map_err(to_napi)?;
+        Ok(a.paths)
     }
     #[napi]
     pub async fn release(&self, path: String, session_id: String) -> napi::Result<bool> {

@@ -7,13 +7,18 @@ use crate::core::Error;
 
 pub const MARKER: char = '\u{1}';
 
-pub fn to_napi(e: Error) -> napi::Error {
+/// The error as the JS layer decodes it: the marker, then {code, message, holder} as JSON.
+pub fn encode(e: &Error) -> String {
     let payload = json!({
         "code": e.code(),
         "message": e.to_string(),
         "holder": e.holder(),
     });
-    napi::Error::new(napi::Status::GenericFailure, format!("{MARKER}{payload}"))
+    format!("{MARKER}{payload}")
+}
+
+pub fn to_napi(e: Error) -> napi::Error {
+    napi::Error::new(napi::Status::GenericFailure, encode(&e))
 }
 
 pub fn invalid(msg: impl Into<String>) -> napi::Error {

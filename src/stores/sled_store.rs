@@ -1,13 +1,20 @@
-//! The embedded default: a sled folder. Every operation is a few microseconds of synchronous work,
-//! so the async methods below never suspend; callers may poll them once (see `now_or_never`).
-//! Multi-step lock operations run in sled transactions, so they are atomic across threads.
+//! The embedded default: a sled folder, one process at a time.
+//!
+//! Lock operations must cost microseconds, and sled's own writes (and, worse, its transactions)
+//! cost several each. Since sled gives one process exclusive use of a folder, this process's view
+//! is the whole truth: writes go into an in-memory table of pending changes (`Pending`), read
+//! through it, and a background thread moves them into sled as one atomic batch and fsyncs every
+//! `FLUSH_EVERY` (sled's own flushing, by default every 500 ms, gave no stronger promise). Every
+//! operation holds the folder's mutex from read to write, so each one is atomic across threads.
+//! Nothing here suspends: callers may poll the async methods once (see `now_or_never`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
@@ -15,13 +22,89 @@ use crate::core::lock::{decide, locked_error, parse_record, release_step, Decisi
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
 
-/// sled takes an exclusive file lock per open, even inside one process: one `Db` per folder,
+/// How long a write may stay in memory before it is in sled and on disk.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// sled takes an exclusive file lock per open, even inside one process: one `Folder` per path,
 /// shared by every cache that opens it, counted so the last `close()` lets the folder go.
-static OPEN_FOLDERS: LazyLock<Mutex<HashMap<PathBuf, (sled::Db, usize)>>> = LazyLock::new(Default::default);
+static OPEN_FOLDERS: LazyLock<Mutex<HashMap<PathBuf, (Arc<Folder>, usize)>>> = LazyLock::new(Default::default);
+
+/// Writes not yet in sled: key -> Some(value) to insert, None to remove.
+type Pending = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+struct Folder {
+    path: PathBuf,
+    db: sled::Db,
+    pending: Mutex<Pending>,
+    stopped: AtomicBool,
+}
+
+impl Folder {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: sled::Error) -> Error {
+        Error::backend(format!("sled folder {}: {e}", self.path.display()))
+    }
+
+    /// The current value of `key`: a pending change if there is one, else what sled holds.
+    fn read(&self, pending: &Pending, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match pending.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec())),
+        }
+    }
+
+    fn read_entry(&self, pending: &Pending, key: &str) -> Result<Option<Entry>> {
+        self.read(pending, key.as_bytes())?.map(|b| Entry::decode_stored(key, &b)).transpose()
+    }
+
+    /// Moves the pending changes into sled as one batch (the caller holds the lock).
+    fn apply(&self, pending: &mut Pending) -> Result<bool> {
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let mut batch = sled::Batch::default();
+        for (k, v) in pending.drain() {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.db.apply_batch(batch).map_err(|e| self.err(e))?;
+        Ok(true)
+    }
+
+    fn sync_to_disk(&self) -> Result<()> {
+        let applied = self.apply(&mut self.lock())?;
+        if applied {
+            self.db.flush().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Moves pending writes to disk every FLUSH_EVERY until the folder is closed or dropped.
+fn spawn_flusher(folder: Weak<Folder>) {
+    std::thread::Builder::new()
+        .name("ofl-sled-flush".into())
+        .spawn(move || loop {
+            std::thread::sleep(FLUSH_EVERY);
+            let Some(f) = folder.upgrade() else { return };
+            if f.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Err(e) = f.sync_to_disk() {
+                eprintln!("[opencode-file-lock] writing to {} failed: {e}; will retry", f.path.display());
+            }
+        })
+        .expect("a thread can be started");
+}
 
 pub struct SledStore {
-    folder: PathBuf,
-    db: RwLock<Option<sled::Db>>,
+    path: PathBuf,
+    folder: RwLock<Option<Arc<Folder>>>,
 }
 
 impl SledStore {
@@ -31,77 +114,72 @@ impl SledStore {
         }
         std::fs::create_dir_all(folder)
             .map_err(|e| Error::backend(format!("cannot create the sled folder {folder}: {e}")))?;
-        let folder = std::fs::canonicalize(folder)
+        let path = std::fs::canonicalize(folder)
             .map_err(|e| Error::backend(format!("cannot open the sled folder {folder}: {e}")))?;
         let mut open = OPEN_FOLDERS.lock().unwrap_or_else(|p| p.into_inner());
-        let db = match open.get_mut(&folder) {
-            Some((db, users)) => {
+        let shared = match open.get_mut(&path) {
+            Some((f, users)) => {
                 *users += 1;
-                db.clone()
+                f.clone()
             }
             None => {
                 let db = sled::Config::new()
-                    .path(&folder)
-                    .flush_every_ms(Some(200))
+                    .path(&path)
+                    .flush_every_ms(None)
                     .open()
-                    .map_err(|e| open_error(&folder, e))?;
-                open.insert(folder.clone(), (db.clone(), 1));
-                db
+                    .map_err(|e| open_error(&path, e))?;
+                let f = Arc::new(Folder { path: path.clone(), db, pending: Mutex::new(Pending::new()), stopped: AtomicBool::new(false) });
+                spawn_flusher(Arc::downgrade(&f));
+                open.insert(path.clone(), (f.clone(), 1));
+                f
             }
         };
-        Ok(SledStore { folder, db: RwLock::new(Some(db)) })
+        Ok(SledStore { path, folder: RwLock::new(Some(shared)) })
     }
 
     pub fn folder(&self) -> &Path {
-        &self.folder
+        &self.path
     }
 
-    fn db(&self) -> Result<sled::Db> {
-        self.db
+    fn shared(&self) -> Result<Arc<Folder>> {
+        self.folder
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or_else(|| Error::Closed(format!("the sled cache at {} is closed", self.folder.display())))
+            .ok_or_else(|| Error::Closed(format!("the sled cache at {} is closed", self.path.display())))
     }
 
-    fn err(&self, e: sled::Error) -> Error {
-        Error::backend(format!("sled folder {}: {e}", self.folder.display()))
-    }
-
-    fn tx_err(&self, e: TransactionError<Error>) -> Error {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => self.err(e),
-        }
-    }
-
-    /// Live entries of a namespace, in key order, starting after `after` (a full storage key).
-    fn live_entries(&self, ns: &str, after: Option<&str>) -> Result<impl Iterator<Item = Result<(String, sled::IVec, Entry)>> + use<'_>> {
-        let db = self.db()?;
+    /// Live entries of a namespace in key order, after `after` (a full storage key), read from sled
+    /// once the pending changes are in it. The caller may hold the folder's lock (`pending`).
+    fn live_entries(&self, f: &Folder, pending: &mut Pending, ns: &str, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>, Entry)>> {
+        f.apply(pending)?;
         let prefix = namespace_prefix(ns);
         let iter = match after {
             Some(k) => {
                 let mut start = k.as_bytes().to_vec();
                 start.push(0);
-                db.range(start..)
+                f.db.range(start..)
             }
-            None => db.scan_prefix(prefix.as_bytes()),
+            None => f.db.scan_prefix(prefix.as_bytes()),
         };
         let now = now_ms();
-        Ok(iter
-            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(prefix.as_bytes())))
-            .filter_map(move |r| match r {
-                Err(e) => Some(Err(self.err(e))),
-                Ok((k, v)) => {
-                    let key = String::from_utf8_lossy(&k).into_owned();
-                    match Entry::decode(&v) {
-                        Ok(entry) if entry.is_live(now) => Some(Ok((key, v, entry))),
-                        Ok(_) => None,
-                        // entries() skips records it cannot read rather than failing the whole walk
-                        Err(_) => None,
+        let mut out = Vec::new();
+        for r in iter {
+            let (k, v) = r.map_err(|e| f.err(e))?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            // entries() skips records it cannot read rather than failing the whole walk
+            if let Ok(entry) = Entry::decode(&v) {
+                if entry.is_live(now) {
+                    out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec(), entry));
+                    if out.len() >= limit {
+                        break;
                     }
                 }
-            }))
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -119,12 +197,12 @@ fn open_error(folder: &Path, e: sled::Error) -> Error {
     }
 }
 
-fn abort(e: Error) -> ConflictableTransactionError<Error> {
-    ConflictableTransactionError::Abort(e)
-}
-
 fn record_json(rec: &LockRecord) -> String {
     serde_json::to_string(rec).expect("a lock record always serialises")
+}
+
+fn record_bytes(rec: &LockRecord) -> Option<Vec<u8>> {
+    Some(encode(&record_json(rec), Some(rec.expires_at)).into_bytes())
 }
 
 impl Store for SledStore {
@@ -134,72 +212,77 @@ impl Store for SledStore {
 
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
         validate_key(key)?;
-        let db = self.db()?;
+        let f = self.shared()?;
         let k = storage_key(ns, key);
-        let Some(bytes) = db.get(&k).map_err(|e| self.err(e))? else { return Ok(None) };
-        let entry = Entry::decode_stored(&k, &bytes)?;
+        let mut p = f.lock();
+        let Some(entry) = f.read_entry(&p, &k)? else { return Ok(None) };
         if entry.is_live(now_ms()) {
             return Ok(Some(entry));
         }
-        // Lazy deletion, as level-cache does; only if nobody rewrote it meanwhile.
-        let _ = db.compare_and_swap(&k, Some(&bytes), None::<&[u8]>);
+        p.insert(k.into_bytes(), None); // lazy deletion, as level-cache does
         Ok(None)
     }
 
     async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
         validate_key(key)?;
-        self.db()?
-            .insert(storage_key(ns, key), encode(value_json, expires_at).as_bytes())
-            .map_err(|e| self.err(e))?;
+        let f = self.shared()?;
+        f.lock().insert(storage_key(ns, key).into_bytes(), Some(encode(value_json, expires_at).into_bytes()));
         Ok(())
     }
 
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
         validate_key(key)?;
-        Ok(self.db()?.remove(storage_key(ns, key)).map_err(|e| self.err(e))?.is_some())
+        let f = self.shared()?;
+        let k = storage_key(ns, key).into_bytes();
+        let mut p = f.lock();
+        let existed = f.read(&p, &k)?.is_some();
+        p.insert(k, None);
+        Ok(existed)
     }
 
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut changes = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
                 BatchOp::Put { key, value_json, expires_at } => {
                     validate_key(key)?;
-                    batch.insert(storage_key(ns, key).as_bytes(), encode(value_json, *expires_at).as_bytes());
+                    changes.push((storage_key(ns, key).into_bytes(), Some(encode(value_json, *expires_at).into_bytes())));
                 }
                 BatchOp::Del { key } => {
                     validate_key(key)?;
-                    batch.remove(storage_key(ns, key).as_bytes());
+                    changes.push((storage_key(ns, key).into_bytes(), None));
                 }
             }
         }
-        self.db()?.apply_batch(batch).map_err(|e| self.err(e))
+        let f = self.shared()?;
+        f.lock().extend(changes); // all under one lock: nobody sees half a batch
+        Ok(())
     }
 
     async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
+        let f = self.shared()?;
         let prefix_len = namespace_prefix(ns).len();
+        let count = count.max(1);
+        let items = self.live_entries(&f, &mut f.lock(), ns, cursor, count)?;
         let mut page = Page::default();
-        for item in self.live_entries(ns, cursor)? {
-            let (key, _, entry) = item?;
-            page.items.push((key[prefix_len..].to_owned(), entry.value.get().to_owned()));
-            if page.items.len() >= count.max(1) {
-                // The cursor is the full storage key of the last item; the next page starts after it.
-                page.cursor = Some(key);
-                break;
-            }
+        if items.len() >= count {
+            // The cursor is the full storage key of the last item; the next page starts after it.
+            page.cursor = items.last().map(|(k, _, _)| k.clone());
         }
+        page.items = items.into_iter().map(|(k, _, e)| (k[prefix_len..].to_owned(), e.value.get().to_owned())).collect();
         Ok(page)
     }
 
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
-        let db = self.db()?;
+        let f = self.shared()?;
+        let mut p = f.lock();
+        f.apply(&mut p)?;
         let now = now_ms();
         let mut n = 0;
-        for r in db.scan_prefix(namespace_prefix(ns).as_bytes()) {
-            let (k, v) = r.map_err(|e| self.err(e))?;
-            if matches!(Entry::decode(&v), Ok(e) if !e.is_live(now))
-                && matches!(db.compare_and_swap(&k, Some(&v), None::<&[u8]>), Ok(Ok(())))
-            {
+        for r in f.db.scan_prefix(namespace_prefix(ns).as_bytes()) {
+            let (k, v) = r.map_err(|e| f.err(e))?;
+            if matches!(Entry::decode(&v), Ok(e) if !e.is_live(now)) {
+                p.insert(k.to_vec(), None);
                 n += 1;
             }
         }
@@ -207,73 +290,61 @@ impl Store for SledStore {
     }
 
     async fn clear(&self, ns: &str) -> Result<u64> {
-        let db = self.db()?;
+        let f = self.shared()?;
+        let mut p = f.lock();
+        f.apply(&mut p)?;
         let mut n = 0;
-        for r in db.scan_prefix(namespace_prefix(ns).as_bytes()) {
-            let (k, _) = r.map_err(|e| self.err(e))?;
-            if db.remove(&k).map_err(|e| self.err(e))?.is_some() {
-                n += 1;
-            }
+        for r in f.db.scan_prefix(namespace_prefix(ns).as_bytes()) {
+            let (k, _) = r.map_err(|e| f.err(e))?;
+            p.insert(k.to_vec(), None);
+            n += 1;
         }
         Ok(n)
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        let db = self.db()?;
+        let f = self.shared()?;
         let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
         let now = now_ms();
-        db.transaction(|tx| {
-            let mut granted = Vec::with_capacity(paths.len());
-            for (path, key) in paths.iter().zip(&keys) {
-                let existing = tx.get(key.as_bytes())?;
-                let entry = existing.map(|b| Entry::decode_stored(key, &b)).transpose().map_err(abort)?;
-                match decide(path, entry.as_ref(), req, now).map_err(abort)? {
-                    Decision::Grant(mut rec) => {
-                        // generate_id is monotonic across restarts: a fencing token
-                        rec.token = tx.generate_id()? + 1;
-                        granted.push(rec);
-                    }
-                    Decision::Reenter(rec) => granted.push(rec),
-                    Decision::Refuse(holder) => return Err(abort(locked_error(path, holder, now))),
+        let mut p = f.lock();
+        let mut granted = Vec::with_capacity(paths.len());
+        for (path, key) in paths.iter().zip(&keys) {
+            match decide(path, f.read_entry(&p, key)?.as_ref(), req, now)? {
+                Decision::Grant(mut rec) => {
+                    // generate_id is monotonic across restarts: a fencing token
+                    rec.token = f.db.generate_id().map_err(|e| f.err(e))? + 1;
+                    granted.push(rec);
                 }
+                Decision::Reenter(rec) => granted.push(rec),
+                Decision::Refuse(holder) => return Err(locked_error(path, holder, now)),
             }
-            for (rec, key) in granted.iter().zip(&keys) {
-                tx.insert(key.as_bytes(), encode(&record_json(rec), Some(rec.expires_at)).as_bytes())?;
-            }
-            Ok(granted)
-        })
-        .map_err(|e| self.tx_err(e))
+        }
+        for (rec, key) in granted.iter().zip(keys) {
+            p.insert(key.into_bytes(), record_bytes(rec));
+        }
+        Ok(granted)
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        let db = self.db()?;
+        let f = self.shared()?;
         let key = storage_key(ns, path);
-        let now = now_ms();
-        db.transaction(|tx| {
-            let existing = tx.get(key.as_bytes())?;
-            let entry = existing.map(|b| Entry::decode_stored(&key, &b)).transpose().map_err(abort)?;
-            match release_step(path, entry.as_ref(), session_id, now).map_err(abort)? {
-                ReleaseStep::NotHeld => Ok(false),
-                ReleaseStep::Delete => {
-                    tx.remove(key.as_bytes())?;
-                    Ok(true)
-                }
-                ReleaseStep::WriteBack(rec) => {
-                    tx.insert(key.as_bytes(), encode(&record_json(&rec), Some(rec.expires_at)).as_bytes())?;
-                    Ok(true)
-                }
-            }
-        })
-        .map_err(|e| self.tx_err(e))
+        let mut p = f.lock();
+        let change = match release_step(path, f.read_entry(&p, &key)?.as_ref(), session_id, now_ms())? {
+            ReleaseStep::NotHeld => return Ok(false),
+            ReleaseStep::Delete => None,
+            ReleaseStep::WriteBack(rec) => record_bytes(&rec),
+        };
+        p.insert(key.into_bytes(), change);
+        Ok(true)
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
-        let db = self.db()?;
+        let f = self.shared()?;
+        let mut p = f.lock();
         let mut n = 0;
-        for item in self.live_entries(ns, None)? {
-            let (key, bytes, entry) = item?;
-            let Ok(rec) = parse_record(&key, &entry) else { continue };
-            if filter.matches(&rec) && matches!(db.compare_and_swap(key.as_bytes(), Some(&bytes), None::<&[u8]>), Ok(Ok(()))) {
+        for (key, _, entry) in self.live_entries(&f, &mut p, ns, None, usize::MAX)? {
+            if matches!(parse_record(&key, &entry), Ok(rec) if filter.matches(&rec)) {
+                p.insert(key.into_bytes(), None);
                 n += 1;
             }
         }
@@ -281,61 +352,59 @@ impl Store for SledStore {
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
-        let db = self.db()?;
+        let f = self.shared()?;
         let key = storage_key(ns, path);
         let now = now_ms();
-        db.transaction(|tx| {
-            let Some(bytes) = tx.get(key.as_bytes())? else { return Ok(None) };
-            let entry = Entry::decode_stored(&key, &bytes).map_err(abort)?;
-            if !entry.is_live(now) {
-                return Ok(None);
-            }
-            let mut rec = parse_record(path, &entry).map_err(abort)?;
-            if rec.session_id != session_id {
-                return Ok(None);
-            }
-            rec.expires_at = now + ttl_ms as i64;
-            tx.insert(key.as_bytes(), encode(&record_json(&rec), Some(rec.expires_at)).as_bytes())?;
-            Ok(Some(rec))
-        })
-        .map_err(|e| self.tx_err(e))
+        let mut p = f.lock();
+        let Some(entry) = f.read_entry(&p, &key)?.filter(|e| e.is_live(now)) else { return Ok(None) };
+        let mut rec = parse_record(path, &entry)?;
+        if rec.session_id != session_id || (rec.expires_at != 0 && rec.expires_at <= now) {
+            return Ok(None);
+        }
+        rec.expires_at = now + ttl_ms as i64;
+        p.insert(key.into_bytes(), record_bytes(&rec));
+        Ok(Some(rec))
     }
 
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
-        let mut out = Vec::new();
-        for item in self.live_entries(ns, None)? {
-            let (key, _, entry) = item?;
-            if let Ok(rec) = parse_record(&key, &entry) {
-                if filter.matches(&rec) {
-                    out.push(rec);
-                }
-            }
-        }
-        Ok(out)
+        let f = self.shared()?;
+        let now = now_ms();
+        let entries = self.live_entries(&f, &mut f.lock(), ns, None, usize::MAX)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(key, _, entry)| parse_record(&key, &entry).ok())
+            .filter(|rec| (rec.expires_at == 0 || rec.expires_at > now) && filter.matches(rec))
+            .collect())
     }
 
     async fn health(&self) -> Result<Value> {
-        let db = self.db()?;
+        let f = self.shared()?;
+        f.sync_to_disk()?;
         Ok(json!({
             "backend": "sled",
             "healthy": true,
-            "folder": self.folder.display().to_string(),
-            "sizeOnDisk": db.size_on_disk().map_err(|e| self.err(e))?,
-            "records": db.len(),
+            "folder": self.path.display().to_string(),
+            "sizeOnDisk": f.db.size_on_disk().map_err(|e| f.err(e))?,
+            "records": f.db.len(),
         }))
     }
 
     async fn close(&self) -> Result<()> {
-        let Some(db) = self.db.write().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(()) };
-        db.flush().map_err(|e| self.err(e))?;
+        let Some(f) = self.folder.write().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(()) };
         let mut open = OPEN_FOLDERS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, users)) = open.get_mut(&self.folder) {
-            *users -= 1;
-            if *users == 0 {
-                open.remove(&self.folder);
+        let last = match open.get_mut(&self.path) {
+            Some((_, users)) => {
+                *users -= 1;
+                *users == 0
             }
+            None => true,
+        };
+        if last {
+            open.remove(&self.path);
+            f.stopped.store(true, Ordering::Relaxed);
         }
-        Ok(())
+        // Whatever is pending reaches the disk before close() returns.
+        f.sync_to_disk()
     }
 }
 

@@ -1,0 +1,29 @@
+// The lock API written in TypeScript on node-redis v5: the fair peer of the native Redis store.
+// node-redis writes and parses on the JS thread and runs scripts with EVALSHA (defineScript).
+import { createClient } from 'redis'
+import { ACQUIRE_LUA, acquireReply, fenceKey, key, normalizePath, RELEASE_LUA, RELEASE_SESSION_LUA, sessionKey, SEP } from './common'
+
+export async function connect(port: number, ns = 'bench') {
+  const client = createClient({ url: `redis://127.0.0.1:${port}` })
+  await client.connect()
+  const [acq, rel, relSession] = await Promise.all([ACQUIRE_LUA, RELEASE_LUA, RELEASE_SESSION_LUA].map((s) => client.scriptLoad(s)))
+  const evalsha = (sha: string, keys: string[], args: (string | number)[]) => client.evalSha(sha, { keys, arguments: args.map(String) })
+  return {
+    async acquireLocks(files: string[], agentId: string, sessionId: string, ttlMs = 300_000): Promise<string[]> {
+      const paths = [...new Set(files.map((f) => normalizePath(f)))]
+      const reply = (await evalsha(acq, [...paths.map((p) => key(ns, p)), fenceKey(ns), sessionKey(ns, sessionId)], [sessionId, agentId, Date.now(), ttlMs, ...paths])) as string[]
+      return acquireReply(reply)
+    },
+    async acquireLock(file: string, agentId: string, sessionId: string): Promise<string> {
+      return (await this.acquireLocks([file], agentId, sessionId))[0]
+    },
+    async releaseLock(p: string, sessionId: string): Promise<boolean> {
+      const path = normalizePath(p)
+      return (await evalsha(rel, [key(ns, path), sessionKey(ns, sessionId)], [sessionId, Date.now(), path])) === 1
+    },
+    async releaseAllLocks(sessionId: string): Promise<number> {
+      return (await evalsha(relSession, [sessionKey(ns, sessionId)], [`${ns}${SEP}`, sessionId, '', Date.now()])) as number
+    },
+    close: () => client.quit(),
+  }
+}
