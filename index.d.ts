@@ -25,6 +25,11 @@ export declare class NativeCache {
   currentBackend(): string
   /** A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`). */
   withNamespace(ns: string): NativeCache
+  /**
+   * Hybrid only: `listener(eventJson)` is called when a lock granted on the fallback is lost to
+   * another holder at recovery.
+   */
+  onLost(listener: (arg: string) => void): void
   getSync(key: string): string | null
   setSync(key: string, valueJson: string, ttlMs?: number | undefined | null): void
   delSync(key: string): boolean

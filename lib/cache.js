@@ -165,7 +165,7 @@ class RedisCache extends Cache {
 }
 
 class HybridCache extends Cache {
-  /** @param {{redis: object, sledPath: string, namespace?: string, defaultTtlMs?: number, failMode?: 'open'|'closed', recheckMs?: number, debug?: boolean}} opts */
+  /** @param {{redis: object, sledPath: string, namespace?: string, defaultTtlMs?: number, failMode?: 'open'|'closed', recheckMs?: number, debug?: boolean, onLost?: (event: object) => void}} opts */
   static async open(opts) {
     const o = check.obj(opts, 'HybridCache.open options')
     const r = redisOptions(check.obj(o.redis, 'redis'))
@@ -175,11 +175,25 @@ class HybridCache extends Cache {
       recheckMs: check.optMs(o.recheckMs, 'recheckMs'),
       debug: o.debug === undefined ? undefined : Boolean(o.debug),
     }
+    if (o.onLost !== undefined && typeof o.onLost !== 'function') throw invalid('onLost must be a function')
+    let cache
     try {
-      return new HybridCache(await native.openHybrid(r, hybrid, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+      cache = new HybridCache(await native.openHybrid(r, hybrid, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
       throw fromNative(e)
     }
+    if (o.onLost) {
+      const listener = o.onLost
+      cache._n.onLost((json) => {
+        // the listener's own failure must not become an unhandled exception in a native callback
+        try {
+          Promise.resolve(listener(JSON.parse(json))).catch((e) => process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`))
+        } catch (e) {
+          process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`)
+        }
+      })
+    }
+    return cache
   }
 
   /** 'redis' or 'sled': which store serves calls now. */

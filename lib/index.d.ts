@@ -85,6 +85,8 @@ export declare class HybridCache<T = any> extends Cache<T> {
     /** How often Redis is probed while sled serves (default 1000). */
     recheckMs?: number
     debug?: boolean
+    /** A lock granted on the fallback was taken by someone else in Redis during the outage. */
+    onLost?: (event: { reason: 'conflict'; path: string; lost: LockRecord; holder: LockRecord | null }) => void
   }): Promise<HybridCache<T>>
   currentBackend(): 'redis' | 'sled'
 }

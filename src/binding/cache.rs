@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use napi::bindgen_prelude::Function;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 
 use super::bridge::Bridge;
@@ -148,6 +150,19 @@ impl NativeCache {
     pub fn with_namespace(&self, ns: String) -> napi::Result<NativeCache> {
         validate_namespace(&ns).map_err(to_napi)?;
         Ok(NativeCache { store: self.store.clone(), ns: nested_namespace(&self.ns, &ns), default_ttl_ms: self.default_ttl_ms })
+    }
+
+    /// Hybrid only: `listener(eventJson)` is called when a lock granted on the fallback is lost to
+    /// another holder at recovery.
+    #[napi]
+    pub fn on_lost(&self, listener: Function<String, ()>) -> napi::Result<()> {
+        let AnyStore::Hybrid(h) = &*self.store else { return Err(invalid("onLost is only for hybrid caches")) };
+        // Weak: a listener must not keep the process alive on its own.
+        let tsfn = listener.build_threadsafe_function::<String>().callee_handled::<false>().weak::<true>().build()?;
+        h.set_lost_listener(Box::new(move |event| {
+            tsfn.call(event.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+        }));
+        Ok(())
     }
 
     // ---- cache: sled (synchronous) ----

@@ -1,10 +1,20 @@
-//! Redis primary, sled fallback. When Redis stops answering (EBACKEND/ETIMEDOUT) calls are served
-//! by the local sled folder (fail open) or refused (fail closed); Redis is probed again at most
-//! once per `recheck` and takes over as soon as it answers.
+//! Redis primary, sled fallback.
 //!
-//! This first version does not copy locks granted on the fallback back into Redis when it returns:
-//! during an outage, exclusion holds only among the processes sharing this sled folder.
+//! - While Redis answers, every successful write is mirrored into the local sled folder, so the
+//!   fallback knows the locks already granted when Redis goes away.
+//! - When a call fails with EBACKEND/ETIMEDOUT the hybrid switches to sled (fail open) or refuses
+//!   (fail closed). Redis is probed again at most once per `recheck`.
+//! - Before Redis serves again, what changed on the fallback is written back: locks with `SET NX`
+//!   (a lock another process took in Redis meanwhile wins, and ours is reported lost through the
+//!   listener), locks released during the outage are deleted if the same session still holds them
+//!   in Redis, plain cache values are written over (last writer wins).
+//!
+//! What it cannot promise: during a partition, two processes on different sled folders can each
+//! grant the same file; the conflict is detected and reported at recovery, not prevented. Fencing
+//! tokens granted on the fallback come from sled's counter, not Redis's. Use fail-closed mode
+//! where exclusion across machines must hold during an outage.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,12 +24,24 @@ use serde_json::{json, Value};
 use crate::core::config::FailMode;
 use crate::core::envelope::Entry;
 use crate::core::error::{Error, Result};
-use crate::core::lock::{LockFilter, LockRecord, LockRequest};
+use crate::core::lock::{parse_record, LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
 
 use super::redis_store::RedisStore;
 use super::sled_store::SledStore;
+
+/// Told about a lock this process granted on the fallback and lost at recovery: the lost record,
+/// and the holder Redis had.
+pub type LostListener = Box<dyn Fn(Value) + Send + Sync>;
+
+/// What happened to a key on the fallback: written (its value is in sled), or deleted (for a lock,
+/// the session whose lock it was, so recovery deletes only that session's record in Redis).
+#[derive(Debug, Clone)]
+enum Touched {
+    Written,
+    Deleted { lock_session: Option<String> },
+}
 
 pub struct HybridStore {
     redis: RedisStore,
@@ -28,6 +50,8 @@ pub struct HybridStore {
     recheck: Duration,
     debug: bool,
     state: Mutex<State>,
+    touched: Mutex<HashMap<(String, String), Touched>>,
+    lost: Mutex<Option<LostListener>>,
 }
 
 struct State {
@@ -36,6 +60,8 @@ struct State {
     next_probe: Instant,
     switches: u64,
     last_error: String,
+    recovered: u64,
+    conflicts: u64,
 }
 
 impl HybridStore {
@@ -53,12 +79,26 @@ impl HybridStore {
                 next_probe: Instant::now() + recheck,
                 switches: 0,
                 last_error: down_since_start.unwrap_or_default(),
+                recovered: 0,
+                conflicts: 0,
             }),
+            touched: Mutex::new(HashMap::new()),
+            lost: Mutex::new(None),
         }
+    }
+
+    pub fn set_lost_listener(&self, listener: LostListener) {
+        *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log(&self, msg: &str) {
+        if self.debug {
+            eprintln!("[opencode-file-lock] hybrid: {msg}");
+        }
     }
 
     pub fn current_backend(&self) -> &'static str {
@@ -77,14 +117,12 @@ impl HybridStore {
         if to_fallback {
             st.last_error = why.to_owned();
         }
-        if self.debug {
-            let to = if to_fallback { "sled" } else { "redis" };
-            eprintln!("[opencode-file-lock] hybrid: now serving from {to} ({why})");
-        }
+        drop(st);
+        self.log(&format!("now serving from {} ({why})", if to_fallback { "sled" } else { "redis" }));
     }
 
-    /// Whether this call should go to Redis: always while Redis serves; while on the fallback,
-    /// only after a successful probe (at most one per `recheck`).
+    /// Whether this call goes to Redis: always while Redis serves; on the fallback, only after a
+    /// successful probe (at most one per `recheck`) and the write-back of the outage's changes.
     async fn redis_serves(&self) -> bool {
         {
             let mut st = self.state();
@@ -97,28 +135,128 @@ impl HybridStore {
             st.next_probe = Instant::now() + self.recheck;
         }
         let probe = tokio::time::timeout(self.recheck.min(Duration::from_millis(500)), self.redis.ping()).await;
-        if matches!(probe, Ok(Ok(_))) {
-            self.switch(false, "redis answers again");
-            true
-        } else {
-            false
+        if !matches!(probe, Ok(Ok(_))) {
+            return false;
+        }
+        match self.recover().await {
+            Ok(()) => {
+                self.switch(false, "redis answers again; the fallback's changes are written back");
+                true
+            }
+            Err(e) => {
+                self.log(&format!("writing the fallback's changes back to redis failed: {e}; staying on sled"));
+                false
+            }
         }
     }
 
-    async fn route<T>(&self, on_redis: impl Future<Output = Result<T>>, on_sled: impl Future<Output = Result<T>>) -> Result<T> {
-        if self.redis_serves().await {
-            match on_redis.await {
-                Err(e) if e.is_unavailable() => self.switch(true, &e.to_string()),
-                other => return other,
+    /// Writes what changed on the fallback into Redis (see the module comment).
+    async fn recover(&self) -> Result<()> {
+        let touched: Vec<_> = self.touched.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let mut rest = touched.into_iter();
+        while let Some(((ns, key), what)) = rest.next() {
+            match self.recover_key(&ns, &key, &what).await {
+                Ok(()) => {}
+                Err(e) if e.is_unavailable() => {
+                    // Redis went away again: keep this key and the rest for the next probe
+                    // (a change made since the drain is newer than these: it wins)
+                    let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+                    for (k, w) in std::iter::once(((ns, key), what)).chain(rest) {
+                        t.entry(k).or_insert(w);
+                    }
+                    return Err(e);
+                }
+                Err(e) => self.log(&format!("could not write {key} back to redis: {e}")),
             }
         }
+        Ok(())
+    }
+
+    async fn recover_key(&self, ns: &str, key: &str, what: &Touched) -> Result<()> {
+        match what {
+            Touched::Deleted { lock_session: Some(session) } => {
+                self.redis.delete_lock_of(ns, key, session).await?;
+            }
+            Touched::Deleted { lock_session: None } => {
+                self.redis.del(ns, key).await?;
+            }
+            Touched::Written => {
+                let Some(entry) = self.sled.get(ns, key).await? else { return Ok(()) };
+                match parse_record(key, &entry) {
+                    Ok(rec) if rec.path == key => self.recover_lock(ns, rec).await?,
+                    _ => self.redis.set(ns, key, entry.value.get(), entry.expires_at).await?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn recover_lock(&self, ns: &str, rec: LockRecord) -> Result<()> {
+        if self.redis.put_lock_if_absent(ns, &rec).await? {
+            self.state().recovered += 1;
+            return Ok(());
+        }
+        let theirs = self.redis.get(ns, &rec.path).await?;
+        let holder: Value = theirs.as_ref().and_then(|e| serde_json::from_str(e.value.get()).ok()).unwrap_or(Value::Null);
+        if holder.get("sessionId").and_then(Value::as_str) == Some(rec.session_id.as_str()) {
+            return Ok(()); // the same session holds it in Redis too: nothing was lost
+        }
+        // Another process took the file in Redis during the outage: Redis wins, ours is lost.
+        self.state().conflicts += 1;
+        self.log(&format!("conflict on {}: session {} lost it to {}", rec.path, rec.session_id, holder));
+        match &theirs {
+            Some(e) => self.sled.set(ns, &rec.path, e.value.get(), e.expires_at).await?,
+            None => {
+                self.sled.del(ns, &rec.path).await?;
+            }
+        }
+        let event = json!({ "reason": "conflict", "path": rec.path, "lost": rec, "holder": holder });
+        if let Some(listener) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            listener(event);
+        }
+        Ok(())
+    }
+
+    /// Runs `fut` on Redis if Redis serves. None: Redis is not serving (or just failed), use sled.
+    async fn try_redis<T>(&self, fut: impl Future<Output = Result<T>>) -> Option<Result<T>> {
+        if !self.redis_serves().await {
+            return None;
+        }
+        match fut.await {
+            Err(e) if e.is_unavailable() => {
+                self.switch(true, &e.to_string());
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    fn refuse_if_closed(&self) -> Result<()> {
         if self.fail_mode == FailMode::Closed {
             let last = self.state().last_error.clone();
             return Err(Error::backend(format!(
                 "Redis is unavailable and failMode is 'closed', so nothing is served from the local fallback: {last}"
             )));
         }
-        on_sled.await
+        Ok(())
+    }
+
+    fn touch(&self, ns: &str, keys: impl IntoIterator<Item = (String, Touched)>) {
+        let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, what) in keys {
+            t.insert((ns.to_owned(), k), what);
+        }
+    }
+
+    /// Mirrors lock records Redis granted or renewed into sled (best effort: the mirror only
+    /// matters if Redis goes away).
+    async fn mirror_records(&self, ns: &str, recs: &[LockRecord]) {
+        for rec in recs {
+            let json = serde_json::to_string(rec).unwrap_or_default();
+            if let Err(e) = self.sled.set(ns, &rec.path, &json, Some(rec.expires_at)).await {
+                self.log(&format!("mirroring {} into sled failed: {e}", rec.path));
+            }
+        }
     }
 }
 
@@ -128,40 +266,152 @@ impl Store for HybridStore {
     }
 
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
-        self.route(self.redis.get(ns, key), self.sled.get(ns, key)).await
+        if let Some(r) = self.try_redis(self.redis.get(ns, key)).await {
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.get(ns, key).await
     }
+
     async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
-        self.route(self.redis.set(ns, key, value_json, expires_at), self.sled.set(ns, key, value_json, expires_at)).await
+        if let Some(r) = self.try_redis(self.redis.set(ns, key, value_json, expires_at)).await {
+            if r.is_ok() {
+                let _ = self.sled.set(ns, key, value_json, expires_at).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.set(ns, key, value_json, expires_at).await?;
+        self.touch(ns, [(key.to_owned(), Touched::Written)]);
+        Ok(())
     }
+
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
-        self.route(self.redis.del(ns, key), self.sled.del(ns, key)).await
+        if let Some(r) = self.try_redis(self.redis.del(ns, key)).await {
+            if r.is_ok() {
+                let _ = self.sled.del(ns, key).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let existed = self.sled.del(ns, key).await?;
+        self.touch(ns, [(key.to_owned(), Touched::Deleted { lock_session: None })]);
+        Ok(existed)
     }
+
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
-        self.route(self.redis.batch(ns, ops), self.sled.batch(ns, ops)).await
+        if let Some(r) = self.try_redis(self.redis.batch(ns, ops)).await {
+            if r.is_ok() {
+                let _ = self.sled.batch(ns, ops).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.batch(ns, ops).await?;
+        self.touch(
+            ns,
+            ops.iter().map(|op| match op {
+                BatchOp::Put { key, .. } => (key.clone(), Touched::Written),
+                BatchOp::Del { key } => (key.clone(), Touched::Deleted { lock_session: None }),
+            }),
+        );
+        Ok(())
     }
+
     async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
-        self.route(self.redis.scan(ns, cursor, count), self.sled.scan(ns, cursor, count)).await
+        if let Some(r) = self.try_redis(self.redis.scan(ns, cursor, count)).await {
+            return r;
+        }
+        self.refuse_if_closed()?;
+        // A Redis cursor means nothing to sled: a walk that fails over starts over on sled.
+        let cursor = cursor.filter(|c| c.parse::<u64>().is_err());
+        self.sled.scan(ns, cursor, count).await
     }
+
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
-        self.route(self.redis.sweep_expired(ns), self.sled.sweep_expired(ns)).await
+        if let Some(r) = self.try_redis(self.redis.sweep_expired(ns)).await {
+            let _ = self.sled.sweep_expired(ns).await;
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.sweep_expired(ns).await
     }
+
     async fn clear(&self, ns: &str) -> Result<u64> {
-        self.route(self.redis.clear(ns), self.sled.clear(ns)).await
+        if let Some(r) = self.try_redis(self.redis.clear(ns)).await {
+            if r.is_ok() {
+                let _ = self.sled.clear(ns).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        Err(Error::backend("clear() needs Redis: it cannot be replayed safely after an outage"))
     }
+
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        self.route(self.redis.acquire(ns, paths, req), self.sled.acquire(ns, paths, req)).await
+        if let Some(r) = self.try_redis(self.redis.acquire(ns, paths, req)).await {
+            if let Ok(recs) = &r {
+                self.mirror_records(ns, recs).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let recs = self.sled.acquire(ns, paths, req).await?;
+        self.touch(ns, paths.iter().map(|p| (p.clone(), Touched::Written)));
+        Ok(recs)
     }
+
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        self.route(self.redis.release(ns, path, session_id), self.sled.release(ns, path, session_id)).await
+        if let Some(r) = self.try_redis(self.redis.release(ns, path, session_id)).await {
+            if matches!(r, Ok(true)) {
+                let _ = self.sled.release(ns, path, session_id).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let released = self.sled.release(ns, path, session_id).await?;
+        if released {
+            let what = if self.sled.get(ns, path).await?.is_some() { Touched::Written } else { Touched::Deleted { lock_session: Some(session_id.to_owned()) } };
+            self.touch(ns, [(path.to_owned(), what)]);
+        }
+        Ok(released)
     }
+
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
-        self.route(self.redis.release_all(ns, filter), self.sled.release_all(ns, filter)).await
+        if let Some(r) = self.try_redis(self.redis.release_all(ns, filter)).await {
+            if r.is_ok() {
+                let _ = self.sled.release_all(ns, filter).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let held = self.sled.list_locks(ns, filter).await?;
+        let n = self.sled.release_all(ns, filter).await?;
+        self.touch(ns, held.into_iter().map(|r| (r.path, Touched::Deleted { lock_session: Some(r.session_id) })));
+        Ok(n)
     }
+
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
-        self.route(self.redis.renew(ns, path, session_id, ttl_ms), self.sled.renew(ns, path, session_id, ttl_ms)).await
+        if let Some(r) = self.try_redis(self.redis.renew(ns, path, session_id, ttl_ms)).await {
+            if let Ok(Some(rec)) = &r {
+                self.mirror_records(ns, std::slice::from_ref(rec)).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let r = self.sled.renew(ns, path, session_id, ttl_ms).await?;
+        if r.is_some() {
+            self.touch(ns, [(path.to_owned(), Touched::Written)]);
+        }
+        Ok(r)
     }
+
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
-        self.route(self.redis.list_locks(ns, filter), self.sled.list_locks(ns, filter)).await
+        if let Some(r) = self.try_redis(self.redis.list_locks(ns, filter)).await {
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.list_locks(ns, filter).await
     }
 
     async fn health(&self) -> Result<Value> {
@@ -170,17 +420,19 @@ impl Store for HybridStore {
             Err(e) => json!({ "backend": "redis", "healthy": false, "connected": false, "error": e.to_string() }),
         };
         let sled = self.sled.health().await.unwrap_or_else(|e| json!({ "healthy": false, "error": e.to_string() }));
-        let (backend, since, switches) = {
-            let st = self.state();
-            (if st.on_fallback { "sled" } else { "redis" }, st.since_ms, st.switches)
-        };
+        let pending = self.touched.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let st = self.state();
         let healthy = redis["healthy"] == true || (self.fail_mode == FailMode::Open && sled["healthy"] == true);
         Ok(json!({
             "backend": "hybrid",
-            "currentBackend": backend,
-            "servingSince": since,
-            "switches": switches,
+            "currentBackend": if st.on_fallback { "sled" } else { "redis" },
+            "servingSince": st.since_ms,
+            "switches": st.switches,
             "failMode": if self.fail_mode == FailMode::Open { "open" } else { "closed" },
+            "pendingRecovery": pending,
+            "recoveredLocks": st.recovered,
+            "recoveryConflicts": st.conflicts,
+            "lastError": st.last_error,
             "healthy": healthy,
             "redis": redis,
             "sled": sled,

@@ -30,6 +30,7 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lu
 static RELEASE_SESSION: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/release_session.lua")));
 static RELEASE_IF: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/release_if.lua")));
 static RENEW: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/renew.lua")));
+static PUT_LOCK_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/put_lock_if_absent.lua")));
 static DEL_IF_EQUAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/del_if_equal.lua")));
 
 fn fence_key(ns: &str) -> String {
@@ -262,6 +263,47 @@ impl RedisStore {
             }
             cursor = next;
         }
+    }
+}
+
+impl RedisStore {
+    /// Writes a lock record (as the wire envelope) unless the key exists; true when written.
+    pub async fn put_lock_if_absent(&self, ns: &str, rec: &LockRecord) -> Result<bool> {
+        let now = now_ms();
+        let envelope = encode(&serde_json::to_string(rec).unwrap_or_default(), Some(rec.expires_at));
+        let mut c = self.conn()?;
+        let n: i64 = self
+            .run(
+                "recover lock",
+                PUT_LOCK_IF_ABSENT
+                    .key(storage_key(ns, &rec.path))
+                    .key(format!("{}{}", session_index_prefix(ns), rec.session_id))
+                    .arg(envelope)
+                    .arg(px_for(rec.expires_at, now))
+                    .arg(&rec.path)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Deletes a lock only if `session_id` holds it (whatever its hold count).
+    pub async fn delete_lock_of(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        let mut c = self.conn()?;
+        let n: i64 = self
+            .run(
+                "recover release",
+                RELEASE_IF
+                    .key(storage_key(ns, path))
+                    .arg(session_id)
+                    .arg("")
+                    .arg(now_ms())
+                    .arg(session_index_prefix(ns))
+                    .arg(path)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        Ok(n == 1)
     }
 }
 
