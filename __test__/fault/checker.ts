@@ -1,0 +1,47 @@
+// Reads the workers' grant/release logs and finds every pair of holders whose recorded intervals
+// overlap on one file. A recorded interval [grant, release] lies inside the real holding time, so
+// any overlap here is a real double grant. Also checks that fencing tokens grow per file.
+import fs from 'node:fs'
+
+export interface Verdict {
+  grants: number
+  doubleGrants: { file: string; a: string; b: string }[]
+  tokenRegressions: number
+}
+
+export function check(logFiles: string[]): Verdict {
+  const events = logFiles.flatMap((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []))
+  const open = new Map<string, { session: string; t: number }>() // session|file -> grant
+  const intervals = new Map<string, { session: string; from: number; to: number; token?: number }[]>()
+  for (const e of events.sort((a, b) => a.t - b.t)) {
+    const k = `${e.session}|${e.file}`
+    if (e.ev === 'grant') open.set(k, { session: e.session, t: e.t, token: e.token } as any)
+    else if (open.has(k)) {
+      const g = open.get(k) as any
+      open.delete(k)
+      const list = intervals.get(e.file) ?? []
+      list.push({ session: e.session, from: g.t, to: e.t, token: g.token })
+      intervals.set(e.file, list)
+    }
+  }
+  // a holder killed mid-hold never logged its release: its interval runs to the end
+  for (const [k, g] of open as any) {
+    const file = k.slice(k.indexOf('|') + 1)
+    const list = intervals.get(file) ?? []
+    list.push({ session: g.session, from: g.t, to: Infinity, token: g.token })
+    intervals.set(file, list)
+  }
+  const verdict: Verdict = { grants: 0, doubleGrants: [], tokenRegressions: 0 }
+  for (const [file, list] of intervals) {
+    list.sort((a, b) => a.from - b.from)
+    verdict.grants += list.length
+    let last = list[0]
+    for (let i = 1; i < list.length; i++) {
+      const cur = list[i]
+      if (cur.from < last.to && cur.session !== last.session) verdict.doubleGrants.push({ file, a: last.session, b: cur.session })
+      if (cur.token != null && last.token != null && cur.token <= last.token && cur.session !== last.session) verdict.tokenRegressions++
+      if (cur.to > last.to) last = cur
+    }
+  }
+  return verdict
+}

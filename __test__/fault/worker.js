@@ -1,0 +1,64 @@
+// A lock client process for the fault tests: S sessions loop over F files, taking a lock, holding
+// it a few ms and releasing it, for `durationMs`. Every grant and release goes to a JSON-lines log
+// with microsecond wall-clock times, which checker.js reads to prove no two holders overlapped.
+// usage: node worker.js '<json config>'
+'use strict'
+const fs = require('node:fs')
+const L = require('../../lib/index.js')
+
+const cfg = JSON.parse(process.argv[2])
+const now = () => Math.round((performance.timeOrigin + performance.now()) * 1000) // µs
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const log = fs.openSync(cfg.log, 'a')
+const write = (o) => fs.writeSync(log, JSON.stringify(o) + '\n')
+
+async function open() {
+  const redis = { port: cfg.port, commandTimeoutMs: cfg.commandTimeoutMs ?? 300, maxRetries: 1, baseDelayMs: 20, maxDelayMs: 100 }
+  if (cfg.backend === 'redis') return L.RedisCache.connect({ ...redis, namespace: 'stress' })
+  if (cfg.backend === 'sled') return L.SledCache.open({ path: cfg.sledPath, namespace: 'stress' })
+  return L.HybridCache.open({ redis, sledPath: cfg.sledPath, namespace: 'stress', failMode: cfg.failMode, recheckMs: 200 })
+}
+
+async function session(cache, s, until, counts) {
+  const id = `${cfg.name}-s${s}`
+  let seed = (s + 1) * 7919 + process.pid
+  const rand = (n) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n
+  while (Date.now() < until) {
+    const file = `/stress/file-${rand(cfg.files)}`
+    let p
+    try {
+      p = await L.acquireLock(file, cfg.name, id, cache, { ttlMs: cfg.ttlMs ?? 30_000 })
+    } catch (e) {
+      counts[e.code] = (counts[e.code] ?? 0) + 1
+      await sleep(e.code === 'ELOCKED' ? 1 : 20)
+      continue
+    }
+    const rec = await L.getLock(p, cache).catch(() => undefined)
+    write({ ev: 'grant', t: now(), file: p, session: id, token: rec?.token })
+    counts.grants++
+    if (cfg.holdMs) await sleep(rand(cfg.holdMs + 1))
+    write({ ev: 'release', t: now(), file: p, session: id })
+    await L.releaseLock(p, id, cache).catch((e) => (counts[`release_${e.code}`] = (counts[`release_${e.code}`] ?? 0) + 1))
+  }
+}
+
+async function main() {
+  const cache = await open()
+  if (cfg.holdForeverFile) {
+    // the "client killed while holding locks" case: take one lock, say so, and wait to be killed
+    await L.acquireLock(cfg.holdForeverFile, cfg.name, `${cfg.name}-holder`, cache, { ttlMs: cfg.ttlMs })
+    console.log('HOLDING')
+    setInterval(() => {}, 1000)
+    return
+  }
+  const counts = { grants: 0 }
+  const until = Date.now() + cfg.durationMs
+  await Promise.all(Array.from({ length: cfg.sessions }, (_, s) => session(cache, s, until, counts)))
+  await cache.close()
+  console.log(JSON.stringify(counts))
+}
+
+main().catch((e) => {
+  console.error(`worker failed: ${e.code ?? ''} ${e.message}`)
+  process.exit(1)
+})
