@@ -130,6 +130,9 @@ export interface NativeRedisOptions {
   maxRetries?: number
   baseDelayMs?: number
   maxDelayMs?: number
+  /** After each acquire, wait for this many replicas to acknowledge it (Redis WAIT). */
+  waitReplicas?: number
+  waitTimeoutMs?: number
 }
 
 /** The canonical form of a path, as locks key it (see `core::path`). */

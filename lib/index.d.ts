@@ -64,6 +64,10 @@ export interface RedisOptions {
   maxRetries?: number
   baseDelayMs?: number
   maxDelayMs?: number
+  /** After each acquire, wait for this many replicas to acknowledge it (Redis WAIT); a grant
+   * that fewer acknowledge within waitTimeoutMs (default 1000) is undone and fails with EBACKEND. */
+  waitReplicas?: number
+  waitTimeoutMs?: number
 }
 
 export declare class SledCache<T = any> extends Cache<T> {

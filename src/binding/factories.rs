@@ -25,6 +25,9 @@ pub struct NativeRedisOptions {
     pub max_retries: Option<u32>,
     pub base_delay_ms: Option<f64>,
     pub max_delay_ms: Option<f64>,
+    /// After each acquire, wait for this many replicas to acknowledge it (Redis WAIT).
+    pub wait_replicas: Option<u32>,
+    pub wait_timeout_ms: Option<f64>,
 }
 
 fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
@@ -47,6 +50,8 @@ fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
         max_retries: o.max_retries.map(|n| n as usize).unwrap_or(d.max_retries),
         base_delay_ms: millis(o.base_delay_ms, "baseDelayMs")?.unwrap_or(d.base_delay_ms),
         max_delay_ms: millis(o.max_delay_ms, "maxDelayMs")?.unwrap_or(d.max_delay_ms),
+        wait_replicas: o.wait_replicas.unwrap_or(0),
+        wait_timeout_ms: millis(o.wait_timeout_ms, "waitTimeoutMs")?.unwrap_or(d.wait_timeout_ms),
     })
 }
 
@@ -151,6 +156,8 @@ pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> 
             max_retries: Some(r.max_retries as u32),
             base_delay_ms: Some(r.base_delay_ms as f64),
             max_delay_ms: Some(r.max_delay_ms as f64),
+            wait_replicas: Some(r.wait_replicas),
+            wait_timeout_ms: Some(r.wait_timeout_ms as f64),
         },
     })
 }

@@ -36,6 +36,9 @@ pub struct RedisOptions {
     pub max_retries: usize,
     pub base_delay_ms: u64,
     pub max_delay_ms: u64,
+    /// After an acquire, wait for this many replicas to acknowledge it (Redis WAIT); 0: don't.
+    pub wait_replicas: u32,
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisOptions {
@@ -53,6 +56,8 @@ impl Default for RedisOptions {
             max_retries: 10,
             base_delay_ms: 100,
             max_delay_ms: 3000,
+            wait_replicas: 0,
+            wait_timeout_ms: 1000,
         }
     }
 }
@@ -156,6 +161,8 @@ pub fn redis_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
         max_retries: parse_num(env, "REDIS_MAX_RETRIES")?.unwrap_or(d.max_retries),
         base_delay_ms: parse_num(env, "REDIS_BASE_DELAY")?.unwrap_or(d.base_delay_ms),
         max_delay_ms: parse_num(env, "REDIS_MAX_DELAY")?.unwrap_or(d.max_delay_ms),
+        wait_replicas: parse_num(env, "REDIS_WAIT_REPLICAS")?.unwrap_or(d.wait_replicas),
+        wait_timeout_ms: parse_num(env, "REDIS_WAIT_TIMEOUT")?.unwrap_or(d.wait_timeout_ms),
     })
 }
 

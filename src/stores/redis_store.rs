@@ -69,6 +69,8 @@ struct Inner {
     last_error: Mutex<String>,
     closed: AtomicBool,
     last_ok_ms: AtomicI64,
+    /// (replicas, timeout): acquire waits for this acknowledgement (Redis WAIT).
+    wait: Option<(u32, Duration)>,
 }
 
 fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
@@ -111,6 +113,7 @@ fn is_connection_error(e: &RedisError) -> bool {
 }
 
 struct Prepared {
+    wait: Option<(u32, Duration)>,
     client: redis::Client,
     config: ConnectionManagerConfig,
     target: String,
@@ -135,7 +138,8 @@ fn prepare(opts: &RedisOptions) -> Result<Prepared> {
         .set_number_of_retries(opts.max_retries)
         .set_min_delay(Duration::from_millis(opts.base_delay_ms.max(1)))
         .set_max_delay(Duration::from_millis(opts.max_delay_ms.max(1)));
-    Ok(Prepared { client, config, target, connect_timeout, command_timeout })
+    let wait = (opts.wait_replicas > 0).then(|| (opts.wait_replicas, Duration::from_millis(opts.wait_timeout_ms.max(1))));
+    Ok(Prepared { wait, client, config, target, connect_timeout, command_timeout })
 }
 
 impl RedisStore {
@@ -149,6 +153,7 @@ impl RedisStore {
                 last_error: Mutex::new(unreachable.map(|e| e.to_string()).unwrap_or_default()),
                 closed: AtomicBool::new(false),
                 last_ok_ms: AtomicI64::new(now_ms()),
+                wait: p.wait,
             }),
         }
     }
@@ -159,7 +164,13 @@ impl RedisStore {
         let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
         // One direct attempt first: it fails fast with the real reason (refused, wrong password)
         // where the manager would retry with backoff until the timeout.
-        match tokio::time::timeout(p.connect_timeout, p.client.get_multiplexed_async_connection()).await {
+        // A PING proves the credentials too: a server whose default user is off accepts the
+        // connection and refuses the first command.
+        let probe = async {
+            let mut c = p.client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        match tokio::time::timeout(p.connect_timeout, probe).await {
             Err(_) => return Err(too_slow()),
             Ok(Err(e)) => return Err(connect_error(&p.target, &e)),
             Ok(Ok(_)) => {}
@@ -267,6 +278,29 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// Redis WAIT after a grant: if fewer than `replicas` acknowledge it within `timeout`, the grant
+    /// is undone and the acquire fails, so a failover to a replica cannot forget it.
+    async fn wait_for_replicas(&self, ns: &str, recs: &[LockRecord], replicas: u32, timeout: Duration) -> Result<()> {
+        let mut c = self.conn()?;
+        let acked = tokio::time::timeout(timeout + self.inner.command_timeout, redis::cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64).query_async::<i64>(&mut c)).await;
+        let acked = match acked {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(Error::backend(format!("{} failed WAIT: {e}", self.inner.target))),
+            Err(_) => 0,
+        };
+        if acked >= replicas as i64 {
+            return Ok(());
+        }
+        for rec in recs {
+            let _ = self.release(ns, &rec.path, &rec.session_id).await;
+        }
+        Err(Error::backend(format!(
+            "{} granted the lock but only {acked} of {replicas} replica(s) acknowledged it within {} ms; it was released again",
+            self.inner.target,
+            timeout.as_millis()
+        )))
+    }
+
     /// Writes a lock record (as the wire envelope) unless the key exists; true when written.
     pub async fn put_lock_if_absent(&self, ns: &str, rec: &LockRecord) -> Result<bool> {
         let now = now_ms();
@@ -309,7 +343,9 @@ impl RedisStore {
 
 fn connect_error(target: &str, e: &RedisError) -> Error {
     let text = e.to_string();
-    if text.contains("WRONGPASS") || text.contains("NOAUTH") || text.contains("invalid password") || text.contains("invalid username-password") {
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || ["WRONGPASS", "NOAUTH", "invalid password", "invalid username-password"].iter().any(|m| text.contains(m));
+    if auth {
         Error::backend(format!("{target} refused the credentials (check REDIS_USERNAME / REDIS_PASSWORD)"))
     } else {
         Error::backend(format!("cannot connect to {target}: {text}"))
@@ -448,10 +484,16 @@ impl Store for RedisStore {
         let mut c = self.conn()?;
         let reply: Vec<String> = self.run("acquire", inv.invoke_async(&mut c)).await?;
         match reply.first().map(String::as_str) {
-            Some("ok") => reply[1..]
-                .iter()
-                .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
-                .collect(),
+            Some("ok") => {
+                let recs: Vec<LockRecord> = reply[1..]
+                    .iter()
+                    .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
+                    .collect::<Result<_>>()?;
+                if let Some((replicas, timeout)) = self.inner.wait {
+                    self.wait_for_replicas(ns, &recs, replicas, timeout).await?;
+                }
+                Ok(recs)
+            }
             Some("locked") if reply.len() == 3 => {
                 let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
                 Err(locked_error(&reply[1], holder, now))
