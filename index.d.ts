@@ -133,6 +133,11 @@ export interface NativeRedisOptions {
   /** After each acquire, wait for this many replicas to acknowledge it (Redis WAIT). */
   waitReplicas?: number
   waitTimeoutMs?: number
+  /** Sentinels as "host:port" strings; with them, `host`/`port`/`url` are not used. */
+  sentinels?: Array<string>
+  /** The master name the sentinels monitor (default "mymaster"). */
+  sentinelMaster?: string
+  sentinelPassword?: string
 }
 
 /** The canonical form of a path, as locks key it (see `core::path`). */

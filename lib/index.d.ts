@@ -68,6 +68,10 @@ export interface RedisOptions {
    * that fewer acknowledge within waitTimeoutMs (default 1000) is undone and fails with EBACKEND. */
   waitReplicas?: number
   waitTimeoutMs?: number
+  /** Sentinels ("host:port"): connect to the primary they name for `sentinelMaster`, and follow failovers. */
+  sentinels?: string[]
+  sentinelMaster?: string
+  sentinelPassword?: string
 }
 
 export declare class SledCache<T = any> extends Cache<T> {

@@ -81,3 +81,54 @@ export async function startRedis(extra: string[] = []): Promise<RedisServer> {
   }
   return server
 }
+
+/** A redis-sentinel watching `master` at 127.0.0.1:`primaryPort` (quorum 2, quick failover). */
+export async function startSentinel(primaryPort: number, master = 'mymaster', auth?: string): Promise<RedisServer> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-sentinel-'))
+  const port = await freePort()
+  const conf = path.join(dir, 'sentinel.conf')
+  fs.writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `sentinel monitor ${master} 127.0.0.1 ${primaryPort} 2`,
+      `sentinel down-after-milliseconds ${master} 500`,
+      `sentinel failover-timeout ${master} 2000`,
+      `sentinel parallel-syncs ${master} 1`,
+      ...(auth ? [`sentinel auth-pass ${master} ${auth}`] : []),
+    ].join('\n') + '\n',
+  )
+  let child = await launchWith(['redis-server', conf, '--sentinel'], /Sentinel ID is|monitor master/)
+  return {
+    port,
+    get pid() { return child.pid! },
+    dir,
+    async kill() { process.kill(child.pid!, 'SIGKILL'); await waitExit(child) },
+    async restart() { child = await launchWith(['redis-server', conf, '--sentinel'], /Sentinel ID is|monitor master/) },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) await this.kill()
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function launchWith([cmd, ...args]: string[], ready: RegExp): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    live.add(child)
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start: ${out}`)), 10_000)
+    const onData = (d: Buffer) => {
+      out += d
+      if (ready.test(out)) {
+        clearTimeout(timer)
+        resolve(child)
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.once('exit', (code) => { clearTimeout(timer); live.delete(child); reject(new Error(`${cmd} exited ${code}: ${out}`)) })
+  })
+}

@@ -28,6 +28,11 @@ pub struct NativeRedisOptions {
     /// After each acquire, wait for this many replicas to acknowledge it (Redis WAIT).
     pub wait_replicas: Option<u32>,
     pub wait_timeout_ms: Option<f64>,
+    /// Sentinels as "host:port" strings; with them, `host`/`port`/`url` are not used.
+    pub sentinels: Option<Vec<String>>,
+    /// The master name the sentinels monitor (default "mymaster").
+    pub sentinel_master: Option<String>,
+    pub sentinel_password: Option<String>,
 }
 
 fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
@@ -52,6 +57,12 @@ fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
         max_delay_ms: millis(o.max_delay_ms, "maxDelayMs")?.unwrap_or(d.max_delay_ms),
         wait_replicas: o.wait_replicas.unwrap_or(0),
         wait_timeout_ms: millis(o.wait_timeout_ms, "waitTimeoutMs")?.unwrap_or(d.wait_timeout_ms),
+        sentinels: match o.sentinels {
+            None => Vec::new(),
+            Some(list) => config::parse_sentinels(&list.join(",")).map_err(|e| invalid(format!("sentinels {e}")))?,
+        },
+        sentinel_master: o.sentinel_master.unwrap_or(d.sentinel_master),
+        sentinel_password: o.sentinel_password,
     })
 }
 
@@ -158,6 +169,9 @@ pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> 
             max_delay_ms: Some(r.max_delay_ms as f64),
             wait_replicas: Some(r.wait_replicas),
             wait_timeout_ms: Some(r.wait_timeout_ms as f64),
+            sentinels: (!r.sentinels.is_empty()).then(|| r.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect()),
+            sentinel_master: Some(r.sentinel_master),
+            sentinel_password: r.sentinel_password,
         },
     })
 }

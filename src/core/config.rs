@@ -39,6 +39,10 @@ pub struct RedisOptions {
     /// After an acquire, wait for this many replicas to acknowledge it (Redis WAIT); 0: don't.
     pub wait_replicas: u32,
     pub wait_timeout_ms: u64,
+    /// Sentinels to ask for the current primary of `sentinel_master` (empty: connect directly).
+    pub sentinels: Vec<(String, u16)>,
+    pub sentinel_master: String,
+    pub sentinel_password: Option<String>,
 }
 
 impl Default for RedisOptions {
@@ -58,6 +62,9 @@ impl Default for RedisOptions {
             max_delay_ms: 3000,
             wait_replicas: 0,
             wait_timeout_ms: 1000,
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            sentinel_password: None,
         }
     }
 }
@@ -72,6 +79,8 @@ impl std::fmt::Debug for RedisOptions {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("tls", &self.tls)
+            .field("sentinels", &self.sentinels)
+            .field("sentinel_master", &self.sentinel_master)
             .finish_non_exhaustive()
     }
 }
@@ -163,7 +172,26 @@ pub fn redis_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
         max_delay_ms: parse_num(env, "REDIS_MAX_DELAY")?.unwrap_or(d.max_delay_ms),
         wait_replicas: parse_num(env, "REDIS_WAIT_REPLICAS")?.unwrap_or(d.wait_replicas),
         wait_timeout_ms: parse_num(env, "REDIS_WAIT_TIMEOUT")?.unwrap_or(d.wait_timeout_ms),
+        sentinels: match get("REDIS_SENTINELS") {
+            None => Vec::new(),
+            Some(list) => parse_sentinels(&list).map_err(|e| Error::invalid(format!("REDIS_SENTINELS {e}")))?,
+        },
+        sentinel_master: get("REDIS_SENTINEL_MASTER").unwrap_or(d.sentinel_master),
+        sentinel_password: get("REDIS_SENTINEL_PASSWORD"),
     })
+}
+
+/// `host:port,host:port` -> [(host, port)].
+pub fn parse_sentinels(list: &str) -> std::result::Result<Vec<(String, u16)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|hp| {
+            let (h, p) = hp.rsplit_once(':').ok_or_else(|| format!("must be host:port[,host:port...], got {hp:?}"))?;
+            let port = p.parse::<u16>().map_err(|_| format!("has a bad port in {hp:?}"))?;
+            Ok((h.to_owned(), port))
+        })
+        .collect()
 }
 
 pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {

@@ -59,7 +59,9 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    conn: ConnectionManager,
+    /// Replaced when Sentinel names a new primary.
+    conn: std::sync::RwLock<ConnectionManager>,
+    sentinel: Option<SentinelState>,
     /// `redis 127.0.0.1:6379 db 0`: how errors name the server, never with credentials.
     target: String,
     command_timeout: Duration,
@@ -71,6 +73,41 @@ struct Inner {
     last_ok_ms: AtomicI64,
     /// (replicas, timeout): acquire waits for this acknowledgement (Redis WAIT).
     wait: Option<(u32, Duration)>,
+}
+
+/// What a Sentinel-backed store needs to find the primary again after a failover.
+struct SentinelState {
+    opts: RedisOptions,
+    primary: Mutex<(String, u16)>,
+    resolving: AtomicBool,
+}
+
+/// Asks each sentinel in turn for the current primary of the configured master name.
+async fn resolve_primary(opts: &RedisOptions) -> Result<(String, u16)> {
+    let timeout = Duration::from_millis(opts.connect_timeout_ms);
+    let mut last = String::from("no sentinel configured");
+    for (host, port) in &opts.sentinels {
+        let mut info = (host.as_str(), *port).into_connection_info().map_err(|e| Error::invalid(format!("bad sentinel {host}:{port}: {e}")))?;
+        if let Some(pw) = &opts.sentinel_password {
+            info = info.clone().set_redis_settings(info.redis_settings().clone().set_password(pw));
+        }
+        let ask = async {
+            let client = redis::Client::open(info)?;
+            let mut c = client.get_multiplexed_async_connection().await?;
+            redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&opts.sentinel_master).query_async::<Option<(String, String)>>(&mut c).await
+        };
+        match tokio::time::timeout(timeout, ask).await {
+            Ok(Ok(Some((h, p)))) => {
+                if let Ok(p) = p.parse() {
+                    return Ok((h, p));
+                }
+            }
+            Ok(Ok(None)) => last = format!("sentinel {host}:{port} does not know master {:?}", opts.sentinel_master),
+            Ok(Err(e)) => last = format!("sentinel {host}:{port}: {e}"),
+            Err(_) => last = format!("sentinel {host}:{port} did not answer within {} ms", timeout.as_millis()),
+        }
+    }
+    Err(Error::backend(format!("no sentinel named a primary for {:?}: {last}", opts.sentinel_master)))
 }
 
 fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
@@ -143,10 +180,11 @@ fn prepare(opts: &RedisOptions) -> Result<Prepared> {
 }
 
 impl RedisStore {
-    fn from_parts(conn: ConnectionManager, p: &Prepared, unreachable: Option<&Error>) -> RedisStore {
+    fn from_parts(conn: ConnectionManager, p: &Prepared, unreachable: Option<&Error>, sentinel: Option<SentinelState>) -> RedisStore {
         RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conn: std::sync::RwLock::new(conn),
+                sentinel,
                 target: p.target.clone(),
                 command_timeout: p.command_timeout,
                 unreachable: AtomicBool::new(unreachable.is_some()),
@@ -158,9 +196,17 @@ impl RedisStore {
         }
     }
 
-    /// Connects, failing within the connect timeout when Redis cannot be reached.
+    /// Connects, failing within the connect timeout when Redis cannot be reached. With sentinels,
+    /// to the primary they name, and again to the new one after a failover.
     pub async fn connect(opts: &RedisOptions) -> Result<RedisStore> {
-        let p = prepare(opts)?;
+        let (direct, sentinel) = if opts.sentinels.is_empty() {
+            (opts.clone(), None)
+        } else {
+            let (host, port) = resolve_primary(opts).await?;
+            let direct = RedisOptions { host: host.clone(), port, url: None, ..opts.clone() };
+            (direct, Some(SentinelState { opts: opts.clone(), primary: Mutex::new((host, port)), resolving: AtomicBool::new(false) }))
+        };
+        let p = prepare(&direct)?;
         let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
         // One direct attempt first: it fails fast with the real reason (refused, wrong password)
         // where the manager would retry with backoff until the timeout.
@@ -179,7 +225,7 @@ impl RedisStore {
             .await
             .map_err(|_| too_slow())?
             .map_err(|e| connect_error(&p.target, &e))?;
-        Ok(Self::from_parts(conn, &p, None))
+        Ok(Self::from_parts(conn, &p, None, sentinel))
     }
 
     /// A store whose connection is made on first use: for a hybrid that starts while Redis is down.
@@ -187,18 +233,54 @@ impl RedisStore {
         let p = prepare(opts)?;
         let conn = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone())
             .map_err(|e| connect_error(&p.target, &e))?;
-        Ok(Self::from_parts(conn, &p, Some(why)))
+        Ok(Self::from_parts(conn, &p, Some(why), None))
     }
 
     pub fn target(&self) -> &str {
         &self.inner.target
     }
 
+    /// With Sentinel: asks the sentinels (in the background, one at a time) which server is the
+    /// primary now, and switches the connection to it if it changed.
+    fn find_new_primary(&self) {
+        let Some(sentinel) = &self.inner.sentinel else { return };
+        if sentinel.resolving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let s = me.inner.sentinel.as_ref().expect("checked above");
+            if let Ok((host, port)) = resolve_primary(&s.opts).await {
+                let changed = *s.primary.lock().unwrap_or_else(|p| p.into_inner()) != (host.clone(), port);
+                if changed {
+                    let direct = RedisOptions { host: host.clone(), port, url: None, ..s.opts.clone() };
+                    if let Ok(p) = prepare(&direct) {
+                        if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
+                            *me.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                            *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = (host, port);
+                        }
+                    }
+                }
+            }
+            // let the next trouble ask again, but not in a tight loop
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            s.resolving.store(false, Ordering::Release);
+        });
+    }
+
+    /// The primary in use now, `host:port` (Sentinel), for health reports.
+    fn primary(&self) -> Option<String> {
+        self.inner.sentinel.as_ref().map(|s| {
+            let (h, p) = s.primary.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            format!("{h}:{p}")
+        })
+    }
+
     fn conn(&self) -> Result<ConnectionManager> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed(format!("the cache on {} is closed", self.inner.target)));
         }
-        Ok(self.inner.conn.clone())
+        Ok(self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Runs one Redis interaction under the command timeout and maps its failure once.
@@ -213,7 +295,9 @@ impl RedisStore {
             Ok(Err(e)) => {
                 if e.is_timeout() {
                     Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
-                } else if is_connection_error(&e) {
+                } else if is_connection_error(&e) || e.code() == Some("READONLY") {
+                    // READONLY: the server we talk to was demoted to a replica by a failover
+                    self.find_new_primary();
                     inner.unreachable.store(true, Ordering::Relaxed);
                     *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
                     Err(Error::backend(format!("{} is unreachable ({what}): {e}", inner.target)))
@@ -222,6 +306,7 @@ impl RedisStore {
                 }
             }
             Err(_) if inner.unreachable.load(Ordering::Relaxed) => {
+                self.find_new_primary();
                 let last = inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 Err(Error::backend(format!(
                     "{} is unreachable: no answer to {what} within {} ms while reconnecting (last error: {last})",
@@ -622,6 +707,7 @@ impl Store for RedisStore {
             "healthy": true,
             "connected": true,
             "server": self.inner.target,
+            "sentinelPrimary": self.primary(),
             "latencyMs": latency.as_secs_f64() * 1000.0,
             "usedMemoryBytes": used_memory,
             "keyCount": keys,
