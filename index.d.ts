@@ -138,6 +138,8 @@ export interface NativeRedisOptions {
   /** The master name the sentinels monitor (default "mymaster"). */
   sentinelMaster?: string
   sentinelPassword?: string
+  /** A PEM file of CA certificates to trust for TLS (`tls: true` or a rediss:// url). */
+  tlsCaFile?: string
 }
 
 /** The canonical form of a path, as locks key it (see `core::path`). */

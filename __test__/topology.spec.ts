@@ -1,9 +1,24 @@
 // Redis deployments beyond a bare server, each started here on loopback: an ACL user, and a
 // primary with a replica for WAIT (acknowledged grants).
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { acquireLock, openCache, RedisCache, releaseLock } from '../lib/index.js'
-import { startRedis, type RedisServer } from './helpers/redis-server'
-import { redisCliRaw, sleep } from './helpers/tmp'
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server'
+import { redisCliRaw, sleep, tmpDir } from './helpers/tmp'
+
+/** A CA and a server certificate for 127.0.0.1, made with openssl for this test run. */
+function makeCertificates(): { ca: string; cert: string; key: string } {
+  const dir = tmpDir('ofl-tls-')
+  const f = (n: string) => path.join(dir, n)
+  const ssl = (...a: string[]) => execFileSync('openssl', a, { stdio: 'pipe' })
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=ofl-test-ca')
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1')
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'))
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') }
+}
 
 const servers: RedisServer[] = []
 afterEach(async () => {
@@ -57,5 +72,22 @@ describe('Redis topologies', () => {
     expect(await acquireLock('/wait/other', 'b', 's3', other)).toBe('/wait/other')
     await other.close()
     await c.close()
+  })
+
+  it('TLS: rediss:// and tls: true with a CA the test made; an untrusted server is refused', async () => {
+    const { ca, cert, key } = makeCertificates()
+    const tlsPort = await freePort()
+    await server(['--tls-port', String(tlsPort), '--tls-cert-file', cert, '--tls-key-file', key, '--tls-ca-cert-file', ca, '--tls-auth-clients', 'no'])
+    const c = await RedisCache.connect({ host: '127.0.0.1', port: tlsPort, tls: true, tlsCaFile: ca, namespace: 'tls' })
+    const p = await acquireLock('/tls/file', 'a', 's', c)
+    expect((await c.healthCheck()).server).toBe(`redis (tls) 127.0.0.1:${tlsPort} db 0`)
+    expect(await releaseLock(p, 's', c)).toBe(true)
+    await c.close()
+    const viaEnv = await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: `rediss://127.0.0.1:${tlsPort}/0`, REDIS_TLS_CA: ca } })
+    await viaEnv.set('k', 'over tls')
+    expect(await viaEnv.get('k')).toBe('over tls')
+    await viaEnv.close()
+    const untrusted = await RedisCache.connect({ host: '127.0.0.1', port: tlsPort, tls: true, connectTimeoutMs: 2000 }).catch((e) => e)
+    expect(['EBACKEND', 'ETIMEDOUT']).toContain(untrusted.code)
   })
 })

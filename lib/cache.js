@@ -137,12 +137,12 @@ class SledCache extends Cache {
   }
 }
 
-const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword']
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']
 
 function redisOptions(o) {
   const out = {}
   for (const k of REDIS_KEYS) if (o[k] !== undefined && o[k] !== null) out[k] = o[k]
-  for (const k of ['url', 'host', 'username', 'password', 'sentinelMaster', 'sentinelPassword']) if (k in out) check.str(out[k], k)
+  for (const k of ['url', 'host', 'username', 'password', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']) if (k in out) check.str(out[k], k)
   if ('sentinels' in out && (!Array.isArray(out.sentinels) || out.sentinels.some((x) => typeof x !== 'string'))) throw invalid('sentinels must be an array of "host:port" strings')
   for (const k of ['port', 'database', 'maxRetries', 'waitReplicas']) {
     if (k in out && (!Number.isInteger(out[k]) || out[k] < 0)) throw invalid(`${k} must be a whole number >= 0`)
@@ -206,7 +206,7 @@ class HybridCache extends Cache {
 const ENV_KEYS = [
   'FILE_LOCK_CACHE_BACKEND', 'FILE_LOCK_PATH', 'FILE_LOCK_NAMESPACE', 'FILE_LOCK_TTL_MS', 'FILE_LOCK_FAIL_MODE',
   'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_USERNAME', 'REDIS_DATABASE', 'REDIS_TLS',
-  'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY', 'REDIS_WAIT_REPLICAS', 'REDIS_WAIT_TIMEOUT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD',
+  'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY', 'REDIS_WAIT_REPLICAS', 'REDIS_WAIT_TIMEOUT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS_CA',
   'DEBUG_FILE_LOCK_CACHE', 'XDG_STATE_HOME', 'HOME', 'USERPROFILE', 'TMPDIR',
 ]
 

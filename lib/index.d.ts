@@ -57,8 +57,10 @@ export interface RedisOptions {
   username?: string
   password?: string
   database?: number
-  /** Not built yet: true fails with EINVAL. */
+  /** Connect with TLS (as a rediss:// url does). */
   tls?: boolean
+  /** A PEM file of CA certificates to trust instead of the system's. */
+  tlsCaFile?: string
   connectTimeoutMs?: number
   commandTimeoutMs?: number
   maxRetries?: number

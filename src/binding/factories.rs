@@ -33,6 +33,8 @@ pub struct NativeRedisOptions {
     /// The master name the sentinels monitor (default "mymaster").
     pub sentinel_master: Option<String>,
     pub sentinel_password: Option<String>,
+    /// A PEM file of CA certificates to trust for TLS (`tls: true` or a rediss:// url).
+    pub tls_ca_file: Option<String>,
 }
 
 fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
@@ -63,6 +65,7 @@ fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
         },
         sentinel_master: o.sentinel_master.unwrap_or(d.sentinel_master),
         sentinel_password: o.sentinel_password,
+        tls_ca_file: o.tls_ca_file,
     })
 }
 
@@ -172,6 +175,7 @@ pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> 
             sentinels: (!r.sentinels.is_empty()).then(|| r.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect()),
             sentinel_master: Some(r.sentinel_master),
             sentinel_password: r.sentinel_password,
+            tls_ca_file: r.tls_ca_file,
         },
     })
 }

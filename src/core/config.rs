@@ -43,6 +43,8 @@ pub struct RedisOptions {
     pub sentinels: Vec<(String, u16)>,
     pub sentinel_master: String,
     pub sentinel_password: Option<String>,
+    /// A PEM file of CA certificates to trust for TLS instead of the system's.
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for RedisOptions {
@@ -65,6 +67,7 @@ impl Default for RedisOptions {
             sentinels: Vec::new(),
             sentinel_master: "mymaster".into(),
             sentinel_password: None,
+            tls_ca_file: None,
         }
     }
 }
@@ -178,6 +181,7 @@ pub fn redis_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
         },
         sentinel_master: get("REDIS_SENTINEL_MASTER").unwrap_or(d.sentinel_master),
         sentinel_password: get("REDIS_SENTINEL_PASSWORD"),
+        tls_ca_file: get("REDIS_TLS_CA"),
     })
 }
 

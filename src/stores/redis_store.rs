@@ -117,14 +117,12 @@ fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
             .into_connection_info()
             .map_err(|_| Error::invalid(format!("REDIS_URL / url is not a valid Redis URL: {}", redact_url(url))));
     }
-    if opts.tls {
-        return Err(Error::invalid(
-            "TLS (REDIS_TLS / tls) is not built into this version yet; connect without TLS or through a TLS tunnel",
-        ));
+    let info = if opts.tls {
+        ConnectionAddr::TcpTls { host: opts.host.clone(), port: opts.port, insecure: false, tls_params: None }.into_connection_info()
+    } else {
+        (opts.host.as_str(), opts.port).into_connection_info()
     }
-    let info = (opts.host.as_str(), opts.port)
-        .into_connection_info()
-        .map_err(|e| Error::invalid(format!("bad Redis host/port: {e}")))?;
+    .map_err(|e| Error::invalid(format!("bad Redis host/port: {e}")))?;
     let mut settings = info.redis_settings().clone().set_db(opts.database);
     if let Some(u) = &opts.username {
         settings = settings.set_username(u);
@@ -166,7 +164,18 @@ fn prepare(opts: &RedisOptions) -> Result<Prepared> {
     }
     let info = connection_info(opts)?;
     let target = describe(&info);
-    let client = redis::Client::open(info).map_err(|e| Error::invalid(format!("{target}: {e}")))?;
+    let client = if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        // rustls needs a process-wide crypto provider; installing it twice is harmless
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root_cert = match &opts.tls_ca_file {
+            None => None,
+            Some(f) => Some(std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?),
+        };
+        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert })
+    } else {
+        redis::Client::open(info)
+    }
+    .map_err(|e| Error::invalid(format!("{target}: {e}")))?;
     let connect_timeout = Duration::from_millis(opts.connect_timeout_ms);
     let command_timeout = Duration::from_millis(opts.command_timeout_ms);
     let config = ConnectionManagerConfig::new()
