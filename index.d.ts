@@ -51,6 +51,8 @@ export declare class NativeCache {
   renewSync(path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
   listLocksSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): string
   healthSync(): string
+  /** Prometheus text: the process's counters, and this namespace's live lock count. */
+  metricsSync(): string
   closeSync(): void
   /**
    * Starts an acquire; its result (the normalized paths joined by NUL) arrives through `bridge`
@@ -66,6 +68,7 @@ export declare class NativeCache {
   renew(path: string, sessionId: string, ttlMs?: number | undefined | null): Promise<string | null>
   listLocks(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<string>
   health(): Promise<string>
+  metrics(): Promise<string>
   close(): Promise<void>
 }
 

@@ -9,7 +9,7 @@ const check = require('./check.js')
 const PAGE = 256
 // Each native operation's synchronous twin (for sled), looked up once rather than per call.
 const SYNC = Object.fromEntries(
-  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'listLocks', 'health', 'close'].map((n) => [n, `${n}Sync`]),
+  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'listLocks', 'health', 'metrics', 'close'].map((n) => [n, `${n}Sync`]),
 )
 
 class Cache {
@@ -116,6 +116,11 @@ class Cache {
   /** Backend-specific health: Redis latency, memory and key count; sled folder size and records. */
   async healthCheck() {
     return JSON.parse(await this._call('health'))
+  }
+
+  /** Prometheus text: this process's lock and Redis counters, and this namespace's live lock count. */
+  async metrics() {
+    return this._call('metrics')
   }
 
   /** Flushes and lets go of the store (for every namespace view of it). Later calls: ECLOSED. */

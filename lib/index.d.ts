@@ -45,6 +45,8 @@ export declare class Cache<T = any> {
   /** Deletes every entry of this namespace; returns how many. */
   clear(): Promise<number>
   healthCheck(): Promise<Record<string, unknown> & { healthy: boolean }>
+  /** Prometheus text format: this process's counters and this namespace's live lock count. */
+  metrics(): Promise<string>
   /** Flushes and lets go of the store, for every namespace view of it. Later calls: ECLOSED. */
   close(): Promise<void>
 }

@@ -269,6 +269,12 @@ impl NativeCache {
     pub fn health_sync(&self) -> napi::Result<String> {
         self.sync(self.store.health()).map(|v| v.to_string())
     }
+    /// Prometheus text: the process's counters, and this namespace's live lock count.
+    #[napi]
+    pub fn metrics_sync(&self) -> napi::Result<String> {
+        let active = self.sync(self.store.list_locks(&self.ns, &LockFilter::default()))?.len();
+        Ok(crate::core::metrics::render(Some(active)))
+    }
     #[napi]
     pub fn close_sync(&self) -> napi::Result<()> {
         self.sync(self.store.close())
@@ -337,6 +343,11 @@ impl NativeCache {
     #[napi]
     pub async fn health(&self) -> napi::Result<String> {
         self.store.health().await.map(|v| v.to_string()).map_err(to_napi)
+    }
+    #[napi]
+    pub async fn metrics(&self) -> napi::Result<String> {
+        let active = self.store.list_locks(&self.ns, &LockFilter::default()).await.map_err(to_napi)?.len();
+        Ok(crate::core::metrics::render(Some(active)))
     }
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {

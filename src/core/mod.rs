@@ -4,8 +4,10 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod lock;
+pub mod metrics;
 pub mod path;
 pub mod store;
 pub mod time;
+pub mod debug;
 
 pub use error::{Error, Result};

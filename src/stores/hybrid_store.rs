@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::core::config::FailMode;
+use crate::core::{debug, metrics};
 use crate::core::envelope::Entry;
 use crate::core::error::{Error, Result};
 use crate::core::lock::{parse_record, LockFilter, LockRecord, LockRequest};
@@ -96,7 +97,7 @@ impl HybridStore {
     }
 
     fn log(&self, msg: &str) {
-        if self.debug {
+        if self.debug || debug::enabled() {
             eprintln!("[opencode-file-lock] hybrid: {msg}");
         }
     }
@@ -118,7 +119,9 @@ impl HybridStore {
             st.last_error = why.to_owned();
         }
         drop(st);
-        self.log(&format!("now serving from {} ({why})", if to_fallback { "sled" } else { "redis" }));
+        let to = if to_fallback { "sled" } else { "redis" };
+        metrics::backend_switch(to);
+        self.log(&format!("now serving from {to} ({why})"));
     }
 
     /// Whether this call goes to Redis: always while Redis serves; on the fallback, only after a
@@ -203,6 +206,7 @@ impl HybridStore {
         }
         // Another process took the file in Redis during the outage: Redis wins, ours is lost.
         self.state().conflicts += 1;
+        metrics::recovery_conflict();
         self.log(&format!("conflict on {}: session {} lost it to {}", rec.path, rec.session_id, holder));
         match &theirs {
             Some(e) => self.sled.set(ns, &rec.path, e.value.get(), e.expires_at).await?,

@@ -4,7 +4,11 @@ pub mod hybrid_store;
 pub mod redis_store;
 pub mod sled_store;
 
+use std::time::Instant;
+
 use serde_json::Value;
+
+use crate::core::{debug, metrics};
 
 use crate::core::envelope::Entry;
 use crate::core::error::Result;
@@ -64,13 +68,40 @@ impl Store for AnyStore {
         dispatch!(self, s => s.clear(ns).await)
     }
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        dispatch!(self, s => s.acquire(ns, paths, req).await)
+        let started = Instant::now();
+        let r = dispatch!(self, s => s.acquire(ns, paths, req).await);
+        let took = started.elapsed();
+        let status = match &r {
+            Ok(_) => "granted",
+            Err(e) if e.code() == "ELOCKED" => "refused",
+            Err(_) => "error",
+        };
+        metrics::acquisition(status, &req.agent_id, took);
+        if debug::enabled() {
+            let what = match &r {
+                Ok(recs) => recs.iter().map(|r| format!("token {} holds {}", r.token, r.hold_count)).collect::<Vec<_>>().join(", "),
+                Err(e) => format!("{}: {}", e.code(), e.holder().map(|h| format!("held by session {}", h["sessionId"])).unwrap_or_else(|| e.to_string())),
+            };
+            debug::log(format_args!("acquire {status} {} for session {} agent {} on {} in {:.2} ms ({what})", paths.join(" "), req.session_id, req.agent_id, self.backend(), took.as_secs_f64() * 1000.0));
+        }
+        r
     }
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        dispatch!(self, s => s.release(ns, path, session_id).await)
+        let r = dispatch!(self, s => s.release(ns, path, session_id).await);
+        if debug::enabled() {
+            let outcome = match &r {
+                Ok(true) => "released".to_owned(),
+                Ok(false) => "not held by that session".to_owned(),
+                Err(e) => format!("failed: {}", e.code()),
+            };
+            debug::log(format_args!("release {path} for session {session_id} on {}: {outcome}", self.backend()));
+        }
+        r
     }
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
-        dispatch!(self, s => s.release_all(ns, filter).await)
+        let r = dispatch!(self, s => s.release_all(ns, filter).await);
+        debug::log(format_args!("releaseAll session={:?} agent={:?} on {}: {:?}", filter.session_id, filter.agent_id, self.backend(), r.as_ref().map_err(|e| e.code())));
+        r
     }
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
         dispatch!(self, s => s.renew(ns, path, session_id, ttl_ms).await)

@@ -15,6 +15,7 @@ use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key,
 use crate::core::error::{Error, Result};
 use crate::core::lock::{locked_error, parse_record, LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
+use crate::core::metrics;
 use crate::core::time::now_ms;
 
 /// Internal keys (fencing counters, session indexes) start with U+241E, which no namespaced key
@@ -294,6 +295,19 @@ impl RedisStore {
 
     /// Runs one Redis interaction under the command timeout and maps its failure once.
     async fn run<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        let started = Instant::now();
+        let r = self.run_timed(what, fut).await;
+        let status = match &r {
+            Ok(_) => "ok",
+            Err(Error::Timeout(_)) => "timeout",
+            Err(Error::Backend(m)) if m.contains("unreachable") => "connection_error",
+            Err(_) => "error",
+        };
+        metrics::redis_operation(what, status, started.elapsed());
+        r
+    }
+
+    async fn run_timed<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         let inner = &self.inner;
         match tokio::time::timeout(inner.command_timeout, fut).await {
             Ok(Ok(v)) => {

@@ -1,0 +1,151 @@
+//! Prometheus metrics, counted in Rust for the whole process, rendered as text by `render()`.
+//! Names and labels follow the seeds' deployment guide. Label values cannot explode: agent ids past
+//! the first `MAX_AGENTS` are counted as "other", and operations are a fixed set of names.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+pub const MAX_AGENTS: usize = 50;
+const BUCKETS: [f64; 11] = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts[i]);
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    acquisitions: BTreeMap<(&'static str, String), u64>,
+    acquisition_duration: BTreeMap<&'static str, Histogram>,
+    redis_errors: BTreeMap<String, u64>,
+    redis_duration: BTreeMap<(String, &'static str), Histogram>,
+    backend_switches: BTreeMap<&'static str, u64>,
+    recovery_conflicts: u64,
+    agents: Vec<String>,
+}
+
+static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Escapes a label value for the text format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// One acquire: `status` is granted, refused or error.
+pub fn acquisition(status: &'static str, agent_id: &str, took: Duration) {
+    let mut r = registry();
+    let agent = if r.agents.iter().any(|a| a == agent_id) {
+        agent_id.to_owned()
+    } else if r.agents.len() < MAX_AGENTS {
+        r.agents.push(agent_id.to_owned());
+        agent_id.to_owned()
+    } else {
+        "other".to_owned()
+    };
+    *r.acquisitions.entry((status, agent)).or_default() += 1;
+    r.acquisition_duration.entry(status).or_default().observe(took.as_secs_f64());
+}
+
+pub fn redis_operation(operation: &str, status: &'static str, took: Duration) {
+    let mut r = registry();
+    r.redis_duration.entry((operation.to_owned(), status)).or_default().observe(took.as_secs_f64());
+    if status == "connection_error" || status == "timeout" {
+        *r.redis_errors.entry(operation.to_owned()).or_default() += 1;
+    }
+}
+
+pub fn backend_switch(to: &'static str) {
+    *registry().backend_switches.entry(to).or_default() += 1;
+}
+
+pub fn recovery_conflict() {
+    registry().recovery_conflicts += 1;
+}
+
+/// The Prometheus text exposition of everything counted so far; `active_locks` is the live lock
+/// count of the store being scraped (all processes), when known.
+pub fn render(active_locks: Option<usize>) -> String {
+    let r = registry();
+    let mut out = String::new();
+    out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
+    for ((status, agent), n) in &r.acquisitions {
+        let _ = writeln!(out, "file_lock_acquisitions_total{{status=\"{status}\",agent_id=\"{}\"}} {n}", label(agent));
+    }
+    out.push_str("# HELP file_lock_acquisition_duration_seconds Time to acquire (or be refused) a lock.\n# TYPE file_lock_acquisition_duration_seconds histogram\n");
+    for (status, h) in &r.acquisition_duration {
+        h.render(&mut out, "file_lock_acquisition_duration_seconds", &format!("status=\"{status}\""));
+    }
+    if let Some(n) = active_locks {
+        out.push_str("# HELP file_lock_active_count Live locks in the store's namespace.\n# TYPE file_lock_active_count gauge\n");
+        let _ = writeln!(out, "file_lock_active_count {n}");
+    }
+    out.push_str("# HELP redis_connection_errors_total Redis calls that failed to reach the server or timed out.\n# TYPE redis_connection_errors_total counter\n");
+    for (op, n) in &r.redis_errors {
+        let _ = writeln!(out, "redis_connection_errors_total{{operation=\"{}\"}} {n}", label(op));
+    }
+    out.push_str("# HELP redis_operation_duration_seconds Time of Redis calls by operation and outcome.\n# TYPE redis_operation_duration_seconds histogram\n");
+    for ((op, status), h) in &r.redis_duration {
+        h.render(&mut out, "redis_operation_duration_seconds", &format!("operation=\"{}\",status=\"{status}\"", label(op)));
+    }
+    out.push_str("# HELP file_lock_backend_switches_total Hybrid switches between Redis and the sled fallback.\n# TYPE file_lock_backend_switches_total counter\n");
+    for (to, n) in &r.backend_switches {
+        let _ = writeln!(out, "file_lock_backend_switches_total{{to=\"{to}\"}} {n}");
+    }
+    out.push_str("# HELP file_lock_recovery_conflicts_total Locks granted on the hybrid's fallback that another holder had taken in Redis.\n# TYPE file_lock_recovery_conflicts_total counter\n");
+    let _ = writeln!(out, "file_lock_recovery_conflicts_total {}", r.recovery_conflicts);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_bounds_agents() {
+        for i in 0..(MAX_AGENTS + 10) {
+            acquisition("granted", &format!("agent-{i}"), Duration::from_micros(300));
+        }
+        acquisition("refused", "agent-0", Duration::from_millis(2));
+        redis_operation("acquire", "ok", Duration::from_micros(400));
+        redis_operation("acquire", "connection_error", Duration::from_millis(1));
+        let text = render(Some(7));
+        assert!(text.contains("file_lock_active_count 7"));
+        assert!(text.contains("file_lock_acquisitions_total{status=\"granted\",agent_id=\"agent-0\"} 1"), "{text}");
+        assert!(text.contains("file_lock_acquisitions_total{status=\"granted\",agent_id=\"other\"} 10"), "{text}");
+        assert!(text.contains("file_lock_acquisition_duration_seconds_bucket{status=\"refused\",le=\"0.0025\"} 1"));
+        assert!(text.contains("redis_connection_errors_total{operation=\"acquire\"} 1"));
+        assert!(text.contains("# TYPE redis_operation_duration_seconds histogram"));
+        assert!(text.lines().filter(|l| l.starts_with("file_lock_acquisitions_total")).count() <= MAX_AGENTS + 2);
+    }
+}
