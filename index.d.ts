@@ -117,6 +117,8 @@ export interface NativeHybridOptions {
 export interface NativePage {
   keys: Array<string>
   valuesJson: Array<string>
+  /** Expiry (epoch ms) of each entry, or null for none. */
+  expiresAt: Array<number | undefined | null>
   cursor?: string
 }
 

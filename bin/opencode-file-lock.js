@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 'use strict'
-// The package's command line. Today: `install-plugin`, which sets the plugin up in an opencode
-// config folder (a project's .opencode, or ~/.config/opencode) in one command.
+// The operator's command line: status, list, release --force, sweep, metrics, migrate, rollback,
+// demo, and install-plugin. Every command takes --json. Exit codes: 0 done, 1 the operation failed
+// (store unreachable, unhealthy, verification failed, nothing to release), 2 bad usage, 3 refused
+// (release without --force).
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -10,87 +12,259 @@ const path = require('node:path')
 const ROOT = path.resolve(__dirname, '..')
 const PLUGIN_FILE = "export { FileLockPlugin } from 'opencode-file-lock/plugin'\n"
 
-const HELP = `usage: opencode-file-lock <command> [options]
+const HELP = `usage: opencode-file-lock <command> [options] [--json]
 
 commands:
-  install-plugin    set up the file-lock plugin for opencode
+  status                      which store serves, and its health (exit 1 when unhealthy)
+  list                        who holds what, since when, expiring when
+      --session <id>  --agent <id>  --prefix <path>
+  release <path> --force      delete a lock whoever holds it; refused without --force (exit 3)
+      --by <name>             who forced it (default: user@host), kept in the audit namespace
+  sweep                       delete expired entries; prints how many
+  metrics                     Prometheus text of this process's counters and the live lock count
+  migrate --from leveldb:<folder>|redis://...|sled:<folder> --to redis://...|sled:<folder>
+                              copy live entries with their remaining TTL, then verify every key
+  rollback [--from redis://...] [--to sled:<folder>]
+                              migrate Redis back to sled (defaults: REDIS_URL and FILE_LOCK_PATH)
+  demo                        simulated agents contending for files on a temporary sled folder
+  install-plugin              set up the opencode plugin
+      --project <dir> | --global   --from <npm spec>   --no-npm   --force
 
-install-plugin options:
-  --project <dir>   install into <dir>/.opencode (default: the current directory's project)
-  --global          install into ~/.config/opencode (or $XDG_CONFIG_HOME/opencode) for every project
-  --from <spec>     what npm installs (default: this checkout as file:..., or this version from npm)
-  --no-npm          only write the files; opencode installs the dependency when it starts
-  --force           replace an existing, different plugin/file-lock.ts
+store options (status, list, release, sweep, metrics; default: the environment, see README):
+  --backend sled|redis|hybrid   --path <sled folder>   --redis-url <url>   --namespace <ns>
 
 examples:
+  npx opencode-file-lock status --json
+  npx opencode-file-lock list --prefix /home/me/repo --json
+  npx opencode-file-lock release /home/me/repo/src/app.ts --force --by ops-oncall
+  npx opencode-file-lock migrate --from leveldb:/tmp/opencode/file-locks --to redis://127.0.0.1:6379
+  npx opencode-file-lock rollback --from redis://127.0.0.1:6379 --to sled:/var/lib/file-locks
   npx opencode-file-lock install-plugin --global
-  npx opencode-file-lock install-plugin --project ~/code/my-app
-  node bin/opencode-file-lock.js install-plugin --project . --no-npm
 `
 
-function fail(msg, code = 2) {
-  console.error(`opencode-file-lock: ${msg}`)
-  process.exit(code)
-}
+class UsageError extends Error {}
 
-function parse(argv) {
-  const o = { project: undefined, global: false, from: undefined, npm: true, force: false }
+/** --flag value / --flag / positional, with the flags each command accepts. */
+function parseArgs(argv, valueFlags, boolFlags) {
+  const o = { _: [] }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
-    if (a === '--project') o.project = argv[++i] ?? fail('--project needs a folder')
-    else if (a === '--global') o.global = true
-    else if (a === '--from') o.from = argv[++i] ?? fail('--from needs an npm spec')
-    else if (a === '--no-npm') o.npm = false
-    else if (a === '--force') o.force = true
-    else if (a === '--help' || a === '-h') (console.log(HELP), process.exit(0))
-    else fail(`unknown option ${a}\n\n${HELP}`)
+    if (!a.startsWith('--')) o._.push(a)
+    else if (valueFlags.includes(a.slice(2))) {
+      if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`)
+      o[a.slice(2)] = argv[++i]
+    } else if (boolFlags.includes(a.slice(2))) o[a.slice(2)] = true
+    else throw new UsageError(`unknown option ${a}`)
   }
-  if (o.global && o.project) fail('choose --project or --global, not both')
   return o
 }
 
-function installPlugin(o) {
-  const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config')
-  const target = o.global ? path.join(configHome, 'opencode') : path.join(path.resolve(o.project ?? '.'), '.opencode')
-  const fromCheckout = fs.existsSync(path.join(ROOT, 'src')) && fs.existsSync(path.join(ROOT, 'Cargo.toml'))
-  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version
-  const spec = o.from ?? (fromCheckout ? `file:${ROOT}` : `^${version}`)
+const STORE_FLAGS = ['backend', 'path', 'redis-url', 'namespace']
 
-  fs.mkdirSync(path.join(target, 'plugin'), { recursive: true })
-  const pkgPath = path.join(target, 'package.json')
-  let pkg = {}
-  if (fs.existsSync(pkgPath)) {
+function openFromFlags(o) {
+  const L = require('../lib/index.js')
+  const overrides = {}
+  if (o.backend) overrides.backend = o.backend
+  if (o.path) overrides.path = o.path
+  if (o.namespace) overrides.namespace = o.namespace
+  if (o['redis-url']) overrides.redis = { url: o['redis-url'] }
+  return L.openCache(overrides)
+}
+
+function print(o, json, human) {
+  if (json) console.log(JSON.stringify(o, null, 2))
+  else console.log(human(o))
+}
+
+const ago = (ms) => {
+  const s = Math.round(Math.abs(ms) / 1000)
+  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+}
+
+const commands = {
+  async status(argv) {
+    const o = parseArgs(argv, STORE_FLAGS, ['json'])
+    const cache = await openFromFlags(o)
     try {
-      pkg = JSON.parse(fs.readFileSync(pkgPath, 'utf8'))
-    } catch (e) {
-      fail(`${pkgPath} is not valid JSON (${e.message}); fix it and run again`)
+      const health = await cache.healthCheck()
+      const out = { namespace: cache.namespace, ...health }
+      print(out, o.json, (h) => Object.entries(h).map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'))
+      return health.healthy ? 0 : 1
+    } finally {
+      await cache.close()
     }
-  }
-  pkg.dependencies = { ...(pkg.dependencies ?? {}), 'opencode-file-lock': spec }
-  fs.writeFileSync(pkgPath, JSON.stringify(pkg, null, 2) + '\n')
-  console.log(`dependency  ${pkgPath}: opencode-file-lock = ${spec}`)
+  },
 
-  const pluginPath = path.join(target, 'plugin', 'file-lock.ts')
-  if (fs.existsSync(pluginPath) && fs.readFileSync(pluginPath, 'utf8') !== PLUGIN_FILE && !o.force) {
-    fail(`${pluginPath} exists with other content; pass --force to replace it`)
-  }
-  fs.writeFileSync(pluginPath, PLUGIN_FILE)
-  console.log(`plugin      ${pluginPath}`)
+  async list(argv) {
+    const o = parseArgs(argv, [...STORE_FLAGS, 'session', 'agent', 'prefix'], ['json'])
+    const L = require('../lib/index.js')
+    const cache = await openFromFlags(o)
+    try {
+      const now = Date.now()
+      const locks = (await L.listLocks(cache, { sessionId: o.session, agentId: o.agent }))
+        .filter((r) => !o.prefix || r.path.startsWith(o.prefix))
+        .sort((a, b) => a.path.localeCompare(b.path))
+      print(locks, o.json, (ls) =>
+        ls.length === 0
+          ? 'no locks held'
+          : ls.map((r) => `${r.path}\n    held by agent ${r.agentId} (session ${r.sessionId}) since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago), expires in ${ago(r.expiresAt - now)}, token ${r.token}`).join('\n'),
+      )
+      return 0
+    } finally {
+      await cache.close()
+    }
+  },
 
-  if (o.npm) {
-    console.log(`npm install in ${target} (builds the native addon from source if no prebuilt binary fits)...`)
-    const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: target, stdio: 'inherit' })
-    if (r.status !== 0) fail(`npm install in ${target} failed (exit ${r.status})`, 1)
-  }
-  console.log(`\ndone. opencode now locks files before write, edit and apply_patch in ${o.global ? 'every project' : path.dirname(target)}.`)
-  console.log('locks live in sled under ~/.local/state/opencode-file-lock by default (one opencode process at a time);')
-  console.log('for several processes or machines set FILE_LOCK_CACHE_BACKEND=redis and REDIS_URL (see the README).')
+  async release(argv) {
+    const o = parseArgs(argv, [...STORE_FLAGS, 'by'], ['json', 'force'])
+    if (o._.length !== 1) throw new UsageError('release takes one path')
+    const L = require('../lib/index.js')
+    const file = L.normalizePath(o._[0])
+    if (!o.force) {
+      print({ released: false, path: file, reason: 'refused without --force' }, o.json, () => `refused: releasing ${file} takes the lock from whoever holds it; pass --force if you mean it`)
+      return 3
+    }
+    const cache = await openFromFlags(o)
+    try {
+      const holder = await L.getLock(file, cache)
+      if (!holder) {
+        print({ released: false, path: file, reason: 'no lock held' }, o.json, () => `no lock is held on ${file}`)
+        return 1
+      }
+      await cache.del(file)
+      const audit = { path: file, holder, forcedBy: o.by ?? `${os.userInfo().username}@${os.hostname()}`, at: new Date().toISOString() }
+      // who forced what stays on record for 30 days, beside the locks
+      await cache.withNamespace('audit').set(`forced-release:${Date.now()}:${file}`, audit, { ttlMs: 30 * 24 * 3600 * 1000 })
+      console.error(`[opencode-file-lock] forced release of ${file} (held by agent ${holder.agentId}, session ${holder.sessionId}) by ${audit.forcedBy}`)
+      print({ released: true, ...audit }, o.json, (a) => `released ${a.path}, which agent ${holder.agentId} (session ${holder.sessionId}) held; recorded as forced by ${a.forcedBy}`)
+      return 0
+    } finally {
+      await cache.close()
+    }
+  },
+
+  async sweep(argv) {
+    const o = parseArgs(argv, STORE_FLAGS, ['json'])
+    const cache = await openFromFlags(o)
+    try {
+      const swept = await cache.sweepExpired()
+      print({ swept }, o.json, (r) => `deleted ${r.swept} expired entr${r.swept === 1 ? 'y' : 'ies'}`)
+      return 0
+    } finally {
+      await cache.close()
+    }
+  },
+
+  async metrics(argv) {
+    const o = parseArgs(argv, STORE_FLAGS, ['json'])
+    const cache = await openFromFlags(o)
+    try {
+      const text = await cache.metrics()
+      print({ text }, o.json, (r) => r.text.trimEnd())
+      return 0
+    } finally {
+      await cache.close()
+    }
+  },
+
+  async migrate(argv, defaults = {}) {
+    const o = parseArgs(argv, ['from', 'to'], ['json'])
+    const { migrate } = require('../lib/migrate.js')
+    const from = o.from ?? defaults.from
+    const to = o.to ?? defaults.to
+    if (!from || !to) throw new UsageError('migrate needs --from and --to')
+    const t = Date.now()
+    const r = await migrate({ from, to, progress: (c) => console.error(`[opencode-file-lock] read ${c.read}, written ${c.written}, unchanged ${c.unchanged}, skipped ${c.skipped}, failed ${c.failed}...`) })
+    r.seconds = (Date.now() - t) / 1000
+    print(r, o.json, (c) =>
+      [
+        `read ${c.read}, written ${c.written}, unchanged ${c.unchanged}, skipped (expired) ${c.skipped}, failed ${c.failed} in ${c.seconds.toFixed(1)} s`,
+        `verification: ${c.verified} read back equal, ${c.mismatched} different; the target now holds ${c.targetEntries} entries`,
+        ...c.failures.map((f) => `  failed: ${f.key}: ${f.error}`),
+      ].join('\n'),
+    )
+    return r.failed === 0 && r.mismatched === 0 ? 0 : 1
+  },
+
+  async rollback(argv) {
+    const L = require('../lib/index.js')
+    // read the REDIS_* variables even where the configured backend is sled
+    const c = L.configFromEnv({ ...process.env, FILE_LOCK_CACHE_BACKEND: 'redis' })
+    const redis = c.redis.url ?? `redis://${c.redis.host}:${c.redis.port}/${c.redis.database}`
+    return commands.migrate(argv, { from: redis, to: `sled:${c.sledPath}` })
+  },
+
+  async demo() {
+    return spawnSync(process.execPath, [path.join(ROOT, 'examples/demo.js')], { stdio: 'inherit' }).status ?? 1
+  },
+
+  async 'install-plugin'(argv) {
+    const o = parseArgs(argv, ['project', 'from'], ['global', 'no-npm', 'force', 'json'])
+    if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
+    const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config')
+    const target = o.global ? path.join(configHome, 'opencode') : path.join(path.resolve(o.project ?? '.'), '.opencode')
+    const fromCheckout = fs.existsSync(path.join(ROOT, 'src')) && fs.existsSync(path.join(ROOT, 'Cargo.toml'))
+    const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version
+    const spec = o.from ?? (fromCheckout ? `file:${ROOT}` : `^${version}`)
+
+    fs.mkdirSync(path.join(target, 'plugin'), { recursive: true })
+    const pkgPath = path.join(target, 'package.json')
+    let pkg = {}
+    if (fs.existsSync(pkgPath)) {
+      try {
+        pkg = JSON.parse(fs.readFileSync(pkgPath, 'utf8'))
+      } catch (e) {
+        throw new UsageError(`${pkgPath} is not valid JSON (${e.message}); fix it and run again`)
+      }
+    }
+    pkg.dependencies = { ...(pkg.dependencies ?? {}), 'opencode-file-lock': spec }
+    fs.writeFileSync(pkgPath, JSON.stringify(pkg, null, 2) + '\n')
+    console.log(`dependency  ${pkgPath}: opencode-file-lock = ${spec}`)
+
+    const pluginPath = path.join(target, 'plugin', 'file-lock.ts')
+    if (fs.existsSync(pluginPath) && fs.readFileSync(pluginPath, 'utf8') !== PLUGIN_FILE && !o.force) {
+      throw new UsageError(`${pluginPath} exists with other content; pass --force to replace it`)
+    }
+    fs.writeFileSync(pluginPath, PLUGIN_FILE)
+    console.log(`plugin      ${pluginPath}`)
+    if (!o['no-npm']) {
+      console.log(`npm install in ${target} (builds the native addon from source if no prebuilt binary fits)...`)
+      const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: target, stdio: 'inherit' })
+      if (r.status !== 0) {
+        console.error(`opencode-file-lock: npm install in ${target} failed (exit ${r.status})`)
+        return 1
+      }
+    }
+    console.log(`\ndone. opencode now locks files before write, edit and apply_patch in ${o.global ? 'every project' : path.dirname(target)}.`)
+    console.log('locks live in sled under ~/.local/state/opencode-file-lock by default (one opencode process at a time);')
+    console.log('for several processes or machines set FILE_LOCK_CACHE_BACKEND=redis and REDIS_URL (see the README).')
+    return 0
+  },
 }
 
-const [command, ...rest] = process.argv.slice(2)
-if (!command || command === '--help' || command === '-h' || command === 'help') {
-  console.log(HELP)
-  process.exit(command ? 0 : 2)
+async function main() {
+  const [command, ...rest] = process.argv.slice(2)
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    console.log(HELP)
+    return command ? 0 : 2
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    console.log(HELP)
+    return 0
+  }
+  const run = commands[command]
+  if (!run) throw new UsageError(`unknown command ${command}`)
+  return run(rest)
 }
-if (command === 'install-plugin') installPlugin(parse(rest))
-else fail(`unknown command ${command}\n\n${HELP}`)
+
+main().then(
+  (code) => process.exit(code ?? 0),
+  (e) => {
+    if (e instanceof UsageError) {
+      console.error(`opencode-file-lock: ${e.message}\n\n${HELP}`)
+      process.exit(2)
+    }
+    console.error(`opencode-file-lock: ${e.code ? `[${e.code}] ` : ''}${e.message}`)
+    process.exit(e.code === 'EINVAL' ? 2 : 1)
+  },
+)

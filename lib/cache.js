@@ -77,6 +77,11 @@ class Cache {
 
   /** Live entries as [key, value], in pages; `limit` caps how many are yielded. */
   async *entries(opts) {
+    for await (const [k, v] of this.entriesWithExpiry(opts)) yield [k, v]
+  }
+
+  /** Live entries as [key, value, expiresAt | undefined] (epoch ms): what migrations copy. */
+  async *entriesWithExpiry(opts) {
     const limit = check.obj(opts, 'options').limit
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw invalid('limit must be a whole number >= 0')
     let cursor = null
@@ -86,7 +91,7 @@ class Cache {
       for (let i = 0; i < page.keys.length; i++) {
         if (limit !== undefined && n >= limit) return
         n++
-        yield [page.keys[i], JSON.parse(page.valuesJson[i])]
+        yield [page.keys[i], JSON.parse(page.valuesJson[i]), page.expiresAt[i] ?? undefined]
       }
       cursor = page.cursor
     } while (cursor != null)
@@ -135,11 +140,18 @@ class SledCache extends Cache {
     const o = check.obj(opts, 'SledCache.open options')
     const path = check.str(o.path, 'path')
     try {
-      return new SledCache(native.openSled(path, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+      return new SledCache(native.openSled(path, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
       throw fromNative(e)
     }
   }
+}
+
+/** The namespace option: a string ('' means raw keys, as level-cache without a namespace), or none. */
+function namespaceOf(o) {
+  if (o.namespace === undefined || o.namespace === null) return undefined
+  if (typeof o.namespace !== 'string') throw invalid('namespace must be a string')
+  return o.namespace
 }
 
 const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']
@@ -163,7 +175,7 @@ class RedisCache extends Cache {
     const o = check.obj(opts, 'RedisCache.connect options')
     const r = redisOptions(o)
     try {
-      return new RedisCache(await native.connectRedis(r, check.optStr(o.namespace, 'namespace') ?? o.namespace, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+      return new RedisCache(await native.connectRedis(r, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
       throw fromNative(e)
     }
@@ -184,7 +196,7 @@ class HybridCache extends Cache {
     if (o.onLost !== undefined && typeof o.onLost !== 'function') throw invalid('onLost must be a function')
     let cache
     try {
-      cache = new HybridCache(await native.openHybrid(r, hybrid, o.namespace ?? undefined, check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+      cache = new HybridCache(await native.openHybrid(r, hybrid, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
       throw fromNative(e)
     }

@@ -39,6 +39,8 @@ pub struct NativeBatchOp {
 pub struct NativePage {
     pub keys: Vec<String>,
     pub values_json: Vec<String>,
+    /// Expiry (epoch ms) of each entry, or null for none.
+    pub expires_at: Vec<Option<f64>>,
     pub cursor: Option<String>,
 }
 
@@ -123,8 +125,13 @@ fn entry_json(e: Option<crate::core::envelope::Entry>) -> Option<String> {
 }
 
 fn page(p: crate::core::store::Page) -> NativePage {
-    let (keys, values_json) = p.items.into_iter().unzip();
-    NativePage { keys, values_json, cursor: p.cursor }
+    let mut out = NativePage { keys: Vec::new(), values_json: Vec::new(), expires_at: Vec::new(), cursor: p.cursor };
+    for (k, v, x) in p.items {
+        out.keys.push(k);
+        out.values_json.push(v);
+        out.expires_at.push(x.map(|x| x as f64));
+    }
+    out
 }
 
 #[napi]

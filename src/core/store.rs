@@ -15,10 +15,11 @@ pub enum BatchOp {
     Del { key: String },
 }
 
-/// One page of `entries()`: logical keys with the JSON of their values, and where to go on.
+/// One page of `entries()`: logical keys, the JSON of their values and their expiries, and where
+/// to go on.
 #[derive(Debug, Default)]
 pub struct Page {
-    pub items: Vec<(String, String)>,
+    pub items: Vec<(String, String, Option<i64>)>,
     pub cursor: Option<String>,
 }
 

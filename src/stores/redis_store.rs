@@ -541,7 +541,7 @@ impl Store for RedisStore {
         let now = now_ms();
         for (k, v) in keys.into_iter().zip(values) {
             if let Some(entry) = v.and_then(|v| Entry::decode(v.as_bytes()).ok()).filter(|e| e.is_live(now)) {
-                page.items.push((k[prefix_len..].to_owned(), entry.value.get().to_owned()));
+                page.items.push((k[prefix_len..].to_owned(), entry.value.get().to_owned(), entry.expires_at));
             }
         }
         Ok(page)

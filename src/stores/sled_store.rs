@@ -269,7 +269,7 @@ impl Store for SledStore {
             // The cursor is the full storage key of the last item; the next page starts after it.
             page.cursor = items.last().map(|(k, _, _)| k.clone());
         }
-        page.items = items.into_iter().map(|(k, _, e)| (k[prefix_len..].to_owned(), e.value.get().to_owned())).collect();
+        page.items = items.into_iter().map(|(k, _, e)| (k[prefix_len..].to_owned(), e.value.get().to_owned(), e.expires_at)).collect();
         Ok(page)
     }
 

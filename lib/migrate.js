@@ -1,0 +1,113 @@
+'use strict'
+// Copies every live entry from one store to another in the shared wire format: from the legacy
+// LevelDB store the TypeScript plugin left (level-cache: utf8 keys `ns\u241Fkey`, JSON {v,x}), from
+// Redis, or from sled; to Redis or sled. Expired entries are skipped, the rest keep their remaining
+// TTL, entries the target already holds unchanged are not written again (so a second run changes
+// nothing), and a verification pass reads every migrated key back.
+const { isDeepStrictEqual } = require('node:util')
+const { SledCache, RedisCache } = require('./cache.js')
+const { invalid } = require('./errors.js')
+
+/** `leveldb:<folder>`, `sled:<folder>`, `redis://...` or `rediss://...`. */
+function parseStore(spec, role) {
+  if (typeof spec !== 'string' || !spec) throw invalid(`--${role} needs a store: leveldb:<folder>, sled:<folder> or redis://host:port`)
+  if (spec.startsWith('leveldb:')) return { kind: 'leveldb', folder: spec.slice(8) }
+  if (spec.startsWith('sled:')) return { kind: 'sled', folder: spec.slice(5) }
+  if (spec.startsWith('redis://') || spec.startsWith('rediss://')) return { kind: 'redis', url: spec }
+  throw invalid(`--${role} ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} is not leveldb:<folder>, sled:<folder> or redis://...`)
+}
+
+/** Opens a store with no namespace, so keys are the raw `ns\u241Fkey` storage keys. */
+async function openStore(store) {
+  if (store.kind === 'sled') return SledCache.open({ path: store.folder, namespace: '' })
+  if (store.kind === 'redis') return RedisCache.connect({ url: store.url, namespace: '' })
+  throw invalid('leveldb can only be read (--from), not written')
+}
+
+/** Every entry of the source as {key, value, expiresAt}, or {key, error} when unreadable. */
+async function* readSource(store) {
+  if (store.kind === 'leveldb') {
+    const { ClassicLevel } = require('classic-level')
+    const db = new ClassicLevel(store.folder, { keyEncoding: 'utf8', valueEncoding: 'utf8', createIfMissing: false })
+    try {
+      await db.open()
+    } catch (e) {
+      throw invalid(`cannot open the LevelDB folder ${store.folder}: ${e.cause?.message ?? e.message}`)
+    }
+    try {
+      for await (const [key, raw] of db.iterator()) {
+        let env
+        try {
+          env = JSON.parse(raw)
+        } catch {
+          yield { key, error: 'not JSON' }
+          continue
+        }
+        if (env === null || typeof env !== 'object' || !('v' in env)) yield { key, error: 'not a {v,x} record' }
+        else yield { key, value: env.v, expiresAt: typeof env.x === 'number' ? env.x : undefined }
+      }
+    } finally {
+      await db.close()
+    }
+    return
+  }
+  const cache = await openStore(store)
+  try {
+    for await (const [key, value, expiresAt] of cache.entriesWithExpiry()) yield { key, value, expiresAt }
+  } finally {
+    await cache.close()
+  }
+}
+
+/**
+ * Copies `from` into `to`. `progress(counts)` is called every `every` records read.
+ * Returns {read, written, unchanged, skipped, failed, verified, mismatched, targetEntries, failures}.
+ */
+async function migrate({ from, to, progress = () => {}, every = 1000 }) {
+  const source = parseStore(from, 'from')
+  const target = parseStore(to, 'to')
+  if (target.kind === 'leveldb') throw invalid('--to cannot be leveldb: the legacy store is only read')
+  const counts = { read: 0, written: 0, unchanged: 0, skipped: 0, failed: 0, verified: 0, mismatched: 0, targetEntries: 0 }
+  const failures = []
+  const migrated = new Map()
+  const out = await openStore(target)
+  try {
+    for await (const e of readSource(source)) {
+      counts.read++
+      if (counts.read % every === 0) progress({ ...counts })
+      if (e.error) {
+        counts.failed++
+        failures.push({ key: e.key, error: e.error })
+        continue
+      }
+      const now = Date.now()
+      if (e.expiresAt !== undefined && e.expiresAt <= now) {
+        counts.skipped++
+        continue
+      }
+      try {
+        if (isDeepStrictEqual(await out.get(e.key), e.value)) counts.unchanged++
+        else {
+          await out.set(e.key, e.value, e.expiresAt === undefined ? undefined : { ttlMs: Math.max(1, Math.round(e.expiresAt - now)) })
+          counts.written++
+        }
+        migrated.set(e.key, e.value)
+      } catch (err) {
+        counts.failed++
+        failures.push({ key: e.key, error: `${err.code ?? ''} ${err.message}`.trim() })
+      }
+    }
+    // verification: every migrated key reads back equal (entries that expired meanwhile excepted)
+    for (const [key, value] of migrated) {
+      const back = await out.get(key)
+      if (isDeepStrictEqual(back, value)) counts.verified++
+      else if (back !== undefined) counts.mismatched++
+    }
+    for await (const _ of out.entries()) counts.targetEntries++
+  } finally {
+    await out.close()
+  }
+  return { ...counts, failures: failures.slice(0, 20) }
+}
+
+module.exports = { migrate, parseStore }
