@@ -130,3 +130,11 @@ describe('migration from the legacy LevelDB store', () => {
     expect(cli(['rollback', '--json'], { REDIS_URL: url, FILE_LOCK_PATH: back }).json).toMatchObject({ written: 0, unchanged: 9_000 })
   })
 })
+
+describe('demo command', () => {
+  it('runs the demo and exits 0', () => {
+    const r = cli(['demo'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toContain('two holders at once:   never')
+  })
+})

@@ -1,8 +1,9 @@
-// Sentinel: one primary (with a password), one replica, three sentinels, all on loopback. After the
-// primary is killed and the sentinels promote the replica, locks keep working.
+// Sentinel, with the deployment example of deploy/redis: one primary (with a password), one replica,
+// three sentinels, all on loopback. After the primary is killed and the sentinels promote the
+// replica, locks keep working.
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, getLock, openCache, RedisCache, releaseLock } from '../lib/index.js'
-import { startRedis, startSentinel, type RedisServer } from './helpers/redis-server'
+import { startConfigured, type RedisServer } from './helpers/redis-server'
 import { redisCliRaw, sleep } from './helpers/tmp'
 
 vi.setConfig({ testTimeout: 60_000 })
@@ -14,10 +15,12 @@ afterAll(async () => {
 
 describe('Redis Sentinel', () => {
   it('follows a failover: locks work again within the sentinel failover time', async () => {
-    const primary = await startRedis(['--requirepass', PASSWORD, '--masterauth', PASSWORD])
-    const replica = await startRedis(['--requirepass', PASSWORD, '--masterauth', PASSWORD, '--replicaof', '127.0.0.1', String(primary.port)])
+    // the deployment example in deploy/redis, as written, on loopback
+    const primary = await startConfigured('primary.conf', { PASSWORD })
+    const replica = await startConfigured('replica.conf', { PASSWORD, PRIMARY_HOST: '127.0.0.1', PRIMARY_PORT: primary.port })
     started.push(primary, replica)
-    const sentinels = [await startSentinel(primary.port, 'mymaster', PASSWORD), await startSentinel(primary.port, 'mymaster', PASSWORD), await startSentinel(primary.port, 'mymaster', PASSWORD)]
+    const sentinelValues = { PASSWORD, MASTER: 'mymaster', PRIMARY_HOST: '127.0.0.1', PRIMARY_PORT: primary.port, DOWN_AFTER_MS: 500, FAILOVER_TIMEOUT_MS: 2000 }
+    const sentinels = [await startConfigured('sentinel.conf', sentinelValues), await startConfigured('sentinel.conf', sentinelValues), await startConfigured('sentinel.conf', sentinelValues)]
     started.push(...sentinels)
     const cli = (port: number, ...a: string[]) => redisCliRaw(port, '-a', PASSWORD, '--no-auth-warning', ...a)
     for (let i = 0; i < 100 && !cli(replica.port, 'INFO', 'replication').includes('master_link_status:up'); i++) await sleep(50)

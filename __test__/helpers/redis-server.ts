@@ -82,31 +82,26 @@ export async function startRedis(extra: string[] = []): Promise<RedisServer> {
   return server
 }
 
-/** A redis-sentinel watching `master` at 127.0.0.1:`primaryPort` (quorum 2, quick failover). */
-export async function startSentinel(primaryPort: number, master = 'mymaster', auth?: string): Promise<RedisServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-sentinel-'))
+/**
+ * A server from one of deploy/redis's templates (primary.conf, replica.conf, sentinel.conf), with a
+ * free loopback port and its own folder filled in: the deployment example, run as written.
+ */
+export async function startConfigured(template: string, values: Record<string, string | number>): Promise<RedisServer> {
+  const { render } = require('../../deploy/redis/render.js')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-deploy-'))
   const port = await freePort()
-  const conf = path.join(dir, 'sentinel.conf')
-  fs.writeFileSync(
-    conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `sentinel monitor ${master} 127.0.0.1 ${primaryPort} 2`,
-      `sentinel down-after-milliseconds ${master} 500`,
-      `sentinel failover-timeout ${master} 2000`,
-      `sentinel parallel-syncs ${master} 1`,
-      ...(auth ? [`sentinel auth-pass ${master} ${auth}`] : []),
-    ].join('\n') + '\n',
-  )
-  let child = await launchWith(['redis-server', conf, '--sentinel'], /Sentinel ID is|monitor master/)
+  const conf = path.join(dir, template)
+  fs.writeFileSync(conf, render(template, { PORT: port, BIND: '127.0.0.1', DIR: dir, ...values }))
+  const sentinel = template.startsWith('sentinel')
+  const args = sentinel ? ['redis-server', conf, '--sentinel'] : ['redis-server', conf]
+  const ready = sentinel ? /Sentinel ID is|monitor master/ : /Ready to accept connections/
+  let child = await launchWith(args, ready)
   return {
     port,
     get pid() { return child.pid! },
     dir,
     async kill() { process.kill(child.pid!, 'SIGKILL'); await waitExit(child) },
-    async restart() { child = await launchWith(['redis-server', conf, '--sentinel'], /Sentinel ID is|monitor master/) },
+    async restart() { child = await launchWith(args, ready) },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) await this.kill()
       fs.rmSync(dir, { recursive: true, force: true })
