@@ -71,6 +71,16 @@ function openFromFlags(o) {
   return L.openCache(overrides)
 }
 
+/** Opens the store the flags (or the environment) name, runs `fn` on it, and always closes it. */
+async function withStore(o, fn) {
+  const cache = await openFromFlags(o)
+  try {
+    return await fn(cache)
+  } finally {
+    await cache.close()
+  }
+}
+
 function print(o, json, human) {
   if (json) console.log(JSON.stringify(o, null, 2))
   else console.log(human(o))
@@ -84,22 +94,18 @@ const ago = (ms) => {
 const commands = {
   async status(argv) {
     const o = parseArgs(argv, STORE_FLAGS, ['json'])
-    const cache = await openFromFlags(o)
-    try {
+    return withStore(o, async (cache) => {
       const health = await cache.healthCheck()
       const out = { namespace: cache.namespace, ...health }
       print(out, o.json, (h) => Object.entries(h).map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'))
       return health.healthy ? 0 : 1
-    } finally {
-      await cache.close()
-    }
+    })
   },
 
   async list(argv) {
     const o = parseArgs(argv, [...STORE_FLAGS, 'session', 'agent', 'prefix'], ['json'])
     const L = require('../lib/index.js')
-    const cache = await openFromFlags(o)
-    try {
+    return withStore(o, async (cache) => {
       const now = Date.now()
       const locks = (await L.listLocks(cache, { sessionId: o.session, agentId: o.agent }))
         .filter((r) => !o.prefix || r.path.startsWith(o.prefix))
@@ -110,9 +116,7 @@ const commands = {
           : ls.map((r) => `${r.path}\n    held by agent ${r.agentId} (session ${r.sessionId}) since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago), expires in ${ago(r.expiresAt - now)}, token ${r.token}`).join('\n'),
       )
       return 0
-    } finally {
-      await cache.close()
-    }
+    })
   },
 
   async release(argv) {
@@ -124,8 +128,7 @@ const commands = {
       print({ released: false, path: file, reason: 'refused without --force' }, o.json, () => `refused: releasing ${file} takes the lock from whoever holds it; pass --force if you mean it`)
       return 3
     }
-    const cache = await openFromFlags(o)
-    try {
+    return withStore(o, async (cache) => {
       const holder = await L.getLock(file, cache)
       if (!holder) {
         print({ released: false, path: file, reason: 'no lock held' }, o.json, () => `no lock is held on ${file}`)
@@ -138,33 +141,24 @@ const commands = {
       console.error(`[opencode-file-lock] forced release of ${file} (held by agent ${holder.agentId}, session ${holder.sessionId}) by ${audit.forcedBy}`)
       print({ released: true, ...audit }, o.json, (a) => `released ${a.path}, which agent ${holder.agentId} (session ${holder.sessionId}) held; recorded as forced by ${a.forcedBy}`)
       return 0
-    } finally {
-      await cache.close()
-    }
+    })
   },
 
   async sweep(argv) {
     const o = parseArgs(argv, STORE_FLAGS, ['json'])
-    const cache = await openFromFlags(o)
-    try {
+    return withStore(o, async (cache) => {
       const swept = await cache.sweepExpired()
       print({ swept }, o.json, (r) => `deleted ${r.swept} expired entr${r.swept === 1 ? 'y' : 'ies'}`)
       return 0
-    } finally {
-      await cache.close()
-    }
+    })
   },
 
   async metrics(argv) {
     const o = parseArgs(argv, STORE_FLAGS, ['json'])
-    const cache = await openFromFlags(o)
-    try {
-      const text = await cache.metrics()
-      print({ text }, o.json, (r) => r.text.trimEnd())
+    return withStore(o, async (cache) => {
+      print({ text: await cache.metrics() }, o.json, (r) => r.text.trimEnd())
       return 0
-    } finally {
-      await cache.close()
-    }
+    })
   },
 
   async migrate(argv, defaults = {}) {

@@ -13,7 +13,7 @@ use super::bridge::Bridge;
 use super::error::{encode, invalid, millis, to_napi};
 use crate::core::envelope::{nested_namespace, validate_json, validate_namespace};
 use crate::core::lock::{check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS};
-use crate::core::path::normalize_path;
+use crate::core::path::{is_lexically_normal, normalize_path};
 use crate::core::store::{now_or_never, BatchOp, Store};
 use crate::core::time::now_ms;
 use crate::core::Result as CoreResult;
@@ -118,6 +118,20 @@ impl NativeCache {
         let ttl = millis(ttl_ms, "ttlMs")?.or(self.default_ttl_ms).unwrap_or(DEFAULT_LOCK_TTL_MS);
         check_ttl(ttl).map_err(to_napi)
     }
+}
+
+/// Releases by the path as given when it is already in normal form (the usual case: the path an
+/// acquire returned), and only otherwise, or when nothing is held there, pays for resolving it.
+async fn release_by_path(store: &AnyStore, ns: &str, path: &str, session_id: &str) -> CoreResult<bool> {
+    crate::core::lock::check_id(session_id, "sessionId")?;
+    if is_lexically_normal(path) && store.release(ns, path, session_id).await? {
+        return Ok(true);
+    }
+    let normalized = normalize_path(path, None)?;
+    if is_lexically_normal(path) && normalized == path {
+        return Ok(false); // already tried
+    }
+    store.release(ns, &normalized, session_id).await
 }
 
 fn entry_json(e: Option<crate::core::envelope::Entry>) -> Option<String> {
@@ -251,9 +265,7 @@ impl NativeCache {
     }
     #[napi]
     pub fn release_sync(&self, path: String, session_id: String) -> napi::Result<bool> {
-        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
-        let path = normalize_path(&path, None).map_err(to_napi)?;
-        self.sync(self.store.release(&self.ns, &path, &session_id))
+        self.sync(release_by_path(&self.store, &self.ns, &path, &session_id))
     }
     #[napi]
     pub fn release_all_sync(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {
@@ -306,10 +318,12 @@ impl NativeCache {
     #[napi]
     pub fn release_submit(&self, bridge: &Bridge, id: u32, path: String, session_id: String) -> napi::Result<()> {
         crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
-        let path = normalize_path(&path, None).map_err(to_napi)?;
+        if !is_lexically_normal(&path) {
+            normalize_path(&path, None).map_err(to_napi)?; // bad input throws here, not later
+        }
         let (store, ns, done) = (self.store.clone(), self.ns.clone(), bridge.inner.clone());
         napi::bindgen_prelude::spawn(async move {
-            let r = store.release(&ns, &path, &session_id).await;
+            let r = release_by_path(&store, &ns, &path, &session_id).await;
             done.complete(id, r.map(|b| if b { "1" } else { "0" }.to_owned()).map_err(|e| encode(&e)));
         });
         Ok(())
@@ -326,9 +340,7 @@ impl NativeCache {
     }
     #[napi]
     pub async fn release(&self, path: String, session_id: String) -> napi::Result<bool> {
-        crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
-        let path = normalize_path(&path, None).map_err(to_napi)?;
-        self.store.release(&self.ns, &path, &session_id).await.map_err(to_napi)
+        release_by_path(&self.store, &self.ns, &path, &session_id).await.map_err(to_napi)
     }
     #[napi]
     pub async fn release_all(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {

@@ -40,9 +40,13 @@ impl Histogram {
     }
 }
 
+/// Index into `Registry::agents`, or OTHER for agents past the first MAX_AGENTS.
+const OTHER: usize = usize::MAX;
+
 #[derive(Default)]
 struct Registry {
-    acquisitions: BTreeMap<(&'static str, String), u64>,
+    /// (status, agent index) -> count: no allocation on the hot path once an agent is known.
+    acquisitions: BTreeMap<(&'static str, usize), u64>,
     acquisition_duration: BTreeMap<&'static str, Histogram>,
     redis_errors: BTreeMap<String, u64>,
     redis_duration: BTreeMap<(String, &'static str), Histogram>,
@@ -65,13 +69,13 @@ fn label(v: &str) -> String {
 /// One acquire: `status` is granted, refused or error.
 pub fn acquisition(status: &'static str, agent_id: &str, took: Duration) {
     let mut r = registry();
-    let agent = if r.agents.iter().any(|a| a == agent_id) {
-        agent_id.to_owned()
-    } else if r.agents.len() < MAX_AGENTS {
-        r.agents.push(agent_id.to_owned());
-        agent_id.to_owned()
-    } else {
-        "other".to_owned()
+    let agent = match r.agents.iter().position(|a| a == agent_id) {
+        Some(i) => i,
+        None if r.agents.len() < MAX_AGENTS => {
+            r.agents.push(agent_id.to_owned());
+            r.agents.len() - 1
+        }
+        None => OTHER,
     };
     *r.acquisitions.entry((status, agent)).or_default() += 1;
     r.acquisition_duration.entry(status).or_default().observe(took.as_secs_f64());
@@ -100,7 +104,8 @@ pub fn render(active_locks: Option<usize>) -> String {
     let mut out = String::new();
     out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
     for ((status, agent), n) in &r.acquisitions {
-        let _ = writeln!(out, "file_lock_acquisitions_total{{status=\"{status}\",agent_id=\"{}\"}} {n}", label(agent));
+        let name = r.agents.get(*agent).map_or("other", String::as_str);
+        let _ = writeln!(out, "file_lock_acquisitions_total{{status=\"{status}\",agent_id=\"{}\"}} {n}", label(name));
     }
     out.push_str("# HELP file_lock_acquisition_duration_seconds Time to acquire (or be refused) a lock.\n# TYPE file_lock_acquisition_duration_seconds histogram\n");
     for (status, h) in &r.acquisition_duration {

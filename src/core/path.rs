@@ -46,6 +46,17 @@ pub fn normalize_path(input: &str, base_dir: Option<&str>) -> Result<String> {
     })
 }
 
+/// True when `p` is already in the form `normalize_path` produces lexically (absolute, NFC, no `.`,
+/// `..`, empty segments or trailing slash). Symlinks are not checked: callers use this only to try
+/// the path as given before paying for resolution.
+pub fn is_lexically_normal(p: &str) -> bool {
+    p.starts_with('/')
+        && p.len() <= MAX_PATH_BYTES
+        && !p.contains('\0')
+        && (p == "/" || !p[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".."))
+        && (p.is_ascii() || unicode_normalization::is_nfc(p))
+}
+
 fn check_path_text(p: &str, what: &str) -> Result<()> {
     if p.is_empty() {
         return Err(Error::invalid(format!("{what} must be a non-empty string")));
@@ -135,6 +146,16 @@ mod tests {
     fn unicode_is_nfc() {
         let decomposed = "/tmp/nonexistent-e\u{301}.txt";
         assert_eq!(normalize_path(decomposed, None).unwrap(), "/tmp/nonexistent-\u{e9}.txt");
+    }
+
+    #[test]
+    fn lexically_normal_paths() {
+        for ok in ["/", "/a", "/a/b.txt", "/caf\u{e9}"] {
+            assert!(is_lexically_normal(ok), "{ok}");
+        }
+        for not in ["", "a/b", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.", "/cafe\u{301}"] {
+            assert!(!is_lexically_normal(not), "{not}");
+        }
     }
 
     #[test]
