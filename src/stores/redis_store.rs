@@ -2,7 +2,7 @@
 //! Lua script run atomically on the server, every call bounded by the configured timeout.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,6 @@ struct Inner {
     unreachable: AtomicBool,
     last_error: Mutex<String>,
     closed: AtomicBool,
-    last_ok_ms: AtomicI64,
     /// (replicas, timeout): acquire waits for this acknowledgement (Redis WAIT).
     wait: Option<(u32, Duration)>,
 }
@@ -200,7 +199,6 @@ impl RedisStore {
                 unreachable: AtomicBool::new(unreachable.is_some()),
                 last_error: Mutex::new(unreachable.map(|e| e.to_string()).unwrap_or_default()),
                 closed: AtomicBool::new(false),
-                last_ok_ms: AtomicI64::new(now_ms()),
                 wait: p.wait,
             }),
         }
@@ -312,7 +310,6 @@ impl RedisStore {
         match tokio::time::timeout(inner.command_timeout, fut).await {
             Ok(Ok(v)) => {
                 inner.unreachable.store(false, Ordering::Relaxed);
-                inner.last_ok_ms.store(now_ms(), Ordering::Relaxed);
                 Ok(v)
             }
             Ok(Err(e)) => {
