@@ -244,10 +244,6 @@ impl RedisStore {
         Ok(Self::from_parts(conn, &p, Some(why), None))
     }
 
-    pub fn target(&self) -> &str {
-        &self.inner.target
-    }
-
     /// With Sentinel: asks the sentinels (in the background, one at a time) which server is the
     /// primary now, and switches the connection to it if it changed.
     fn find_new_primary(&self) {

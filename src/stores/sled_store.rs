@@ -137,10 +137,6 @@ impl SledStore {
         Ok(SledStore { path, folder: RwLock::new(Some(shared)) })
     }
 
-    pub fn folder(&self) -> &Path {
-        &self.path
-    }
-
     fn shared(&self) -> Result<Arc<Folder>> {
         self.folder
             .read()
