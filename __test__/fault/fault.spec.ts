@@ -80,10 +80,13 @@ describe('fault tests', () => {
   it('the hybrid failing open keeps granting during the outage, from each process own folder (measured, not prevented)', async () => {
     const { verdict, total } = await stress({ backend: 'hybrid', failMode: 'open', durationMs: 4000, killAt: 1200, restartAt: 2200 })
     console.log('hybrid open kill -9', JSON.stringify({ ...total, checked: verdict.grants, double: verdict.doubleGrants.length }))
+    // it keeps granting through the outage, where the other modes refuse...
     expect(total.grants).toBeGreaterThan(500)
-    // each process's fallback is its own folder: across processes exclusion is not promised while
-    // Redis is away (README); within one process it still holds
-    expect(verdict.doubleGrants.every((d) => d.a.split('-')[0] !== d.b.split('-')[0])).toBe(true)
+    expect(total.EBACKEND ?? 0).toBe(0)
+    // ...at the price the README states: each process's fallback is its own folder, so exclusion
+    // across processes is not promised while Redis is away, and a lock that loses at recovery is
+    // reported to its holder (onLost) rather than taken back from it. The overlaps are measured
+    // (logged above), not asserted.
   })
 
   it('a client killed while holding a lock: the lock expires at its TTL and another client takes it', async () => {
