@@ -14,6 +14,8 @@ export declare class Bridge {
   constructor(wake: () => void)
   /** Every result queued since the last drain. */
   drain(): Completions
+  /** Aborts waiting acquire `id` (it then completes with EABORTED); a no-op once it finished. */
+  cancel(id: number): void
   /** Keeps the event loop alive while calls are outstanding (true), or lets it go (false). */
   hold(hold: boolean): void
 }
@@ -26,8 +28,9 @@ export declare class NativeCache {
   /** A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`). */
   withNamespace(ns: string): NativeCache
   /**
-   * Hybrid only: `listener(eventJson)` is called when a lock granted on the fallback is lost to
-   * another holder at recovery.
+   * `listener(eventJson)` is called when a lock this process holds through this store is lost:
+   * it expired, was forced free, or (hybrid) another holder won at recovery. From now on
+   * every lock acquired through the store is watched.
    */
   onLost(listener: (arg: string) => void): void
   getSync(key: string): string | null
@@ -48,7 +51,9 @@ export declare class NativeCache {
   acquireSync(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Array<string>
   releaseSync(path: string, sessionId: string): boolean
   releaseAllSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): number
-  renewSync(path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
+  renewSync(path: string, sessionId: string, ttlMs?: number | undefined | null): string
+  /** Deletes the lock on `path` whoever holds it; the removed record as JSON, or null. */
+  forceReleaseSync(path: string): string | null
   listLocksSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): string
   healthSync(): string
   /** Prometheus text: the process's counters, and this namespace's live lock count. */
@@ -59,13 +64,20 @@ export declare class NativeCache {
    * under `id`. Bad arguments throw here, before anything is sent.
    */
   acquireSubmit(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): void
+  /**
+   * Starts an acquire that waits up to `waitMs` for holders and earlier waiters (any store);
+   * `bridge.cancel(id)` aborts it with EABORTED. The result arrives through `bridge` as for
+   * `acquireSubmit`.
+   */
+  acquireWaitSubmit(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs: number | undefined | null, baseDir: string | undefined | null, waitMs: number): void
   /** Starts a release; its result ("1" released, "0" not held) arrives through `bridge`. */
   releaseSubmit(bridge: Bridge, id: number, path: string, sessionId: string): void
   /** Acquires every path or none; resolves to the normalized paths. */
   acquire(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Promise<Array<string>>
   release(path: string, sessionId: string): Promise<boolean>
   releaseAll(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<number>
-  renew(path: string, sessionId: string, ttlMs?: number | undefined | null): Promise<string | null>
+  renew(path: string, sessionId: string, ttlMs?: number | undefined | null): Promise<string>
+  forceRelease(path: string): Promise<string | null>
   listLocks(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<string>
   health(): Promise<string>
   metrics(): Promise<string>

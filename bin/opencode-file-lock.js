@@ -129,12 +129,12 @@ const commands = {
       return 3
     }
     return withStore(o, async (cache) => {
-      const holder = await L.getLock(file, cache)
+      // one atomic step, announced so that the holder's onLost listeners hear of it at once
+      const holder = await L.forceRelease(file, cache)
       if (!holder) {
         print({ released: false, path: file, reason: 'no lock held' }, o.json, () => `no lock is held on ${file}`)
         return 1
       }
-      await cache.del(file)
       const audit = { path: file, holder, forcedBy: o.by ?? `${os.userInfo().username}@${os.hostname()}`, at: new Date().toISOString() }
       // who forced what stays on record for 30 days, beside the locks
       await cache.withNamespace('audit').set(`forced-release:${Date.now()}:${file}`, audit, { ttlMs: 30 * 24 * 3600 * 1000 })

@@ -37,4 +37,9 @@ function submit(start) {
   })
 }
 
-module.exports = { submit }
+/** Aborts waiting acquire `id` (it then settles with EABORTED). */
+function cancel(id) {
+  if (bridge && id !== undefined && pending.has(id)) bridge.cancel(id)
+}
+
+module.exports = { submit, cancel }

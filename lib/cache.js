@@ -2,21 +2,95 @@
 // The level-cache `Cache<T>` contract over a native store. Sled calls run inside the call (the
 // promise is already settled); Redis and hybrid calls are native async.
 const native = require('../index.js')
-const { fromNative, invalid } = require('./errors.js')
-const { submit } = require('./bridge.js')
+const { FileLockError, fromNative, invalid } = require('./errors.js')
+const { submit, cancel } = require('./bridge.js')
 const check = require('./check.js')
 
 const PAGE = 256
 // Each native operation's synchronous twin (for sled), looked up once rather than per call.
 const SYNC = Object.fromEntries(
-  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'listLocks', 'health', 'metrics', 'close'].map((n) => [n, `${n}Sync`]),
+  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'forceRelease', 'listLocks', 'health', 'metrics', 'close'].map((n) => [n, `${n}Sync`]),
 )
 
 class Cache {
   /** @param {import('../index').NativeCache} handle */
-  constructor(handle) {
+  constructor(handle, lost) {
     this._n = handle
     this._sync = handle.isSync
+    // onLost listeners, shared by every namespace view of the store (as the native watch is)
+    this._lost = lost ?? { listeners: [], registered: false }
+  }
+
+  /**
+   * Calls `listener(event)` when a lock this process acquired through this store is lost: it
+   * expired (`reason: 'expired'`), someone forced it free (`'released'`), or the hybrid gave it to
+   * another holder at recovery (`'conflict'`). Returns a function that removes the listener.
+   * A listener that throws or rejects gets a process warning, never an unhandled rejection.
+   */
+  onLost(listener) {
+    if (typeof listener !== 'function') throw invalid('onLost takes a function')
+    const lost = this._lost
+    lost.listeners.push(listener)
+    if (!lost.registered) {
+      lost.registered = true
+      this._n.onLost((json) => {
+        let event
+        try {
+          event = JSON.parse(json)
+        } catch {
+          return
+        }
+        for (const l of [...lost.listeners]) {
+          try {
+            Promise.resolve(l(event)).catch((e) => process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`))
+          } catch (e) {
+            process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`)
+          }
+        }
+      })
+    }
+    return () => {
+      const i = lost.listeners.indexOf(listener)
+      if (i >= 0) lost.listeners.splice(i, 1)
+    }
+  }
+
+  /**
+   * Acquire that waits up to `waitMs` (woken by the release itself); `signal` aborts with
+   * EABORTED. Whatever ends it, no queue entry is left, and an aborted wait holds no lock.
+   */
+  _acquireWaiting(paths, agentId, sessionId, ttlMs, baseDir, waitMs, signal) {
+    const started = Date.now()
+    const aborted = () => {
+      const e = new FileLockError('EABORTED', `the wait for ${paths.join(', ')} was aborted after ${Date.now() - started} ms; no lock was taken`)
+      e.waitedMs = Date.now() - started
+      return e
+    }
+    if (signal?.aborted) return Promise.reject(aborted())
+    let id
+    const onAbort = () => cancel(id)
+    const p = submit((b, i) => {
+      id = i
+      this._n.acquireWaitSubmit(b, i, paths, agentId, sessionId, ttlMs, baseDir, waitMs)
+    })
+    signal?.addEventListener('abort', onAbort, { once: true })
+    return p.then(
+      async (v) => {
+        signal?.removeEventListener('abort', onAbort)
+        const got = v.split('\0')
+        if (signal?.aborted) {
+          // granted in the same instant the caller gave up: it wanted no lock, so it keeps none
+          for (const path of got) await this._release(path, sessionId).catch(() => {})
+          throw aborted()
+        }
+        return got
+      },
+      (e) => {
+        signal?.removeEventListener('abort', onAbort)
+        if (e.code === 'ELOCKED' || e.code === 'EABORTED') e.waitedMs = Date.now() - started
+        throw e
+      },
+    )
   }
 
   /** Acquire, resolving to the normalized paths: in the call on sled, through the bridge otherwise. */
@@ -115,7 +189,7 @@ class Cache {
     } catch (e) {
       throw fromNative(e)
     }
-    return new this.constructor(handle)
+    return new this.constructor(handle, this._lost)
   }
 
   /** Backend-specific health: Redis latency, memory and key count; sled folder size and records. */
@@ -200,17 +274,7 @@ class HybridCache extends Cache {
     } catch (e) {
       throw fromNative(e)
     }
-    if (o.onLost) {
-      const listener = o.onLost
-      cache._n.onLost((json) => {
-        // the listener's own failure must not become an unhandled exception in a native callback
-        try {
-          Promise.resolve(listener(JSON.parse(json))).catch((e) => process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`))
-        } catch (e) {
-          process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`)
-        }
-      })
-    }
+    if (o.onLost) cache.onLost(o.onLost)
     return cache
   }
 

@@ -19,6 +19,24 @@ function optMs(v, name) {
   return v
 }
 
+/** A wait in milliseconds: a whole number >= 0 (0: do not wait), at most a day. */
+function optWait(v, name) {
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 86_400_000) {
+    throw invalid(`${name} must be a whole number of milliseconds from 0 to 86400000 (a day), got ${describe(v)}`)
+  }
+  return v
+}
+
+/** An AbortSignal (anything with `aborted` and `addEventListener`). */
+function optSignal(v, name) {
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'object' || typeof v.aborted !== 'boolean' || typeof v.addEventListener !== 'function') {
+    throw invalid(`${name} must be an AbortSignal, got ${describe(v)}`)
+  }
+  return v
+}
+
 function obj(v, name) {
   if (v === undefined || v === null) return {}
   if (typeof v !== 'object' || Array.isArray(v)) throw invalid(`${name} must be an object, got ${describe(v)}`)
@@ -43,4 +61,4 @@ function describe(v) {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
 }
 
-module.exports = { str, optStr, optMs, obj, json }
+module.exports = { str, optStr, optMs, optWait, optSignal, obj, json }

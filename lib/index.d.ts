@@ -1,12 +1,26 @@
 // Public typings of opencode-file-lock (the generated ../index.d.ts types the raw binding).
 
-export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED'
+export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED' | 'ELOST' | 'EABORTED'
 
 /** Every error this package raises. `holder` is set for ELOCKED. */
 export declare class FileLockError extends Error {
   name: 'FileLockError'
   code: ErrorCode
   holder?: LockRecord
+  /** On a refusal after waiting (ELOCKED) or an aborted wait (EABORTED): how long it waited. */
+  waitedMs?: number
+}
+
+/** What `onLost` listeners receive when a lock this process held is gone. */
+export interface LostLockEvent {
+  /** expired: its TTL ran out unrenewed; released: someone forced it free; conflict: the hybrid gave it to another holder at recovery. */
+  reason: 'expired' | 'released' | 'conflict'
+  namespace: string
+  path: string
+  sessionId: string
+  lost: LockRecord
+  /** Who holds the path now, if anyone. */
+  holder: LockRecord | null
 }
 
 /** The record stored (as `v`) under the normalized path of a locked file. */
@@ -29,6 +43,8 @@ export type BatchOp<T> = { type: 'put'; key: string; value: T; ttlMs?: number } 
 /** The level-cache `Cache<T>` contract. */
 export declare class Cache<T = any> {
   readonly namespace: string
+  /** Calls `listener` when a lock this process acquired through this store is lost. Returns an unsubscribe function. */
+  onLost(listener: (event: LostLockEvent) => void | Promise<void>): () => void
   /** The value, or `undefined` (never `null`) when missing or expired. */
   get(key: string): Promise<T | undefined>
   has(key: string): Promise<boolean>
@@ -100,7 +116,7 @@ export declare class HybridCache<T = any> extends Cache<T> {
     recheckMs?: number
     debug?: boolean
     /** A lock granted on the fallback was taken by someone else in Redis during the outage. */
-    onLost?: (event: { reason: 'conflict'; path: string; lost: LockRecord; holder: LockRecord | null }) => void
+    onLost?: (event: LostLockEvent) => void
   }): Promise<HybridCache<T>>
   currentBackend(): 'redis' | 'sled'
 }
@@ -134,6 +150,10 @@ export interface AcquireOptions {
   ttlMs?: number
   /** Relative paths resolve against this (absolute) folder; default process.cwd(). */
   baseDir?: string
+  /** Wait up to this long (ms, 0 to 86400000) for the holder and earlier waiters, woken by their release; default 0: refuse at once. */
+  waitMs?: number
+  /** Aborts a wait: the promise rejects with EABORTED and no lock or queue entry is left. */
+  signal?: AbortSignal
 }
 
 export declare function normalizePath(filePath: string, baseDir?: string): string
@@ -141,6 +161,9 @@ export declare function acquireLock(filePath: string, agentId: string, sessionId
 export declare function acquireLocks(filePaths: string[], agentId: string, sessionId: string, cache: Cache, opts?: AcquireOptions): Promise<string[]>
 export declare function releaseLock(normalizedPath: string, sessionId: string, cache: Cache): Promise<boolean>
 export declare function releaseAllLocks(filter: { sessionId?: string; agentId?: string }, cache: Cache): Promise<number>
-export declare function renewLock(normalizedPath: string, sessionId: string, cache: Cache, opts?: { ttlMs?: number }): Promise<LockRecord | undefined>
+/** Rejects with code ELOST when the lock is no longer held by that session (it is not resurrected). */
+export declare function renewLock(normalizedPath: string, sessionId: string, cache: Cache, opts?: { ttlMs?: number }): Promise<LockRecord>
+/** Deletes a lock whoever holds it; the holder's onLost listeners hear of it. The removed record, or undefined. */
+export declare function forceRelease(filePath: string, cache: Cache, opts?: { baseDir?: string }): Promise<LockRecord | undefined>
 export declare function getLock(filePath: string, cache: Cache, opts?: { baseDir?: string }): Promise<LockRecord | undefined>
 export declare function listLocks(cache: Cache, filter?: { sessionId?: string; agentId?: string }): Promise<LockRecord[]>

@@ -1,7 +1,7 @@
 'use strict'
 // Public entry point: caches, locks and typed errors over the native addon.
 const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = require('./cache.js')
-const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, getLock, listLocks } = require('./locks.js')
+const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks } = require('./locks.js')
 const { FileLockError } = require('./errors.js')
 
 module.exports = {
@@ -17,6 +17,7 @@ module.exports = {
   releaseLock,
   releaseAllLocks,
   renewLock,
+  forceRelease,
   getLock,
   listLocks,
   FileLockError,

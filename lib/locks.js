@@ -44,7 +44,12 @@ function acquire(filePaths, agentId, sessionId, cache, opts) {
   const c = cacheOf(cache)
   if (opts === undefined) return c._acquire(filePaths, agentId, sessionId)
   const o = check.obj(opts, 'options')
-  return c._acquire(filePaths, agentId, sessionId, check.optMs(o.ttlMs, 'ttlMs'), check.optStr(o.baseDir, 'baseDir'))
+  const ttlMs = check.optMs(o.ttlMs, 'ttlMs')
+  const baseDir = check.optStr(o.baseDir, 'baseDir')
+  const waitMs = check.optWait(o.waitMs, 'waitMs')
+  const signal = check.optSignal(o.signal, 'signal')
+  if (!waitMs && !signal) return c._acquire(filePaths, agentId, sessionId, ttlMs, baseDir)
+  return c._acquireWaiting(filePaths, agentId, sessionId, ttlMs, baseDir, waitMs ?? 0, signal)
 }
 
 /** Undoes one hold of `sessionId`. False when that session does not hold the lock. */
@@ -61,11 +66,25 @@ async function releaseAllLocks(filter, cache) {
   return cacheOf(cache)._call('releaseAll', sessionId, agentId)
 }
 
-/** Extends a lock the session holds to now + ttlMs. Resolves to the record, or undefined if not held. */
+/**
+ * Extends a lock the session holds to now + ttlMs and resolves to the record. A lock that is no
+ * longer held (expired, forced free, taken by another) rejects with code ELOST and stays lost.
+ */
 async function renewLock(normalizedPath, sessionId, cache, opts) {
   const c = cacheOf(cache)
   const ttlMs = check.optMs(check.obj(opts, 'options').ttlMs, 'ttlMs')
   const text = await c._call('renew', check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'), ttlMs)
+  return JSON.parse(text)[0]
+}
+
+/**
+ * Deletes the lock on a path whoever holds it (an operator's last resort). The holder's onLost
+ * listeners hear of it. Resolves to the removed record, or undefined when nothing was held.
+ */
+async function forceRelease(filePath, cache, opts) {
+  const c = cacheOf(cache)
+  const path = normalizePath(filePath, check.obj(opts, 'options').baseDir)
+  const text = await c._call('forceRelease', path)
   return text == null ? undefined : JSON.parse(text)[0]
 }
 
@@ -84,4 +103,4 @@ async function listLocks(cache, filter) {
   return JSON.parse(await c._call('listLocks', check.optStr(f.sessionId, 'sessionId'), check.optStr(f.agentId, 'agentId')))
 }
 
-module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, getLock, listLocks }
+module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks }

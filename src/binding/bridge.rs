@@ -4,7 +4,10 @@
 //! (`drain`). A per-call `#[napi] async fn` would create and tear down a thread-safe function and
 //! wake the JS thread for each call.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
 
 use napi::bindgen_prelude::{Function, Status};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -25,9 +28,22 @@ struct Queue {
 pub(crate) struct Inner {
     queue: Mutex<Queue>,
     wake: Mutex<Wake>,
+    /// Waiting acquires that `cancel(id)` can abort.
+    cancels: Mutex<HashMap<u32, Arc<Notify>>>,
 }
 
 impl Inner {
+    /// Registers call `id` as abortable; the returned notify fires on `cancel(id)`.
+    pub(crate) fn cancellable(&self, id: u32) -> Arc<Notify> {
+        let n = Arc::new(Notify::new());
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id, n.clone());
+        n
+    }
+
+    pub(crate) fn finish_cancellable(&self, id: u32) {
+        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+
     /// Queues one result (Ok: the value; Err: an encoded error) and wakes JS if nobody has yet.
     pub(crate) fn complete(&self, id: u32, result: Result<String, String>) {
         let wake_now = {
@@ -66,7 +82,7 @@ impl Bridge {
     pub fn new(wake: Function<(), ()>) -> napi::Result<Self> {
         // Weak: an idle bridge must not keep the process alive; `hold` refs it while calls are out.
         let tsfn = wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
-        Ok(Bridge { inner: Arc::new(Inner { queue: Mutex::new(Queue::default()), wake: Mutex::new(tsfn) }) })
+        Ok(Bridge { inner: Arc::new(Inner { queue: Mutex::new(Queue::default()), wake: Mutex::new(tsfn), cancels: Mutex::new(HashMap::new()) }) })
     }
 
     /// Every result queued since the last drain.
@@ -75,6 +91,14 @@ impl Bridge {
         let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         q.scheduled = false;
         Completions { ids: std::mem::take(&mut q.ids), oks: std::mem::take(&mut q.oks), values: std::mem::take(&mut q.values) }
+    }
+
+    /// Aborts waiting acquire `id` (it then completes with EABORTED); a no-op once it finished.
+    #[napi]
+    pub fn cancel(&self, id: u32) {
+        if let Some(n) = self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+            n.notify_one();
+        }
     }
 
     /// Keeps the event loop alive while calls are outstanding (true), or lets it go (false).

@@ -15,7 +15,9 @@ use crate::core::envelope::{nested_namespace, validate_json, validate_namespace}
 use crate::core::lock::{check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS};
 use crate::core::path::{is_lexically_normal, normalize_path};
 use crate::core::store::{now_or_never, BatchOp, Store};
+use crate::core::lost::LostWatch;
 use crate::core::time::now_ms;
+use crate::core::wait::check_wait;
 use crate::core::Result as CoreResult;
 use crate::stores::AnyStore;
 
@@ -24,6 +26,8 @@ pub struct NativeCache {
     pub(crate) store: Arc<AnyStore>,
     pub(crate) ns: String,
     pub(crate) default_ttl_ms: Option<u64>,
+    /// Shared by every namespace view of the store: lost-lock reports for this process's locks.
+    pub(crate) watch: Arc<LostWatch>,
 }
 
 #[napi(object)]
@@ -56,7 +60,20 @@ struct AcquireArgs {
 
 impl NativeCache {
     pub(crate) fn new(store: AnyStore, ns: String, default_ttl_ms: Option<u64>) -> Self {
-        NativeCache { store: Arc::new(store), ns, default_ttl_ms }
+        let watch = LostWatch::new(Arc::new(|task| {
+            napi::bindgen_prelude::spawn(task);
+        }));
+        NativeCache { store: Arc::new(store), ns, default_ttl_ms, watch }
+    }
+
+    /// Before a release by this process: its lost-lock watch must not report it.
+    fn releasing(&self, path: &str, session_id: &str) {
+        if self.watch.enabled() {
+            match normalize_path(path, None) {
+                Ok(p) => self.watch.releasing(&self.ns, &p, session_id),
+                Err(_) => self.watch.releasing(&self.ns, path, session_id),
+            }
+        }
     }
 
     /// Runs a sled operation to completion inside this call.
@@ -170,20 +187,49 @@ impl NativeCache {
     #[napi]
     pub fn with_namespace(&self, ns: String) -> napi::Result<NativeCache> {
         validate_namespace(&ns).map_err(to_napi)?;
-        Ok(NativeCache { store: self.store.clone(), ns: nested_namespace(&self.ns, &ns), default_ttl_ms: self.default_ttl_ms })
+        Ok(NativeCache { store: self.store.clone(), ns: nested_namespace(&self.ns, &ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone() })
     }
 
-    /// Hybrid only: `listener(eventJson)` is called when a lock granted on the fallback is lost to
-    /// another holder at recovery.
+    /// `listener(eventJson)` is called when a lock this process holds through this store is lost:
+    /// it expired, was forced free, or (hybrid) another holder won at recovery. From now on
+    /// every lock acquired through the store is watched.
     #[napi]
     pub fn on_lost(&self, listener: Function<String, ()>) -> napi::Result<()> {
-        let AnyStore::Hybrid(h) = &*self.store else { return Err(invalid("onLost is only for hybrid caches")) };
         // Weak: a listener must not keep the process alive on its own.
         let tsfn = listener.build_threadsafe_function::<String>().callee_handled::<false>().weak::<true>().build()?;
-        h.set_lost_listener(Box::new(move |event| {
+        self.watch.set_listener(Arc::new(move |event| {
             tsfn.call(event.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
         }));
+        if let AnyStore::Hybrid(h) = &*self.store {
+            let watch = Arc::downgrade(&self.watch);
+            let ns = self.ns.clone();
+            h.set_lost_listener(Box::new(move |mut event| {
+                if let Some(w) = watch.upgrade() {
+                    if event.get("namespace").is_none() {
+                        event["namespace"] = ns.clone().into();
+                    }
+                    if let Some(s) = event["lost"]["sessionId"].as_str().map(str::to_owned) {
+                        event["sessionId"] = s.into();
+                    }
+                    w.report(event);
+                }
+            }));
+        }
         Ok(())
+    }
+
+    /// Resolves the error a renew of a lock no longer held rejects with (ELOST, naming any new holder).
+    async fn lost_error(&self, path: &str, session_id: &str) -> crate::core::Error {
+        self.watch.check_now(&self.ns, path, session_id);
+        let holder = match self.store.get(&self.ns, path).await {
+            Ok(Some(e)) => serde_json::from_str::<serde_json::Value>(e.value.get()).unwrap_or(serde_json::Value::Null),
+            _ => serde_json::Value::Null,
+        };
+        let why = match holder.get("sessionId").and_then(|v| v.as_str()) {
+            Some(s) => format!("agent {} (session {s}) holds it now", holder["agentId"].as_str().unwrap_or("unknown")),
+            None => "it expired or was released".to_owned(),
+        };
+        crate::core::Error::Lost { message: format!("the lock on {path} is no longer held by session {session_id}: {why}; it was not renewed"), holder }
     }
 
     // ---- cache: sled (synchronous) ----
@@ -260,24 +306,36 @@ impl NativeCache {
     #[napi]
     pub fn acquire_sync(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<Vec<String>> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        self.sync(self.store.acquire(&self.ns, &a.paths, &a.req))?;
+        let recs = self.sync(self.store.acquire(&self.ns, &a.paths, &a.req))?;
+        self.watch.acquired(&self.store, &self.ns, &recs);
         Ok(a.paths)
     }
     #[napi]
     pub fn release_sync(&self, path: String, session_id: String) -> napi::Result<bool> {
+        self.releasing(&path, &session_id);
         self.sync(release_by_path(&self.store, &self.ns, &path, &session_id))
     }
     #[napi]
     pub fn release_all_sync(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {
         let f = Self::filter(session_id, agent_id)?;
+        self.watch.releasing_all(&self.ns, &f);
         self.sync(self.store.release_all(&self.ns, &f)).map(|n| n as f64)
     }
     #[napi]
-    pub fn renew_sync(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+    pub fn renew_sync(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<String> {
         crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
         let path = normalize_path(&path, None).map_err(to_napi)?;
         let ttl = self.renew_ttl(ttl_ms)?;
-        self.sync(self.store.renew(&self.ns, &path, &session_id, ttl)).map(|r| r.map(|r| records_json(&[r])))
+        match self.sync(self.store.renew(&self.ns, &path, &session_id, ttl))? {
+            Some(r) => Ok(records_json(&[r])),
+            None => Err(to_napi(now_or_never(self.lost_error(&path, &session_id)).expect("sled operations never suspend"))),
+        }
+    }
+    /// Deletes the lock on `path` whoever holds it; the removed record as JSON, or null.
+    #[napi]
+    pub fn force_release_sync(&self, path: String) -> napi::Result<Option<String>> {
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        self.sync(self.store.force_release(&self.ns, &path)).map(|r| r.map(|r| records_json(&[r])))
     }
     #[napi]
     pub fn list_locks_sync(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<String> {
@@ -306,9 +364,35 @@ impl NativeCache {
     #[napi]
     pub fn acquire_submit(&self, bridge: &Bridge, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<()> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        let (store, ns, done) = (self.store.clone(), self.ns.clone(), bridge.inner.clone());
+        let (store, ns, done, watch) = (self.store.clone(), self.ns.clone(), bridge.inner.clone(), self.watch.clone());
         napi::bindgen_prelude::spawn(async move {
             let r = store.acquire(&ns, &a.paths, &a.req).await;
+            if let Ok(recs) = &r {
+                watch.acquired(&store, &ns, recs);
+            }
+            done.complete(id, r.map(|_| a.paths.join("\0")).map_err(|e| encode(&e)));
+        });
+        Ok(())
+    }
+
+    /// Starts an acquire that waits up to `waitMs` for holders and earlier waiters (any store);
+    /// `bridge.cancel(id)` aborts it with EABORTED. The result arrives through `bridge` as for
+    /// `acquireSubmit`.
+    #[napi]
+    pub fn acquire_wait_submit(&self, bridge: &Bridge, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: f64) -> napi::Result<()> {
+        let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
+        if !(wait_ms.is_finite() && wait_ms >= 0.0 && wait_ms.fract() == 0.0) {
+            return Err(invalid(format!("waitMs must be a whole number of milliseconds >= 0, got {wait_ms}")));
+        }
+        let wait = check_wait(wait_ms as u64).map_err(to_napi)?;
+        let cancel = bridge.inner.cancellable(id);
+        let (store, ns, done, watch) = (self.store.clone(), self.ns.clone(), bridge.inner.clone(), self.watch.clone());
+        napi::bindgen_prelude::spawn(async move {
+            let r = store.acquire_waiting(&ns, &a.paths, &a.req, wait, &cancel).await;
+            if let Ok(recs) = &r {
+                watch.acquired(&store, &ns, recs);
+            }
+            done.finish_cancellable(id);
             done.complete(id, r.map(|_| a.paths.join("\0")).map_err(|e| encode(&e)));
         });
         Ok(())
@@ -321,6 +405,7 @@ impl NativeCache {
         if !is_lexically_normal(&path) {
             normalize_path(&path, None).map_err(to_napi)?; // bad input throws here, not later
         }
+        self.releasing(&path, &session_id);
         let (store, ns, done) = (self.store.clone(), self.ns.clone(), bridge.inner.clone());
         napi::bindgen_prelude::spawn(async move {
             let r = release_by_path(&store, &ns, &path, &session_id).await;
@@ -335,24 +420,35 @@ impl NativeCache {
     #[napi]
     pub async fn acquire(&self, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>) -> napi::Result<Vec<String>> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        self.store.acquire(&self.ns, &a.paths, &a.req).await.map_err(to_napi)?;
+        let recs = self.store.acquire(&self.ns, &a.paths, &a.req).await.map_err(to_napi)?;
+        self.watch.acquired(&self.store, &self.ns, &recs);
         Ok(a.paths)
     }
     #[napi]
     pub async fn release(&self, path: String, session_id: String) -> napi::Result<bool> {
+        self.releasing(&path, &session_id);
         release_by_path(&self.store, &self.ns, &path, &session_id).await.map_err(to_napi)
     }
     #[napi]
     pub async fn release_all(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<f64> {
         let f = Self::filter(session_id, agent_id)?;
+        self.watch.releasing_all(&self.ns, &f);
         self.store.release_all(&self.ns, &f).await.map(|n| n as f64).map_err(to_napi)
     }
     #[napi]
-    pub async fn renew(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+    pub async fn renew(&self, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<String> {
         crate::core::lock::check_id(&session_id, "sessionId").map_err(to_napi)?;
         let path = normalize_path(&path, None).map_err(to_napi)?;
         let ttl = self.renew_ttl(ttl_ms)?;
-        self.store.renew(&self.ns, &path, &session_id, ttl).await.map(|r| r.map(|r| records_json(&[r]))).map_err(to_napi)
+        match self.store.renew(&self.ns, &path, &session_id, ttl).await.map_err(to_napi)? {
+            Some(r) => Ok(records_json(&[r])),
+            None => Err(to_napi(self.lost_error(&path, &session_id).await)),
+        }
+    }
+    #[napi]
+    pub async fn force_release(&self, path: String) -> napi::Result<Option<String>> {
+        let path = normalize_path(&path, None).map_err(to_napi)?;
+        self.store.force_release(&self.ns, &path).await.map(|r| r.map(|r| records_json(&[r]))).map_err(to_napi)
     }
     #[napi]
     pub async fn list_locks(&self, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<String> {

@@ -19,6 +19,12 @@ pub enum Error {
     Corrupt(String),
     #[error("{0}")]
     Closed(String),
+    /// A lock the caller held is gone (expired, released by someone else, lost at recovery).
+    #[error("{message}")]
+    Lost { message: String, holder: Value },
+    /// The caller gave up waiting (its AbortSignal fired); nothing was left behind.
+    #[error("{0}")]
+    Aborted(String),
 }
 
 impl Error {
@@ -30,6 +36,8 @@ impl Error {
             Error::Timeout(_) => "ETIMEDOUT",
             Error::Corrupt(_) => "ECORRUPT",
             Error::Closed(_) => "ECLOSED",
+            Error::Lost { .. } => "ELOST",
+            Error::Aborted(_) => "EABORTED",
         }
     }
 
@@ -48,7 +56,7 @@ impl Error {
 
     pub fn holder(&self) -> Option<&Value> {
         match self {
-            Error::Locked { holder, .. } => Some(holder),
+            Error::Locked { holder, .. } | Error::Lost { holder, .. } if !holder.is_null() => Some(holder),
             _ => None,
         }
     }

@@ -4,10 +4,13 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod lock;
+pub mod lost;
 pub mod metrics;
 pub mod path;
 pub mod store;
 pub mod time;
+pub mod wait;
+pub mod wake;
 pub mod debug;
 
 pub use error::{Error, Result};

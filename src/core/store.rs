@@ -2,12 +2,15 @@
 //! the namespace into the shared wire format. Values travel as JSON text.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::envelope::Entry;
 use super::error::Result;
 use super::lock::{LockFilter, LockRecord, LockRequest};
+use super::wait::{Attempt, Waiter};
+use super::wake::Listening;
 
 #[derive(Debug, Clone)]
 pub enum BatchOp {
@@ -46,6 +49,16 @@ pub trait Store: Send + Sync + 'static {
     /// Pushes the expiry of a live lock held by `session_id` out to now + ttl; None when not held.
     fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> impl Future<Output = Result<Option<LockRecord>>> + Send;
     fn list_locks(&self, ns: &str, filter: &LockFilter) -> impl Future<Output = Result<Vec<LockRecord>>> + Send;
+    /// Deletes the lock on `path` whoever holds it (an operator's forced release), announcing it
+    /// so the holder's lost-lock watch hears of it; the removed record, if there was one.
+    fn force_release(&self, ns: &str, path: &str) -> impl Future<Output = Result<Option<LockRecord>>> + Send;
+
+    /// One try of a waiting acquire (see `core::wait`): granted, or refused with `waiter` queued.
+    fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> impl Future<Output = Result<Attempt>> + Send;
+    /// Takes a waiter that gives up out of the queues, waking whoever is next.
+    fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> impl Future<Output = Result<()>> + Send;
+    /// Notifies `wake` whenever a lock on one of `paths` is released, until the guards are dropped.
+    fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening>;
 
     fn health(&self) -> impl Future<Output = Result<Value>> + Send;
     /// Makes what was written durable and lets go of the store; later calls fail with ECLOSED.

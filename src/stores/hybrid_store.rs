@@ -28,6 +28,8 @@ use crate::core::error::{Error, Result};
 use crate::core::lock::{parse_record, LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
+use crate::core::wait::{Attempt, Waiter};
+use crate::core::wake::Listening;
 
 use super::redis_store::RedisStore;
 use super::sled_store::SledStore;
@@ -416,6 +418,51 @@ impl Store for HybridStore {
         }
         self.refuse_if_closed()?;
         self.sled.list_locks(ns, filter).await
+    }
+
+    async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
+        if let Some(r) = self.try_redis(self.redis.force_release(ns, path)).await {
+            if r.is_ok() {
+                let _ = self.sled.force_release(ns, path).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let r = self.sled.force_release(ns, path).await?;
+        if let Some(rec) = &r {
+            self.touch(ns, [(path.to_owned(), Touched::Deleted { lock_session: Some(rec.session_id.clone()) })]);
+        }
+        Ok(r)
+    }
+
+    async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
+        if let Some(r) = self.try_redis(self.redis.try_acquire_queued(ns, paths, req, waiter)).await {
+            if let Ok(Attempt::Granted(recs)) = &r {
+                self.mirror_records(ns, recs).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let r = self.sled.try_acquire_queued(ns, paths, req, waiter).await?;
+        if matches!(r, Attempt::Granted(_)) {
+            self.touch(ns, paths.iter().map(|p| (p.clone(), Touched::Written)));
+        }
+        Ok(r)
+    }
+
+    async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
+        self.sled.leave_queue(ns, paths, waiter).await?;
+        if self.current_backend() == "redis" {
+            // if Redis is gone, the waiter's lease takes it out of Redis's queue
+            let _ = self.redis.leave_queue(ns, paths, waiter).await;
+        }
+        Ok(())
+    }
+
+    fn listen(&self, ns: &str, paths: &[String], wake: &std::sync::Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        let mut l = self.redis.listen(ns, paths, wake);
+        l.extend(self.sled.listen(ns, paths, wake));
+        l
     }
 
     async fn health(&self) -> Result<Value> {

@@ -4,7 +4,7 @@ pub mod hybrid_store;
 pub mod redis_store;
 pub mod sled_store;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -14,6 +14,9 @@ use crate::core::envelope::Entry;
 use crate::core::error::Result;
 use crate::core::lock::{LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
+use crate::core::wait::{Attempt, Waiter};
+use crate::core::wake::Listening;
+use std::sync::Arc;
 
 pub use hybrid_store::HybridStore;
 pub use redis_store::RedisStore;
@@ -39,6 +42,36 @@ impl AnyStore {
     /// True when every call completes synchronously (see `core::store::now_or_never`).
     pub fn is_synchronous(&self) -> bool {
         matches!(self, AnyStore::Sled(_))
+    }
+}
+
+impl AnyStore {
+    /// An acquire that waits up to `wait` (see `core::wait`); `cancel` aborts it.
+    pub async fn acquire_waiting(&self, ns: &str, paths: &[String], req: &LockRequest, wait: Duration, cancel: &tokio::sync::Notify) -> Result<Vec<LockRecord>> {
+        let started = Instant::now();
+        let r = crate::core::wait::acquire_waiting(self, ns, paths, req, wait, cancel).await;
+        self.observe_acquire(paths, req, &r, started, Some(wait));
+        r
+    }
+
+    /// Counts an acquire in the metrics and, when debugging, logs the decision.
+    fn observe_acquire(&self, paths: &[String], req: &LockRequest, r: &Result<Vec<LockRecord>>, started: Instant, wait: Option<Duration>) {
+        let took = started.elapsed();
+        let status = match r {
+            Ok(_) => "granted",
+            Err(e) if e.code() == "ELOCKED" => "refused",
+            Err(e) if e.code() == "EABORTED" => "aborted",
+            Err(_) => "error",
+        };
+        metrics::acquisition(status, &req.agent_id, took);
+        if debug::enabled() {
+            let what = match r {
+                Ok(recs) => recs.iter().map(|r| format!("token {} holds {}", r.token, r.hold_count)).collect::<Vec<_>>().join(", "),
+                Err(e) => format!("{}: {}", e.code(), e.holder().map(|h| format!("held by session {}", h["sessionId"])).unwrap_or_else(|| e.to_string())),
+            };
+            let waited = wait.map(|w| format!(", willing to wait {} ms", w.as_millis())).unwrap_or_default();
+            debug::log(format_args!("acquire {status} {} for session {} agent {} on {} in {:.2} ms{waited} ({what})", paths.join(" "), req.session_id, req.agent_id, self.backend(), took.as_secs_f64() * 1000.0));
+        }
     }
 }
 
@@ -70,20 +103,7 @@ impl Store for AnyStore {
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
         let started = Instant::now();
         let r = dispatch!(self, s => s.acquire(ns, paths, req).await);
-        let took = started.elapsed();
-        let status = match &r {
-            Ok(_) => "granted",
-            Err(e) if e.code() == "ELOCKED" => "refused",
-            Err(_) => "error",
-        };
-        metrics::acquisition(status, &req.agent_id, took);
-        if debug::enabled() {
-            let what = match &r {
-                Ok(recs) => recs.iter().map(|r| format!("token {} holds {}", r.token, r.hold_count)).collect::<Vec<_>>().join(", "),
-                Err(e) => format!("{}: {}", e.code(), e.holder().map(|h| format!("held by session {}", h["sessionId"])).unwrap_or_else(|| e.to_string())),
-            };
-            debug::log(format_args!("acquire {status} {} for session {} agent {} on {} in {:.2} ms ({what})", paths.join(" "), req.session_id, req.agent_id, self.backend(), took.as_secs_f64() * 1000.0));
-        }
+        self.observe_acquire(paths, req, &r, started, None);
         r
     }
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
@@ -108,6 +128,20 @@ impl Store for AnyStore {
     }
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
         dispatch!(self, s => s.list_locks(ns, filter).await)
+    }
+    async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
+        let r = dispatch!(self, s => s.force_release(ns, path).await);
+        debug::log(format_args!("forced release of {path} on {}: {:?}", self.backend(), r.as_ref().map(|r| r.as_ref().map(|r| &r.session_id)).map_err(|e| e.code())));
+        r
+    }
+    async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
+        dispatch!(self, s => s.try_acquire_queued(ns, paths, req, waiter).await)
+    }
+    async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
+        dispatch!(self, s => s.leave_queue(ns, paths, waiter).await)
+    }
+    fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        dispatch!(self, s => s.listen(ns, paths, wake))
     }
     async fn health(&self) -> Result<Value> {
         dispatch!(self, s => s.health().await)

@@ -17,6 +17,10 @@ use crate::core::lock::{locked_error, parse_record, LockFilter, LockRecord, Lock
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::metrics;
 use crate::core::time::now_ms;
+use crate::core::wait::{queued_error, Attempt, Waiter, WAITER_LEASE_MS};
+use crate::core::wake::{Listening, WakeBus};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
 
 /// Internal keys (fencing counters, session indexes) start with U+241E, which no namespaced key
 /// can start with unless its namespace does; scans skip them.
@@ -33,9 +37,20 @@ static RELEASE_IF: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!(
 static RENEW: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/renew.lua")));
 static PUT_LOCK_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/put_lock_if_absent.lua")));
 static DEL_IF_EQUAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/del_if_equal.lua")));
+static FORCE_RELEASE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/force_release.lua")));
+static LEAVE_QUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/leave_queue.lua")));
 
 fn fence_key(ns: &str) -> String {
     format!("{INTERNAL}fence:{ns}")
+}
+
+/// A path's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease, who).
+fn queue_keys(lock_key: &str) -> (String, String) {
+    (format!("{INTERNAL}q:{lock_key}"), format!("{INTERNAL}qh:{lock_key}"))
+}
+
+fn ticket_key(ns: &str) -> String {
+    format!("{INTERNAL}ticket:{ns}")
 }
 
 fn session_index_prefix(ns: &str) -> String {
@@ -73,6 +88,23 @@ struct Inner {
     closed: AtomicBool,
     /// (replicas, timeout): acquire waits for this acknowledgement (Redis WAIT).
     wait: Option<(u32, Duration)>,
+    /// Where release scripts announce a freed lock (its storage key), per database: pub/sub
+    /// channels are server-wide.
+    channel: String,
+    /// Waiters and lost-lock watches of this process, woken by the subscriber.
+    bus: Arc<WakeBus>,
+    /// The client the subscriber connects with (replaced when Sentinel names a new primary).
+    pubsub_client: std::sync::RwLock<redis::Client>,
+    subscribed: AtomicBool,
+    connect_timeout: Duration,
+    /// Tells the subscriber task to let go of its connection.
+    shutdown: Arc<Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.notify_one();
+    }
 }
 
 /// What a Sentinel-backed store needs to find the primary again after a failover.
@@ -149,6 +181,7 @@ fn is_connection_error(e: &RedisError) -> bool {
 
 struct Prepared {
     wait: Option<(u32, Duration)>,
+    db: i64,
     client: redis::Client,
     config: ConnectionManagerConfig,
     target: String,
@@ -164,6 +197,7 @@ fn prepare(opts: &RedisOptions) -> Result<Prepared> {
     }
     let info = connection_info(opts)?;
     let target = describe(&info);
+    let db = info.redis_settings().db();
     let client = if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
         // rustls needs a process-wide crypto provider; installing it twice is harmless
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -185,7 +219,7 @@ fn prepare(opts: &RedisOptions) -> Result<Prepared> {
         .set_min_delay(Duration::from_millis(opts.base_delay_ms.max(1)))
         .set_max_delay(Duration::from_millis(opts.max_delay_ms.max(1)));
     let wait = (opts.wait_replicas > 0).then(|| (opts.wait_replicas, Duration::from_millis(opts.wait_timeout_ms.max(1))));
-    Ok(Prepared { wait, client, config, target, connect_timeout, command_timeout })
+    Ok(Prepared { wait, db, client, config, target, connect_timeout, command_timeout })
 }
 
 impl RedisStore {
@@ -200,6 +234,12 @@ impl RedisStore {
                 last_error: Mutex::new(unreachable.map(|e| e.to_string()).unwrap_or_default()),
                 closed: AtomicBool::new(false),
                 wait: p.wait,
+                channel: format!("{INTERNAL}released:{}", p.db),
+                bus: WakeBus::new(),
+                pubsub_client: std::sync::RwLock::new(p.client.clone()),
+                subscribed: AtomicBool::new(false),
+                connect_timeout: p.connect_timeout,
+                shutdown: Arc::new(Notify::new()),
             }),
         }
     }
@@ -261,6 +301,7 @@ impl RedisStore {
                     if let Ok(p) = prepare(&direct) {
                         if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
                             *me.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
+                            *me.inner.pubsub_client.write().unwrap_or_else(|p| p.into_inner()) = p.client.clone();
                             *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = (host, port);
                         }
                     }
@@ -435,10 +476,113 @@ impl RedisStore {
                     .arg(now_ms())
                     .arg(session_index_prefix(ns))
                     .arg(path)
+                    .arg(&self.inner.channel)
                     .invoke_async(&mut c),
             )
             .await?;
         Ok(n == 1)
+    }
+}
+
+impl RedisStore {
+    /// Starts (once per store) the task that turns release announcements into wake-ups.
+    fn ensure_subscribed(&self) {
+        if self.inner.subscribed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(subscriber(Arc::downgrade(&self.inner), self.inner.shutdown.clone()));
+    }
+
+    /// One acquire try. With a waiter, a refusal queues it (see `core::wait`); without one, a
+    /// refusal is just that.
+    async fn acquire_script(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
+        let now = now_ms();
+        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
+        let queues: Vec<(String, String)> = keys.iter().map(|k| queue_keys(k)).collect();
+        let mut inv = ACQUIRE.prepare_invoke();
+        for k in &keys {
+            inv.key(k);
+        }
+        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns));
+        for (z, _) in &queues {
+            inv.key(z);
+        }
+        for (_, h) in &queues {
+            inv.key(h);
+        }
+        inv.arg(&req.session_id).arg(&req.agent_id).arg(now).arg(req.ttl_ms);
+        inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS);
+        for p in paths {
+            inv.arg(p);
+        }
+        let mut c = self.conn()?;
+        let reply: Vec<String> = self.run("acquire", inv.invoke_async(&mut c)).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                let recs: Vec<LockRecord> = reply[1..]
+                    .iter()
+                    .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
+                    .collect::<Result<_>>()?;
+                if let Some((replicas, timeout)) = self.inner.wait {
+                    self.wait_for_replicas(ns, &recs, replicas, timeout).await?;
+                }
+                Ok(Attempt::Granted(recs))
+            }
+            Some(kind @ ("locked" | "queued")) if reply.len() == 5 => {
+                let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
+                let error = if kind == "locked" { locked_error(&reply[1], holder, now) } else { queued_error(&reply[1], holder) };
+                let retry_at = reply[3].parse::<f64>().map(|x| x as i64).ok().filter(|x| *x > 0).unwrap_or(now + crate::core::wait::REFRESH_MS);
+                Ok(Attempt::Blocked { error, retry_at, ticket: reply[4].parse().unwrap_or(0) })
+            }
+            Some("corrupt") if reply.len() == 2 => Err(Error::Corrupt(format!(
+                "the record at {:?} is not a lock record; it was left in place",
+                reply[1]
+            ))),
+            _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
+        }
+    }
+}
+
+/// Listens on the release channel while the store lives, reconnecting after failures. Every
+/// (re)subscription wakes all listeners: announcements made meanwhile were missed.
+async fn subscriber(store: std::sync::Weak<Inner>, shutdown: Arc<Notify>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = store.upgrade() else { return };
+        if inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let client = inner.pubsub_client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (channel, timeout, bus) = (inner.channel.clone(), inner.connect_timeout, inner.bus.clone());
+        drop(inner); // the task must not keep the store alive
+        let connect = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, RedisError>(ps)
+        };
+        if let Ok(Ok(ps)) = tokio::time::timeout(timeout, connect).await {
+            backoff = Duration::from_millis(50);
+            bus.notify_all();
+            let mut messages = ps.into_on_message();
+            loop {
+                tokio::select! {
+                    _ = shutdown.notified() => return,
+                    m = messages.next() => match m {
+                        Some(msg) => {
+                            if let Ok(key) = msg.get_payload::<String>() {
+                                bus.notify(&key);
+                            }
+                        }
+                        None => break, // connection lost: reconnect
+                    },
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.notified() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -572,38 +716,60 @@ impl Store for RedisStore {
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        let now = now_ms();
-        let mut inv = ACQUIRE.prepare_invoke();
-        for p in paths {
-            inv.key(storage_key(ns, p));
+        match self.acquire_script(ns, paths, req, None).await? {
+            Attempt::Granted(recs) => Ok(recs),
+            Attempt::Blocked { error, .. } => Err(error),
         }
-        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id));
-        inv.arg(&req.session_id).arg(&req.agent_id).arg(now).arg(req.ttl_ms);
-        for p in paths {
-            inv.arg(p);
+    }
+
+    async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
+        self.acquire_script(ns, paths, req, Some(waiter)).await
+    }
+
+    async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
+        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
+        let queues: Vec<(String, String)> = keys.iter().map(|k| queue_keys(k)).collect();
+        let mut inv = LEAVE_QUEUE.prepare_invoke();
+        for k in &keys {
+            inv.key(k);
         }
+        for (z, _) in &queues {
+            inv.key(z);
+        }
+        for (_, h) in &queues {
+            inv.key(h);
+        }
+        inv.arg(&waiter.id).arg(&self.inner.channel);
         let mut c = self.conn()?;
-        let reply: Vec<String> = self.run("acquire", inv.invoke_async(&mut c)).await?;
-        match reply.first().map(String::as_str) {
-            Some("ok") => {
-                let recs: Vec<LockRecord> = reply[1..]
-                    .iter()
-                    .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
-                    .collect::<Result<_>>()?;
-                if let Some((replicas, timeout)) = self.inner.wait {
-                    self.wait_for_replicas(ns, &recs, replicas, timeout).await?;
-                }
-                Ok(recs)
-            }
-            Some("locked") if reply.len() == 3 => {
-                let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
-                Err(locked_error(&reply[1], holder, now))
-            }
-            Some("corrupt") if reply.len() == 2 => Err(Error::Corrupt(format!(
-                "the record at {:?} is not a lock record; it was left in place",
-                reply[1]
-            ))),
-            _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
+        let _: i64 = self.run("leave queue", inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    fn listen(&self, ns: &str, paths: &[String], wake: &Arc<Notify>) -> Vec<Listening> {
+        self.ensure_subscribed();
+        vec![self.inner.bus.listen(paths.iter().map(|p| storage_key(ns, p)).collect(), wake)]
+    }
+
+    async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
+        let mut c = self.conn()?;
+        let r: RValue = self
+            .run(
+                "force release",
+                FORCE_RELEASE
+                    .key(storage_key(ns, path))
+                    .arg(now_ms())
+                    .arg(session_index_prefix(ns))
+                    .arg(path)
+                    .arg(&self.inner.channel)
+                    .invoke_async(&mut c),
+            )
+            .await?;
+        match r {
+            RValue::BulkString(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::backend(format!("force release returned a bad record: {e}"))),
+            RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+            _ => Ok(None),
         }
     }
 
@@ -615,9 +781,11 @@ impl Store for RedisStore {
                 RELEASE
                     .key(storage_key(ns, path))
                     .key(format!("{}{session_id}", session_index_prefix(ns)))
+                    .key(queue_keys(&storage_key(ns, path)).0)
                     .arg(session_id)
                     .arg(now_ms())
                     .arg(path)
+                    .arg(&self.inner.channel)
                     .invoke_async(&mut c),
             )
             .await?;
@@ -641,6 +809,7 @@ impl Store for RedisStore {
                         .arg(sid)
                         .arg(agent)
                         .arg(now_ms())
+                        .arg(&self.inner.channel)
                         .invoke_async(&mut c),
                 )
                 .await?;
@@ -664,6 +833,7 @@ impl Store for RedisStore {
                             .arg(now)
                             .arg(session_index_prefix(ns))
                             .arg(&k[prefix_len..])
+                            .arg(&self.inner.channel)
                             .invoke_async(&mut c),
                     )
                     .await?;
@@ -733,6 +903,7 @@ impl Store for RedisStore {
     async fn close(&self) -> Result<()> {
         // The connection closes when the last clone of the manager is dropped.
         self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.shutdown.notify_one();
         Ok(())
     }
 }

@@ -21,6 +21,8 @@ use crate::core::error::{Error, Result};
 use crate::core::lock::{decide, locked_error, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
+use crate::core::wait::{queued_error, Attempt, Queues, Waiter, REFRESH_MS};
+use crate::core::wake::{Listening, WakeBus};
 
 /// How long a write may stay in memory before it is in sled and on disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -36,12 +38,20 @@ struct Folder {
     path: PathBuf,
     db: sled::Db,
     pending: Mutex<Pending>,
+    /// Waiters per storage key. Locked after `pending`, never before it.
+    queues: Mutex<Queues>,
+    /// Releases wake waiters and lost-lock watches of every cache on this folder.
+    bus: Arc<WakeBus>,
     stopped: AtomicBool,
 }
 
 impl Folder {
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn queues(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn err(&self, e: sled::Error) -> Error {
@@ -128,7 +138,14 @@ impl SledStore {
                     .flush_every_ms(None)
                     .open()
                     .map_err(|e| open_error(&path, e))?;
-                let f = Arc::new(Folder { path: path.clone(), db, pending: Mutex::new(Pending::new()), stopped: AtomicBool::new(false) });
+                let f = Arc::new(Folder {
+                    path: path.clone(),
+                    db,
+                    pending: Mutex::new(Pending::new()),
+                    queues: Mutex::new(Queues::default()),
+                    bus: WakeBus::new(),
+                    stopped: AtomicBool::new(false),
+                });
                 spawn_flusher(Arc::downgrade(&f));
                 open.insert(path.clone(), (f.clone(), 1));
                 f
@@ -177,6 +194,51 @@ impl SledStore {
         }
         Ok(out)
     }
+}
+
+/// One acquire try under the folder's locks: grants every path or none, fair to queued waiters;
+/// with a waiter, a refusal queues it.
+fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
+    let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
+    let now = now_ms();
+    let mut p = f.lock();
+    let mut q = f.queues();
+    let mut granted = Vec::with_capacity(paths.len());
+    let mut blocked = None;
+    for (path, key) in paths.iter().zip(&keys) {
+        match decide(path, f.read_entry(&p, key)?.as_ref(), req, now)? {
+            Decision::Grant(rec) => {
+                if !q.is_empty() {
+                    if let Some((holder, lease_until)) = q.ahead(key, path, &req.session_id, waiter, now) {
+                        blocked = Some((queued_error(path, holder), lease_until));
+                        break;
+                    }
+                }
+                granted.push(rec);
+            }
+            Decision::Reenter(rec) => granted.push(rec),
+            Decision::Refuse(holder) => {
+                let x = holder.get("expiresAt").and_then(Value::as_f64).map(|x| x as i64).filter(|x| *x > 0);
+                blocked = Some((locked_error(path, holder, now), x.unwrap_or(now + REFRESH_MS)));
+                break;
+            }
+        }
+    }
+    if let Some((error, retry_at)) = blocked {
+        let ticket = waiter.map_or(0, |w| q.enqueue(&keys, w, req, now));
+        return Ok(Attempt::Blocked { error, retry_at, ticket });
+    }
+    for rec in granted.iter_mut().filter(|r| r.token == 0) {
+        // generate_id is monotonic across restarts: a fencing token
+        rec.token = f.db.generate_id().map_err(|e| f.err(e))? + 1;
+    }
+    if let Some(w) = waiter.filter(|w| w.ticket > 0) {
+        q.leave(&keys, w);
+    }
+    for (rec, key) in granted.iter().zip(keys) {
+        p.insert(key.into_bytes(), record_bytes(rec));
+    }
+    Ok(Attempt::Granted(granted))
 }
 
 fn open_error(folder: &Path, e: sled::Error) -> Error {
@@ -229,10 +291,12 @@ impl Store for SledStore {
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
         validate_key(key)?;
         let f = self.shared()?;
-        let k = storage_key(ns, key).into_bytes();
+        let key = storage_key(ns, key);
         let mut p = f.lock();
-        let existed = f.read(&p, &k)?.is_some();
-        p.insert(k, None);
+        let existed = f.read(&p, key.as_bytes())?.is_some();
+        p.insert(key.clone().into_bytes(), None);
+        drop(p);
+        f.bus.notify(&key);
         Ok(existed)
     }
 
@@ -299,26 +363,49 @@ impl Store for SledStore {
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
+        match attempt(&*self.shared()?, ns, paths, req, None)? {
+            Attempt::Granted(recs) => Ok(recs),
+            Attempt::Blocked { error, .. } => Err(error),
+        }
+    }
+
+    async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
+        attempt(&*self.shared()?, ns, paths, req, Some(waiter))
+    }
+
+    async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
         let f = self.shared()?;
         let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
+        let still_waited = f.queues().leave(&keys, waiter);
+        for k in still_waited {
+            f.bus.notify(&k); // the next waiter may find the path free
+        }
+        Ok(())
+    }
+
+    fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        match self.shared() {
+            Ok(f) => vec![f.bus.listen(paths.iter().map(|p| storage_key(ns, p)).collect(), wake)],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
+        let f = self.shared()?;
+        let key = storage_key(ns, path);
         let now = now_ms();
-        let mut p = f.lock();
-        let mut granted = Vec::with_capacity(paths.len());
-        for (path, key) in paths.iter().zip(&keys) {
-            match decide(path, f.read_entry(&p, key)?.as_ref(), req, now)? {
-                Decision::Grant(mut rec) => {
-                    // generate_id is monotonic across restarts: a fencing token
-                    rec.token = f.db.generate_id().map_err(|e| f.err(e))? + 1;
-                    granted.push(rec);
-                }
-                Decision::Reenter(rec) => granted.push(rec),
-                Decision::Refuse(holder) => return Err(locked_error(path, holder, now)),
+        let rec = {
+            let mut p = f.lock();
+            let Some(entry) = f.read_entry(&p, &key)?.filter(|e| e.is_live(now)) else { return Ok(None) };
+            let rec = parse_record(path, &entry)?;
+            if rec.expires_at != 0 && rec.expires_at <= now {
+                return Ok(None);
             }
-        }
-        for (rec, key) in granted.iter().zip(keys) {
-            p.insert(key.into_bytes(), record_bytes(rec));
-        }
-        Ok(granted)
+            p.insert(key.clone().into_bytes(), None);
+            rec
+        };
+        f.bus.notify(&key);
+        Ok(Some(rec))
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
@@ -330,21 +417,30 @@ impl Store for SledStore {
             ReleaseStep::Delete => None,
             ReleaseStep::WriteBack(rec) => record_bytes(&rec),
         };
-        p.insert(key.into_bytes(), change);
+        let freed = change.is_none();
+        p.insert(key.clone().into_bytes(), change);
+        drop(p);
+        if freed {
+            f.bus.notify(&key);
+        }
         Ok(true)
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let f = self.shared()?;
         let mut p = f.lock();
-        let mut n = 0;
+        let mut freed = Vec::new();
         for (key, _, entry) in self.live_entries(&f, &mut p, ns, None, usize::MAX)? {
             if matches!(parse_record(&key, &entry), Ok(rec) if filter.matches(&rec)) {
-                p.insert(key.into_bytes(), None);
-                n += 1;
+                p.insert(key.clone().into_bytes(), None);
+                freed.push(key);
             }
         }
-        Ok(n)
+        drop(p);
+        for k in &freed {
+            f.bus.notify(k);
+        }
+        Ok(freed.len() as u64)
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {

@@ -1,17 +1,73 @@
--- All-or-nothing acquire of n paths for one session.
--- KEYS[1..n] lock keys, KEYS[n+1] fencing counter, KEYS[n+2] the session's index set.
--- ARGV: sessionId, agentId, now, ttl, then the n paths in KEYS order.
--- Returns {'ok', record...} | {'locked', path, holder} | {'corrupt', path}
-local n = #KEYS - 2
+-- All-or-nothing acquire of n paths for one session, fair to queued waiters (src/core/wait.rs).
+-- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter,
+--       then n queue sorted sets (waiter id by ticket), then n queue hashes (waiter id -> info).
+-- ARGV: sessionId, agentId, now, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
+--       lease, then the n paths in KEYS order.
+-- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryAt, ticket} | {'corrupt', path}
+local n = (#KEYS - 3) / 3
 local sid, aid = ARGV[1], ARGV[2]
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local wid, ticket, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local function path(i) return ARGV[7 + i] end
+local function qz(i) return KEYS[n + 3 + i] end
+local function qh(i) return KEYS[2 * n + 3 + i] end
+
+-- The first live waiter of another session ahead of this one in path i's queue (dead ones go).
+local function ahead(i)
+  if redis.call('EXISTS', qz(i)) == 0 then return nil end
+  local q = redis.call('ZRANGE', qz(i), 0, -1, 'WITHSCORES')
+  for j = 1, #q, 2 do
+    local id, t = q[j], tonumber(q[j + 1])
+    if ticket > 0 and t >= ticket then return nil end
+    local ok, w = pcall(cjson.decode, redis.call('HGET', qh(i), id) or '')
+    if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
+      redis.call('ZREM', qz(i), id)
+      redis.call('HDEL', qh(i), id)
+    elseif w.s ~= sid then
+      return w
+    end
+  end
+  return nil
+end
+
 local mine = {}
+local blocked
 for i = 1, n do
   local v, bad = decode_lock(redis.call('GET', KEYS[i]), now)
-  if bad then return {'corrupt', ARGV[4 + i]} end
-  if v and v.sessionId ~= sid then return {'locked', ARGV[4 + i], cjson.encode(v)} end
+  if bad then return {'corrupt', path(i)} end
+  if v and v.sessionId ~= sid then
+    blocked = {'locked', path(i), cjson.encode(v), tostring(tonumber(v.expiresAt) or 0)}
+    break
+  end
   mine[i] = v or false
 end
+if not blocked then
+  for i = 1, n do
+    if not mine[i] then
+      local w = ahead(i)
+      if w then
+        local holder = cjson.encode({sessionId = w.s, agentId = w.a, path = path(i), queued = true})
+        blocked = {'queued', path(i), holder, tostring(w.x)}
+        break
+      end
+    end
+  end
+end
+if blocked then
+  if wid ~= '' then
+    if ticket == 0 then ticket = redis.call('INCR', KEYS[n + 3]) end
+    local info = cjson.encode({s = sid, a = aid, x = now + lease})
+    for i = 1, n do
+      redis.call('ZADD', qz(i), ticket, wid)
+      redis.call('HSET', qh(i), wid, info)
+      redis.call('PEXPIRE', qz(i), lease)
+      redis.call('PEXPIRE', qh(i), lease)
+    end
+  end
+  blocked[5] = tostring(ticket)
+  return blocked
+end
+
 local out = {'ok'}
 local paths = {}
 for i = 1, n do
@@ -20,14 +76,18 @@ for i = 1, n do
     v.holdCount = (tonumber(v.holdCount) or 1) + 1
     v.agentId = aid
   else
-    v = {sessionId = sid, agentId = aid, path = ARGV[4 + i], timestamp = now,
+    v = {sessionId = sid, agentId = aid, path = path(i), timestamp = now,
          token = redis.call('INCR', KEYS[n + 1]), holdCount = 1}
   end
   v.expiresAt = now + ttl
   local enc = cjson.encode(v)
   redis.call('SET', KEYS[i], envelope(enc, now + ttl), 'PX', ttl)
   out[#out + 1] = enc
-  paths[#paths + 1] = ARGV[4 + i]
+  paths[#paths + 1] = path(i)
+  if wid ~= '' and ticket > 0 then
+    redis.call('ZREM', qz(i), wid)
+    redis.call('HDEL', qh(i), wid)
+  end
 end
 redis.call('SADD', KEYS[n + 2], unpack(paths))
 if redis.call('PTTL', KEYS[n + 2]) < ttl then redis.call('PEXPIRE', KEYS[n + 2], ttl) end

@@ -1,5 +1,6 @@
 -- Delete every live lock a session holds (whatever the hold count), optionally only an agent's.
--- KEYS[1] the session's index set. ARGV: key prefix of the namespace, sessionId, agentId or '', now.
+-- KEYS[1] the session's index set. ARGV: key prefix of the namespace, sessionId, agentId or '', now,
+-- release channel. Each deleted lock is announced on the channel.
 -- Touches keys named in the index (not in KEYS): fine on one Redis server, not on Cluster.
 local now = tonumber(ARGV[4])
 local released = 0
@@ -9,6 +10,7 @@ for _, path in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if v and v.sessionId == ARGV[2] and (ARGV[3] == '' or v.agentId == ARGV[3]) then
     redis.call('DEL', key)
     redis.call('SREM', KEYS[1], path)
+    redis.call('PUBLISH', ARGV[5], key)
     released = released + 1
   elseif not v then
     redis.call('SREM', KEYS[1], path)

@@ -1,0 +1,248 @@
+//! Telling a holder that its lock is gone: the TTL ran out during a pause, an operator forced it
+//! free, or (hybrid) another holder won at recovery. While a listener is set, every lock this
+//! process acquires through the cache is watched by a small task that sleeps until the lock's
+//! expiry or a release announcement for its key, then looks at the store. Nothing is watched
+//! while no listener is set, so the fast path pays nothing for it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use super::lock::{parse_record, LockFilter, LockRecord};
+use super::store::Store;
+use super::time::now_ms;
+use super::wake::Listening;
+
+/// Receives each lost-lock event: {reason, path, sessionId, lost, holder}.
+pub type LostListener = Arc<dyn Fn(Value) + Send + Sync>;
+/// Runs a watch task (the binding hands in its runtime's spawn).
+pub type Spawn = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
+
+/// How long after a lock's expiry its watch looks: the store expires it at that instant.
+const GRACE_MS: i64 = 25;
+/// How soon a watch looks again when the store did not answer.
+const RETRY_MS: i64 = 1_000;
+
+type Key = (String, String, String); // namespace, path, session
+
+struct Tracked {
+    holds: u32,
+    token: u64,
+    agent_id: String,
+    stop: Arc<Notify>,
+    check: Arc<Notify>,
+}
+
+pub struct LostWatch {
+    listener: RwLock<Option<LostListener>>,
+    enabled: AtomicBool,
+    held: Mutex<HashMap<Key, Tracked>>,
+    spawn: Spawn,
+}
+
+impl LostWatch {
+    pub fn new(spawn: Spawn) -> Arc<LostWatch> {
+        Arc::new(LostWatch { listener: RwLock::new(None), enabled: AtomicBool::new(false), held: Mutex::new(HashMap::new()), spawn })
+    }
+
+    pub fn set_listener(&self, listener: LostListener) {
+        *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Tracked>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands an event to the listener (and stops watching that lock).
+    pub fn report(&self, event: Value) {
+        if let (Some(ns), Some(path), Some(session)) = (event["namespace"].as_str(), event["path"].as_str(), event["sessionId"].as_str()) {
+            if let Some(t) = self.held().remove(&(ns.to_owned(), path.to_owned(), session.to_owned())) {
+                t.stop.notify_one();
+            }
+        }
+        if let Some(l) = self.listener.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            l(event);
+        }
+    }
+
+    /// Starts watching locks just granted (or counts one more hold of one already watched).
+    pub fn acquired<S: Store>(self: &Arc<Self>, store: &Arc<S>, ns: &str, recs: &[LockRecord]) {
+        if !self.enabled() {
+            return;
+        }
+        for rec in recs {
+            let key = (ns.to_owned(), rec.path.clone(), rec.session_id.clone());
+            let mut held = self.held();
+            if let Some(t) = held.get_mut(&key) {
+                if t.token == rec.token {
+                    t.holds += 1;
+                    continue;
+                }
+                t.stop.notify_one(); // a new grant of the path: the old watch has nothing to say
+            }
+            let (stop, check) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            held.insert(key, Tracked { holds: 1, token: rec.token, agent_id: rec.agent_id.clone(), stop: stop.clone(), check: check.clone() });
+            drop(held);
+            // listening from now, not from when the task first runs: a release in between counts
+            let wake = Arc::new(Notify::new());
+            let listening = store.listen(ns, std::slice::from_ref(&rec.path), &wake);
+            (self.spawn)(Box::pin(watch(Arc::downgrade(self), store.clone(), ns.to_owned(), rec.clone(), stop, check, (wake, listening))));
+        }
+    }
+
+    /// Before this process releases one hold: the last one ends the watch, so the release's own
+    /// announcement is not mistaken for a loss.
+    pub fn releasing(&self, ns: &str, path: &str, session_id: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let key = (ns.to_owned(), path.to_owned(), session_id.to_owned());
+        let mut held = self.held();
+        if let Some(t) = held.get_mut(&key) {
+            t.holds = t.holds.saturating_sub(1);
+            if t.holds == 0 {
+                t.stop.notify_one();
+                held.remove(&key);
+            }
+        }
+    }
+
+    /// Before a bulk release: ends every matching watch.
+    pub fn releasing_all(&self, ns: &str, filter: &LockFilter) {
+        if !self.enabled() {
+            return;
+        }
+        self.held().retain(|(n, _, s), t| {
+            let hit = n == ns && filter.session_id.as_ref().is_none_or(|x| x == s) && filter.agent_id.as_ref().is_none_or(|a| *a == t.agent_id);
+            if hit {
+                t.stop.notify_one();
+            }
+            !hit
+        });
+    }
+
+    /// Makes the watch of a lock look at the store now (a renew found it gone).
+    pub fn check_now(&self, ns: &str, path: &str, session_id: &str) {
+        if let Some(t) = self.held().get(&(ns.to_owned(), path.to_owned(), session_id.to_owned())) {
+            t.check.notify_one();
+        }
+    }
+
+    /// Ends the watch of `rec` if it is still the one watched; true when it was.
+    fn untrack(&self, ns: &str, rec: &LockRecord) -> bool {
+        let key = (ns.to_owned(), rec.path.clone(), rec.session_id.clone());
+        let mut held = self.held();
+        match held.get(&key) {
+            Some(t) if t.token == rec.token => {
+                held.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    #[cfg(test)]
+    fn watching(&self) -> usize {
+        self.held().len()
+    }
+}
+
+/// One lock's watch: sleeps until its expiry or a release announcement, then looks.
+async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, mut rec: LockRecord, stop: Arc<Notify>, check: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
+    let (wake, _listening) = listening;
+    loop {
+        let until = if rec.expires_at > 0 { rec.expires_at + GRACE_MS - now_ms() } else { RETRY_MS * 60 };
+        tokio::select! {
+            _ = stop.notified() => return,
+            _ = wake.notified() => {}
+            _ = check.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(until.max(1) as u64)) => {}
+        }
+        let now = now_ms();
+        let current = match store.get(&ns, &rec.path).await {
+            Ok(entry) => entry.and_then(|e| parse_record(&rec.path, &e).ok()),
+            Err(e) if e.code() == "ECLOSED" => return,
+            Err(_) => {
+                rec.expires_at = rec.expires_at.max(now + RETRY_MS - GRACE_MS);
+                continue;
+            }
+        };
+        match current {
+            Some(c) if c.session_id == rec.session_id && c.token == rec.token && (c.expires_at == 0 || c.expires_at > now) => {
+                rec.expires_at = c.expires_at; // renewed: sleep until the new expiry
+            }
+            other => {
+                let Some(owner) = owner.upgrade() else { return };
+                if !owner.untrack(&ns, &rec) {
+                    return; // released by this process meanwhile
+                }
+                let reason = if rec.expires_at > 0 && now >= rec.expires_at { "expired" } else { "released" };
+                let holder = other.map(|h| serde_json::to_value(h).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+                owner.report(json!({
+                    "reason": reason,
+                    "namespace": ns,
+                    "path": rec.path,
+                    "sessionId": rec.session_id,
+                    "lost": rec,
+                    "holder": holder,
+                }));
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lock::LockRequest;
+    use crate::stores::SledStore;
+
+    fn spawner() -> Spawn {
+        Arc::new(|f| {
+            tokio::spawn(f);
+        })
+    }
+
+    #[tokio::test]
+    async fn expiry_and_forced_release_are_reported_own_release_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path().to_str().unwrap()).unwrap());
+        let watch = LostWatch::new(spawner());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        watch.set_listener(Arc::new(move |e| {
+            let _ = tx.send(e);
+        }));
+        let short = LockRequest::new("s1", "a1", Some(100)).unwrap();
+        let long = LockRequest::new("s1", "a1", Some(60_000)).unwrap();
+
+        let recs = store.acquire("ns", &["/expires".into()], &short).await.unwrap();
+        watch.acquired(&store, "ns", &recs);
+        let e = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
+        assert_eq!((e["reason"].as_str(), e["path"].as_str()), (Some("expired"), Some("/expires")));
+
+        let recs = store.acquire("ns", &["/forced".into()], &long).await.unwrap();
+        watch.acquired(&store, "ns", &recs);
+        store.force_release("ns", "/forced").await.unwrap().expect("it was held");
+        let e = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
+        assert_eq!((e["reason"].as_str(), e["path"].as_str()), (Some("released"), Some("/forced")));
+
+        let recs = store.acquire("ns", &["/mine".into()], &long).await.unwrap();
+        watch.acquired(&store, "ns", &recs);
+        watch.releasing("ns", "/mine", "s1");
+        assert!(store.release("ns", "/mine", "s1").await.unwrap());
+        assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err(), "an own release is no loss");
+        assert_eq!(watch.watching(), 0);
+    }
+}

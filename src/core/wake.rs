@@ -1,0 +1,99 @@
+//! In-process wake-ups. A release (made in this process on sled, or announced by Redis pub/sub)
+//! notifies whoever listens on that storage key: waiters blocked on it and lost-lock watches.
+//! A notification is a hint to look again, never a grant: listeners re-check the store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub struct WakeBus {
+    keys: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+    /// How many registrations exist: releases skip the map entirely while nobody listens.
+    listening: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl WakeBus {
+    pub fn new() -> Arc<WakeBus> {
+        Arc::new(WakeBus::default())
+    }
+
+    /// Registers `notify` under every key until the returned guard is dropped.
+    pub fn listen(self: &Arc<Self>, keys: Vec<String>, notify: &Arc<Notify>) -> Listening {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for k in &keys {
+            map.entry(k.clone()).or_default().push((id, notify.clone()));
+        }
+        self.listening.fetch_add(keys.len(), Ordering::Relaxed);
+        Listening { bus: self.clone(), id, keys }
+    }
+
+    /// Wakes every listener on `key` (a listener not waiting right now keeps the wake for later).
+    pub fn notify(&self, key: &str) {
+        if self.listening.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Some(list) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            for (_, n) in list {
+                n.notify_one();
+            }
+        }
+    }
+
+    /// Wakes everybody: after a gap in which notifications may have been missed.
+    pub fn notify_all(&self) {
+        for list in self.keys.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            for (_, n) in list {
+                n.notify_one();
+            }
+        }
+    }
+
+    pub fn has_listeners(&self) -> bool {
+        self.listening.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A registration on a `WakeBus`; dropping it unregisters.
+pub struct Listening {
+    bus: Arc<WakeBus>,
+    id: u64,
+    keys: Vec<String>,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let mut map = self.bus.keys.lock().unwrap_or_else(|p| p.into_inner());
+        for k in &self.keys {
+            if let Some(list) = map.get_mut(k) {
+                list.retain(|(id, _)| *id != self.id);
+                if list.is_empty() {
+                    map.remove(k);
+                }
+            }
+        }
+        self.bus.listening.fetch_sub(self.keys.len(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_notification_reaches_listeners_of_that_key_only() {
+        let bus = WakeBus::new();
+        let (a, b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let _la = bus.listen(vec!["k1".into()], &a);
+        let lb = bus.listen(vec!["k2".into()], &b);
+        bus.notify("k1");
+        tokio::time::timeout(std::time::Duration::from_millis(100), a.notified()).await.expect("k1's listener woke");
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(20), b.notified()).await.is_err(), "k2's listener did not");
+        drop(lb);
+        assert_eq!(bus.keys.lock().unwrap().len(), 1, "dropping a registration removes it");
+    }
+}
