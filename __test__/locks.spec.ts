@@ -119,7 +119,9 @@ describe.each(BACKENDS)('locks on %s', (backend) => {
     const before = (await cache.get(p)).expiresAt
     const renewed = await renewLock(p, 's', cache, { ttlMs: 10_000 })
     expect(renewed.expiresAt).toBeGreaterThan(before + 5000)
-    expect(await renewLock(p, 'other', cache)).toBeUndefined()
+    const notHeld = await renewLock(p, 'other', cache).catch((e) => e)
+    expect(notHeld.code).toBe('ELOST')
+    expect(notHeld.holder).toMatchObject({ sessionId: 's' })
     await sleep(300)
     expect(await getLock(p, cache)).toMatchObject({ sessionId: 's' })
   })
