@@ -9,7 +9,7 @@ use opencode_file_lock::core::store::{now_or_never, Store};
 use opencode_file_lock::core::config::RedisOptions;
 use opencode_file_lock::stores::{RedisStore, SledStore};
 
-use common::{lock_scenario, RedisServer};
+use common::{lock_scenario, wait_scenario, RedisServer};
 
 #[tokio::test]
 async fn sled_follows_the_lock_rules() {
@@ -23,6 +23,20 @@ async fn redis_follows_the_same_lock_rules() {
     let server = RedisServer::start();
     let s = RedisStore::connect(&RedisOptions { port: server.port, ..Default::default() }).await.unwrap();
     lock_scenario(&s, "locks").await;
+}
+
+#[tokio::test]
+async fn sled_waiters_are_woken_served_in_order_and_leave_no_ghosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path().to_str().unwrap()).unwrap();
+    wait_scenario(&s, "locks").await;
+}
+
+#[tokio::test]
+async fn redis_waiters_are_woken_served_in_order_and_leave_no_ghosts() {
+    let server = RedisServer::start();
+    let s = RedisStore::connect(&RedisOptions { port: server.port, ..Default::default() }).await.unwrap();
+    wait_scenario(&s, "locks").await;
 }
 
 #[test]

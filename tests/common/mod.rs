@@ -92,3 +92,80 @@ pub async fn lock_scenario<S: Store>(s: &S, ns: &str) {
     let by_agent = LockFilter { session_id: None, agent_id: Some("agent-s5".into()) };
     assert_eq!(s.release_all(ns, &by_agent).await.unwrap(), 1);
 }
+
+/// Waiting, step by step, against any store: a release wakes the waiter; waiters are served in
+/// arrival order; a waiter that gives up leaves nothing behind; a waiter that stops refreshing
+/// its lease stops blocking others.
+pub async fn wait_scenario<S: Store>(s: &S, ns: &str) {
+    use opencode_file_lock::core::wait::{acquire_waiting, Attempt, Waiter, WAITER_LEASE_MS};
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    let p = |x: &str| vec![x.to_string()];
+    let never = Notify::new();
+    // woken by the release, long before the 1 s refresh
+    s.acquire(ns, &p("/w"), &req("holder", 60_000)).await.unwrap();
+    let (res, took) = tokio::join!(
+        async {
+            let t = Instant::now();
+            let r = acquire_waiting(s, ns, &p("/w"), &req("waiter", 60_000), Duration::from_secs(5), &never).await;
+            (r, t.elapsed())
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(s.release(ns, "/w", "holder").await.unwrap());
+        }
+    )
+    .0;
+    assert_eq!(res.unwrap()[0].session_id, "waiter");
+    assert!(took < Duration::from_millis(500), "woken by the release, not by polling: {took:?}");
+    s.release(ns, "/w", "waiter").await.unwrap();
+
+    // FIFO: b queued before c; once free, c is refused while b waits
+    s.acquire(ns, &p("/q"), &req("holder", 60_000)).await.unwrap();
+    let (mut b, mut c) = (Waiter::new(), Waiter::new());
+    for (w, who) in [(&mut b, "b"), (&mut c, "c")] {
+        match s.try_acquire_queued(ns, &p("/q"), &req(who, 60_000), w).await.unwrap() {
+            Attempt::Blocked { error, ticket, .. } => {
+                assert_eq!(error.code(), "ELOCKED");
+                w.ticket = ticket;
+            }
+            Attempt::Granted(_) => panic!("{who} must queue"),
+        }
+    }
+    assert!(c.ticket > b.ticket);
+    s.release(ns, "/q", "holder").await.unwrap();
+    let Attempt::Blocked { error, .. } = s.try_acquire_queued(ns, &p("/q"), &req("c", 60_000), &c).await.unwrap() else { panic!("c jumped the queue") };
+    assert_eq!(error.holder().unwrap()["sessionId"], "b");
+    assert_eq!(s.acquire(ns, &p("/q"), &req("newcomer", 60_000)).await.unwrap_err().code(), "ELOCKED");
+    assert!(matches!(s.try_acquire_queued(ns, &p("/q"), &req("b", 60_000), &b).await.unwrap(), Attempt::Granted(_)));
+    s.release(ns, "/q", "b").await.unwrap();
+    assert!(matches!(s.try_acquire_queued(ns, &p("/q"), &req("c", 60_000), &c).await.unwrap(), Attempt::Granted(_)));
+    s.release(ns, "/q", "c").await.unwrap();
+
+    // a waiter that leaves is gone at once; one that stops refreshing is gone after its lease
+    s.acquire(ns, &p("/d"), &req("holder", 60_000)).await.unwrap();
+    let mut gone = Waiter::new();
+    let Attempt::Blocked { ticket, .. } = s.try_acquire_queued(ns, &p("/d"), &req("gone", 60_000), &gone).await.unwrap() else { panic!() };
+    gone.ticket = ticket;
+    s.leave_queue(ns, &p("/d"), &gone).await.unwrap();
+    let mut dead = Waiter::new();
+    let Attempt::Blocked { ticket, .. } = s.try_acquire_queued(ns, &p("/d"), &req("dead", 60_000), &dead).await.unwrap() else { panic!() };
+    dead.ticket = ticket;
+    s.release(ns, "/d", "holder").await.unwrap();
+    assert_eq!(s.acquire(ns, &p("/d"), &req("next", 60_000)).await.unwrap_err().code(), "ELOCKED", "dead still holds its place");
+    tokio::time::sleep(Duration::from_millis(WAITER_LEASE_MS as u64 + 100)).await;
+    s.acquire(ns, &p("/d"), &req("next", 60_000)).await.expect("the dead waiter's lease ran out");
+
+    // an aborted wait: EABORTED, and its queue entry gone
+    s.acquire(ns, &p("/a"), &req("holder", 60_000)).await.unwrap();
+    let cancel = Arc::new(Notify::new());
+    let (paths, quitter) = (p("/a"), req("quitter", 60_000));
+    let (r, _) = tokio::join!(acquire_waiting(s, ns, &paths, &quitter, Duration::from_secs(5), &cancel), async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cancel.notify_one();
+    });
+    assert_eq!(r.unwrap_err().code(), "EABORTED");
+    s.release(ns, "/a", "holder").await.unwrap();
+    s.acquire(ns, &p("/a"), &req("next", 60_000)).await.expect("no ghost of the aborted waiter");
+}
