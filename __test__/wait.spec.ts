@@ -233,3 +233,116 @@ describe('a waiter process that dies (Redis)', () => {
     expect(redisCliRaw(server().port, 'EXISTS', q)).toBe('0')
   })
 })
+
+describe('lost locks across processes (Redis)', () => {
+  const server = useRedis()
+  const open = cachesOn('redis')
+  const lib = path.resolve(__dirname, '../lib/index.js')
+  const cliPath = path.resolve(__dirname, '../bin/opencode-file-lock.js')
+
+  /** A holder in its own process: acquires, prints each onLost event and each renew outcome as a JSON line. */
+  function holderProcess(namespace: string, file: string, ttlMs: number) {
+    const child = spawn(process.execPath, ['-e', `
+      const L = require(${JSON.stringify(lib)})
+      const say = (o) => console.log(JSON.stringify(o))
+      L.RedisCache.connect({ port: ${server().port}, namespace: ${JSON.stringify(namespace)} }).then(async (c) => {
+        c.onLost(async (e) => {
+          say({ lost: e })
+          const r = await L.renewLock(e.path, e.sessionId, c).then(() => 'renewed', (err) => err.code)
+          say({ renew: r })
+        })
+        await L.acquireLock(${JSON.stringify(file)}, 'agent-p', 'session-p', c, { ttlMs: ${ttlMs} })
+        say({ held: true })
+      })
+      process.on('unhandledRejection', (e) => { say({ unhandled: String(e) }); process.exit(9) })
+      setInterval(() => {}, 1000) // an agent process stays up; the watch alone does not keep it alive
+    `], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const lines: any[] = []
+    let buf = ''
+    child.stdout!.on('data', (d) => {
+      buf += d
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        lines.push(JSON.parse(buf.slice(0, i)))
+        buf = buf.slice(i + 1)
+      }
+    })
+    const until = async (pred: (l: any) => boolean, ms = 5000) => {
+      for (let t = 0; t < ms && !lines.some(pred); t += 20) await sleep(20)
+      return lines.find(pred)
+    }
+    return { child, lines, until }
+  }
+
+  it('the CLI\'s release --force reaches the holder process through onLost; its renew then says ELOST', async () => {
+    const cache = await open()
+    const h = holderProcess(cache.namespace, '/x/forced.ts', 60_000)
+    expect(await h.until((l) => l.held)).toBeTruthy()
+    const t0 = Date.now()
+    const out = require('node:child_process').spawnSync(process.execPath, [cliPath, 'release', '/x/forced.ts', '--force', '--by', 'test', '--backend', 'redis', '--redis-url', `redis://127.0.0.1:${server().port}`, '--namespace', cache.namespace], { encoding: 'utf8' })
+    expect(out.status).toBe(0)
+    const lost = await h.until((l) => l.lost)
+    expect(lost.lost).toMatchObject({ reason: 'released', path: '/x/forced.ts', sessionId: 'session-p' })
+    expect((await h.until((l) => l.renew)).renew).toBe('ELOST')
+    console.log(`[wait] redis: CLI forced release reported in the holder process within ${Date.now() - t0} ms (CLI start-up included)`)
+    expect(await getLock('/x/forced.ts', cache)).toBeUndefined()
+    h.child.kill('SIGKILL')
+  })
+
+  it('a holder paused past its TTL (SIGSTOP) learns on waking that its lock expired and another session has it', async () => {
+    const cache = await open()
+    const h = holderProcess(cache.namespace, '/x/paused.ts', 300)
+    expect(await h.until((l) => l.held)).toBeTruthy()
+    h.child.kill('SIGSTOP')
+    await sleep(500)
+    await acquireLock('/x/paused.ts', 'agent-q', 'session-q', cache) // the file moved on meanwhile
+    h.child.kill('SIGCONT')
+    const lost = await h.until((l) => l.lost)
+    expect(lost.lost).toMatchObject({ reason: 'expired', path: '/x/paused.ts', holder: { sessionId: 'session-q' } })
+    expect((await h.until((l) => l.renew)).renew).toBe('ELOST')
+    expect(await getLock('/x/paused.ts', cache)).toMatchObject({ sessionId: 'session-q' }) // not resurrected
+    expect(h.lines.some((l) => l.unhandled)).toBe(false)
+    h.child.kill('SIGKILL')
+  })
+
+  it('after Redis restarts, the subscriber is back and releases wake waiters again', async () => {
+    const cache = await open()
+    await server().kill()
+    await server().restart()
+    await sleep(1500) // the subscriber reconnects with backoff up to 1 s
+    await cache.get('warm-up').catch(() => {}) // the command connection notices the restart
+    const other = await RedisCache.connect({ port: server().port, namespace: cache.namespace })
+    const p = await acquireLock('/x/restart', 'h', 'h', cache)
+    const waiting = acquireLock('/x/restart', 'w', 'w', other, { waitMs: 5000 })
+    await sleep(20)
+    const t0 = performance.now()
+    await releaseLock(p, 'h', cache)
+    await waiting
+    const took = performance.now() - t0
+    expect(took).toBeLessThan(200) // the 1 s polling fallback would take far longer
+    await other.close()
+  })
+})
+
+describe('waiting on the hybrid', () => {
+  const server = useRedis()
+  const open = cachesOn('hybrid')
+
+  it('is woken by releases both while Redis serves and while sled serves', async () => {
+    const cache = await open()
+    for (const phase of ['redis', 'sled']) {
+      if (phase === 'sled') {
+        await server().kill()
+        await cache.get('probe').catch(() => {}) // notices, fails over
+      }
+      const p = await acquireLock(`/h/${phase}`, 'h', 'h', cache)
+      const waiting = acquireLock(`/h/${phase}`, 'w', 'w', cache, { waitMs: 5000 })
+      await sleep(20)
+      const t0 = performance.now()
+      await releaseLock(p, 'h', cache)
+      expect(await waiting).toBe(`/h/${phase}`)
+      expect(performance.now() - t0).toBeLessThan(200)
+      expect((cache as any).currentBackend()).toBe(phase)
+    }
+    await server().restart()
+  })
+})
