@@ -8,18 +8,31 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 pub const MAX_AGENTS: usize = 50;
-const BUCKETS: [f64; 11] = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+const BUCKETS: &[f64] = &[0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+/// Waits last up to the caller's waitMs (seconds, typically), not microseconds.
+const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
+    buckets: &'static [f64],
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with(BUCKETS)
+    }
+}
+
 impl Histogram {
+    fn with(buckets: &'static [f64]) -> Self {
+        Histogram { buckets, counts: vec![0; buckets.len()], sum: 0.0, count: 0 }
+    }
+
     fn observe(&mut self, secs: f64) {
-        for (i, b) in BUCKETS.iter().enumerate() {
+        for (i, b) in self.buckets.iter().enumerate() {
             if secs <= *b {
                 self.counts[i] += 1;
             }
@@ -30,7 +43,7 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
-        for (i, b) in BUCKETS.iter().enumerate() {
+        for (i, b) in self.buckets.iter().enumerate() {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}", self.counts[i]);
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
@@ -52,6 +65,10 @@ struct Registry {
     redis_duration: BTreeMap<(String, &'static str), Histogram>,
     backend_switches: BTreeMap<&'static str, u64>,
     recovery_conflicts: u64,
+    /// Waiting acquires by outcome (granted, refused, aborted, error): how long they waited.
+    wait_duration: BTreeMap<&'static str, Histogram>,
+    /// Locks this process held and lost, by reason (expired, released, conflict).
+    lost: BTreeMap<String, u64>,
     agents: Vec<String>,
 }
 
@@ -66,9 +83,27 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// One acquire that was willing to wait: counted with the others, timed apart from them (a
+/// wait of seconds is not a slow acquire).
+pub fn waiting_acquisition(status: &'static str, agent_id: &str, took: Duration) {
+    let mut r = registry();
+    count_acquisition(&mut r, status, agent_id);
+    r.wait_duration.entry(status).or_insert_with(|| Histogram::with(WAIT_BUCKETS)).observe(took.as_secs_f64());
+}
+
+/// A lock this process held is gone; `reason` is expired, released or conflict.
+pub fn lost(reason: &str) {
+    *registry().lost.entry(reason.to_owned()).or_default() += 1;
+}
+
 /// One acquire: `status` is granted, refused or error.
 pub fn acquisition(status: &'static str, agent_id: &str, took: Duration) {
     let mut r = registry();
+    count_acquisition(&mut r, status, agent_id);
+    r.acquisition_duration.entry(status).or_default().observe(took.as_secs_f64());
+}
+
+fn count_acquisition(r: &mut Registry, status: &'static str, agent_id: &str) {
     let agent = match r.agents.iter().position(|a| a == agent_id) {
         Some(i) => i,
         None if r.agents.len() < MAX_AGENTS => {
@@ -78,7 +113,6 @@ pub fn acquisition(status: &'static str, agent_id: &str, took: Duration) {
         None => OTHER,
     };
     *r.acquisitions.entry((status, agent)).or_default() += 1;
-    r.acquisition_duration.entry(status).or_default().observe(took.as_secs_f64());
 }
 
 pub fn redis_operation(operation: &str, status: &'static str, took: Duration) {
@@ -102,7 +136,7 @@ pub fn recovery_conflict() {
 pub fn render(active_locks: Option<usize>) -> String {
     let r = registry();
     let mut out = String::new();
-    out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
+    out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, aborted, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
     for ((status, agent), n) in &r.acquisitions {
         let name = r.agents.get(*agent).map_or("other", String::as_str);
         let _ = writeln!(out, "file_lock_acquisitions_total{{status=\"{status}\",agent_id=\"{}\"}} {n}", label(name));
@@ -110,6 +144,14 @@ pub fn render(active_locks: Option<usize>) -> String {
     out.push_str("# HELP file_lock_acquisition_duration_seconds Time to acquire (or be refused) a lock.\n# TYPE file_lock_acquisition_duration_seconds histogram\n");
     for (status, h) in &r.acquisition_duration {
         h.render(&mut out, "file_lock_acquisition_duration_seconds", &format!("status=\"{status}\""));
+    }
+    out.push_str("# HELP file_lock_wait_duration_seconds How long acquires that were willing to wait (waitMs) waited, by outcome.\n# TYPE file_lock_wait_duration_seconds histogram\n");
+    for (status, h) in &r.wait_duration {
+        h.render(&mut out, "file_lock_wait_duration_seconds", &format!("status=\"{status}\""));
+    }
+    out.push_str("# HELP file_lock_lost_total Locks this process held and lost (expired unrenewed, forced free, lost at recovery).\n# TYPE file_lock_lost_total counter\n");
+    for (reason, n) in &r.lost {
+        let _ = writeln!(out, "file_lock_lost_total{{reason=\"{}\"}} {n}", label(reason));
     }
     if let Some(n) = active_locks {
         out.push_str("# HELP file_lock_active_count Live locks in the store's namespace.\n# TYPE file_lock_active_count gauge\n");
@@ -144,12 +186,16 @@ mod tests {
         acquisition("refused", "agent-0", Duration::from_millis(2));
         redis_operation("acquire", "ok", Duration::from_micros(400));
         redis_operation("acquire", "connection_error", Duration::from_millis(1));
+        waiting_acquisition("granted", "agent-0", Duration::from_millis(1200));
+        lost("expired");
         let text = render(Some(7));
         assert!(text.contains("file_lock_active_count 7"));
-        assert!(text.contains("file_lock_acquisitions_total{status=\"granted\",agent_id=\"agent-0\"} 1"), "{text}");
         assert!(text.contains("file_lock_acquisitions_total{status=\"granted\",agent_id=\"other\"} 10"), "{text}");
         assert!(text.contains("file_lock_acquisition_duration_seconds_bucket{status=\"refused\",le=\"0.0025\"} 1"));
         assert!(text.contains("redis_connection_errors_total{operation=\"acquire\"} 1"));
+        assert!(text.contains("file_lock_wait_duration_seconds_bucket{status=\"granted\",le=\"2.5\"} 1"), "{text}");
+        assert!(text.contains("file_lock_lost_total{reason=\"expired\"} 1"), "{text}");
+        assert!(text.contains("file_lock_acquisitions_total{status=\"granted\",agent_id=\"agent-0\"} 2"), "{text}");
         assert!(text.contains("# TYPE redis_operation_duration_seconds histogram"));
         assert!(text.lines().filter(|l| l.starts_with("file_lock_acquisitions_total")).count() <= MAX_AGENTS + 2);
     }

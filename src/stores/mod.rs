@@ -63,7 +63,11 @@ impl AnyStore {
             Err(e) if e.code() == "EABORTED" => "aborted",
             Err(_) => "error",
         };
-        metrics::acquisition(status, &req.agent_id, took);
+        if wait.is_some() {
+            metrics::waiting_acquisition(status, &req.agent_id, took);
+        } else {
+            metrics::acquisition(status, &req.agent_id, took);
+        }
         if debug::enabled() {
             let what = match r {
                 Ok(recs) => recs.iter().map(|r| format!("token {} holds {}", r.token, r.hold_count)).collect::<Vec<_>>().join(", "),
