@@ -74,7 +74,8 @@ pub struct Queued {
 /// In-memory FIFO queues per storage key (the sled store; Redis keeps the same in sorted sets).
 #[derive(Debug, Default)]
 pub struct Queues {
-    by_key: HashMap<String, BTreeMap<u64, Queued>>,
+    /// In ticket order; the waiter id breaks ties (a hybrid waiter may bring a ticket from Redis).
+    by_key: HashMap<String, BTreeMap<(u64, String), Queued>>,
     next_ticket: u64,
 }
 
@@ -91,7 +92,7 @@ impl Queues {
         let mine = me.map(|w| w.ticket).filter(|t| *t > 0);
         let found = q
             .iter()
-            .take_while(|(t, _)| mine.is_none_or(|m| **t < m))
+            .take_while(|((t, _), _)| mine.is_none_or(|m| *t < m))
             .find(|(_, w)| w.session_id != session_id)
             .map(|(_, w)| (queued_holder(path, &w.session_id, &w.agent_id), w.lease_until));
         if q.is_empty() {
@@ -108,9 +109,11 @@ impl Queues {
             self.next_ticket += 1;
             self.next_ticket
         };
+        // later waiters line up behind this one, wherever its ticket came from
+        self.next_ticket = self.next_ticket.max(ticket);
         for k in keys {
             self.by_key.entry(k.clone()).or_default().insert(
-                ticket,
+                (ticket, w.id.clone()),
                 Queued { waiter: w.id.clone(), session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), lease_until: now + WAITER_LEASE_MS },
             );
         }
