@@ -1,13 +1,15 @@
 // End-to-end: the plugin inside the real opencode binary (opencode-ai, pinned), driven by a
 // scripted fake model on 127.0.0.1, on sled and on Redis. A test tool (slow_write) holds a lock
 // until the test opens its gate, so every race here is decided by the test, not by timing.
+// A blocked tool waits FILE_LOCK_WAIT_MS (default 5 s) first: scenarios about the refusal itself
+// set it to 0, those about the wait set it long and open the gate while the second tool waits.
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, listLocks, RedisCache, releaseLock } from '../../lib/index.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server'
 import { tmpDir } from '../helpers/tmp'
-import { makeProject, run, serve, startHarness, toolResults, waitForGate, type Harness } from './opencode'
+import { makeProject, run, serve, startHarness, toolResults, waitForGate, type Harness, type Serve } from './opencode'
 
 // each opencode start takes seconds; a slow CI machine gets room
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 180_000 })
@@ -24,6 +26,61 @@ let redis: RedisServer
 let cache: RedisCache // the test's own view of the Redis lock store
 const redisEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_HOST: '127.0.0.1', REDIS_PORT: String(redis.port), FILE_LOCK_NAMESPACE: 'locks' })
 const sledEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-e2e-sled-') })
+const NO_WAIT = { FILE_LOCK_WAIT_MS: '0' } // blocked at once: the refusal is what these scenarios check
+const LONG_WAIT = { FILE_LOCK_WAIT_MS: '20000' } // far longer than the test holds the gate shut
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** The session's tool parts with their state times (the harness's tools() leaves the times out). */
+const toolParts = async (oc: Serve, id: string): Promise<any[]> =>
+  ((await oc.client.session.messages({ path: { id } })).data ?? []).flatMap((m: any) => m.parts.filter((p: any) => p.type === 'tool'))
+
+/** Waits until the session has a `tool` part that has started running (or already ended). */
+async function started(oc: Serve, id: string, tool: string, ms = 60_000): Promise<any> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const part = (await toolParts(oc, id)).find((p) => p.tool === tool && p.state.status !== 'pending')
+    if (part) return part
+    if (Date.now() > deadline) throw new Error(`no ${tool} call started in session ${id} within ${ms} ms`)
+    await sleep(50)
+  }
+}
+
+/**
+ * Session A (in `holder`) holds shared.txt in the gated slow_write; session B (in `waiter`) writes
+ * shared.txt and must wait rather than fail; the test opens the gate; B's write must then land.
+ * Returns how long B's plugin reports it waited and how soon after the gate B's write ended.
+ */
+async function waitThenWrite(dir: string, holder: Serve, waiter: Serve) {
+  const a = (await holder.client.session.create({ body: { title: 'holder' } })).data!.id
+  const b = (await waiter.client.session.create({ body: { title: 'waiter' } })).data!.id
+  await holder.prompt(a, script(slowWrite('shared.txt', 'from session A\n'), 'FINAL A done'))
+  const openGate = await waitForGate(dir, 'shared.txt') // A holds the lock now
+  await waiter.prompt(b, script(write('shared.txt', 'from session B\n'), 'FINAL B done'))
+  const running = await started(waiter, b, 'write')
+  expect(running.state.status).toBe('running')
+  await sleep(1500)
+  // still running, neither refused nor written: it is waiting for A
+  expect((await toolParts(waiter, b)).map((p) => p.state.status)).toEqual(['running'])
+  expect(read(dir, 'shared.txt')).toBeUndefined()
+  const gateOpenedAt = Date.now()
+  openGate()
+  await waiter.idle(b)
+  await holder.idle(a)
+  expect(await holder.tools(a)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
+  const [w] = await toolParts(waiter, b)
+  expect(w).toMatchObject({ tool: 'write', state: { status: 'completed' } })
+  expect(w.state.output).not.toMatch(/locked by another agent|opencode-file-lock/)
+  expect(read(dir, 'shared.txt')).toBe('from session B\n') // after A's write, not instead of it
+  expect(w.state.time.start).toBeLessThan(gateOpenedAt)
+  expect(w.state.time.end).toBeGreaterThanOrEqual(gateOpenedAt)
+  const afterGateMs = w.state.time.end - gateOpenedAt
+  expect(afterGateMs).toBeLessThan(10_000) // woken by A's release, long before its 20 s wait ran out
+  const [, waited] = waiter.stderr().match(/locked \S*shared\.txt for write \(session [^,]+, scope call, after waiting (\d+) ms\)/) ?? []
+  expect(Number(waited)).toBeGreaterThanOrEqual(1500)
+  expect(Number(waited)).toBeLessThan(20_000)
+  console.log(`B's write waited ${waited} ms for A's lock and ended ${afterGateMs} ms after the gate opened`)
+  return { waited: Number(waited), afterGateMs }
+}
 
 beforeAll(async () => {
   ;[h, redis] = await Promise.all([startHarness(), startRedis()])
@@ -39,7 +96,7 @@ afterAll(async () => {
 describe('opencode serve: two sessions in one process', () => {
   it('race for one file on sled: one write lands, the other gets the lock error; after the first tool finishes the second can write', async () => {
     const dir = makeProject(h, 'serve-race')
-    const oc = await serve(h, dir, sledEnv())
+    const oc = await serve(h, dir, { ...sledEnv(), ...NO_WAIT })
     try {
       const s1 = (await oc.client.session.create({ body: { title: 'one' } })).data!.id
       const s2 = (await oc.client.session.create({ body: { title: 'two' } })).data!.id
@@ -67,7 +124,7 @@ describe('opencode serve: two sessions in one process', () => {
 
   it("scope 'turn' on sled: a session that wrote a file and is still working keeps it until it goes idle", async () => {
     const dir = makeProject(h, 'serve-turn')
-    const oc = await serve(h, dir, { ...sledEnv(), FILE_LOCK_SCOPE: 'turn' })
+    const oc = await serve(h, dir, { ...sledEnv(), ...NO_WAIT, FILE_LOCK_SCOPE: 'turn' })
     try {
       const s1 = (await oc.client.session.create({ body: { title: 'one' } })).data!.id
       const s2 = (await oc.client.session.create({ body: { title: 'two' } })).data!.id
@@ -86,6 +143,16 @@ describe('opencode serve: two sessions in one process', () => {
       await oc.idle(s2)
       expect((await oc.tools(s2)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
       expect(read(dir, 't.txt')).toBe('two\n')
+    } finally {
+      await oc.stop()
+    }
+  })
+
+  it('on sled: a write to a file another session holds waits for it, and lands as soon as that tool finishes', async () => {
+    const dir = makeProject(h, 'serve-wait')
+    const oc = await serve(h, dir, { ...sledEnv(), ...LONG_WAIT })
+    try {
+      await waitThenWrite(dir, oc, oc)
     } finally {
       await oc.stop()
     }
@@ -127,7 +194,7 @@ describe('opencode run: separate processes sharing Redis', () => {
     const openGate = await waitForGate(dir, 'race.txt')
     const holder = (await listLocks(cache)).find((r) => r.path.endsWith('race.txt'))
     expect(holder).toBeDefined()
-    const second = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two blocked'), { env: redisEnv() })
+    const second = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two blocked'), { env: { ...redisEnv(), ...NO_WAIT } })
     expect(second.code).toBe(0)
     const [blocked] = toolResults(second)
     expect(blocked).toMatchObject({ tool: 'write', status: 'error' })
@@ -148,7 +215,7 @@ describe('opencode run: separate processes sharing Redis', () => {
     const dir = makeProject(h, 'runs-patch')
     const held = await acquireLock(path.join(dir, 'b.txt'), 'someone-else', 'ses_other', cache)
     const patch = ['*** Begin Patch', '*** Add File: a.txt', '+a', '*** Add File: b.txt', '+b', '*** Add File: c.txt', '+c', '*** End Patch'].join('\n')
-    const r = await run(h, dir, script(`CALL apply_patch ${JSON.stringify({ patchText: patch })}`, 'FINAL patched'), { model: 'mock/gpt-5-mock', env: redisEnv() })
+    const r = await run(h, dir, script(`CALL apply_patch ${JSON.stringify({ patchText: patch })}`, 'FINAL patched'), { model: 'mock/gpt-5-mock', env: { ...redisEnv(), ...NO_WAIT } })
     const [result] = toolResults(r)
     expect(result).toMatchObject({ tool: 'apply_patch', status: 'error' })
     expect(result.text).toMatch(/File .*b\.txt is locked by another agent: agent someone-else \(session ses_other\)/)
@@ -160,5 +227,18 @@ describe('opencode run: separate processes sharing Redis', () => {
     expect(toolResults(again)).toMatchObject([{ tool: 'apply_patch', status: 'completed' }])
     expect([read(dir, 'a.txt'), read(dir, 'b.txt'), read(dir, 'c.txt')]).toEqual(['a\n', 'b\n', 'c\n'])
     expect(await listLocks(cache)).toEqual([])
+  })
+})
+
+describe('opencode serve: separate processes sharing Redis', () => {
+  it('a write to a file another process holds waits for it, and lands as soon as that tool finishes', async () => {
+    const dir = makeProject(h, 'serves-wait')
+    const [one, two] = await Promise.all([serve(h, dir, { ...redisEnv(), ...LONG_WAIT }), serve(h, dir, { ...redisEnv(), ...LONG_WAIT })])
+    try {
+      await waitThenWrite(dir, one, two)
+      expect(await listLocks(cache)).toEqual([])
+    } finally {
+      await Promise.all([one.stop(), two.stop()])
+    }
   })
 })
