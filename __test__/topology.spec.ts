@@ -53,6 +53,22 @@ describe('Redis topologies', () => {
     expect((await RedisCache.connect({ port: s.port }).catch((e) => e)).code).toBe('EBACKEND') // default user is off
   })
 
+  it('an ACL user without pub/sub rights still locks and waits (by polling, within about a second)', async () => {
+    const s = await server([])
+    redisCliRaw(s.port, 'ACL', 'SETUSER', 'nochan', 'on', '>nochan-secret', '~*', 'resetchannels', '+@all')
+    const o = { port: s.port, username: 'nochan', password: 'nochan-secret', namespace: 'nochan' }
+    const [a, b] = [await RedisCache.connect(o), await RedisCache.connect(o)]
+    const p = await acquireLock('/nochan/file', 'a', 'holder', a)
+    const waiting = acquireLock('/nochan/file', 'b', 'waiter', b, { waitMs: 5000 })
+    await sleep(100)
+    const t0 = performance.now()
+    expect(await releaseLock(p, 'holder', a)).toBe(true) // the announcement is refused, the release is not
+    expect(await waiting).toBe('/nochan/file')
+    expect(performance.now() - t0).toBeLessThan(1500)
+    await a.close()
+    await b.close()
+  })
+
   it('WAIT: a grant is acknowledged by the replica, or undone when the replica does not answer', async () => {
     const primary = await server([])
     const replica = await server(['--replicaof', '127.0.0.1', String(primary.port)])

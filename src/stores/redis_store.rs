@@ -560,7 +560,17 @@ async fn subscriber(store: std::sync::Weak<Inner>, shutdown: Arc<Notify>) {
             ps.subscribe(&channel).await?;
             Ok::<_, RedisError>(ps)
         };
-        if let Ok(Ok(ps)) = tokio::time::timeout(timeout, connect).await {
+        let subscribed = match tokio::time::timeout(timeout, connect).await {
+            Ok(Ok(ps)) => Some(ps),
+            Ok(Err(e)) if e.code() == Some("NOPERM") => {
+                // an ACL user without the channel: waiters look once a second instead; asking
+                // again would only open a refused connection every second
+                crate::core::debug::log(format_args!("release announcements are off: the Redis user may not subscribe to them ({e})"));
+                return;
+            }
+            _ => None,
+        };
+        if let Some(ps) = subscribed {
             backoff = Duration::from_millis(50);
             bus.notify_all();
             let mut messages = ps.into_on_message();

@@ -6,5 +6,5 @@ if bad then return {'corrupt'} end
 if not v then return false end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[2] .. v.sessionId, ARGV[3])
-redis.call('PUBLISH', ARGV[4], KEYS[1])
+redis.pcall('PUBLISH', ARGV[4], KEYS[1])
 return cjson.encode(v)

@@ -4,6 +4,6 @@ local n = #KEYS / 3
 for i = 1, n do
   redis.call('ZREM', KEYS[n + i], ARGV[1])
   redis.call('HDEL', KEYS[2 * n + i], ARGV[1])
-  if redis.call('EXISTS', KEYS[n + i]) == 1 then redis.call('PUBLISH', ARGV[2], KEYS[i]) end
+  if redis.call('EXISTS', KEYS[n + i]) == 1 then redis.pcall('PUBLISH', ARGV[2], KEYS[i]) end
 end
 return 1

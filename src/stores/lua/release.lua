@@ -12,6 +12,6 @@ if holds > 1 then
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
-  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PUBLISH', ARGV[4], KEYS[1]) end
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.pcall('PUBLISH', ARGV[4], KEYS[1]) end
 end
 return 1

@@ -6,5 +6,5 @@ if not v then return 0 end
 if (ARGV[1] ~= '' and v.sessionId ~= ARGV[1]) or (ARGV[2] ~= '' and v.agentId ~= ARGV[2]) then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[4] .. v.sessionId, ARGV[5])
-redis.call('PUBLISH', ARGV[6], KEYS[1])
+redis.pcall('PUBLISH', ARGV[6], KEYS[1])
 return 1

@@ -10,7 +10,7 @@ for _, path in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if v and v.sessionId == ARGV[2] and (ARGV[3] == '' or v.agentId == ARGV[3]) then
     redis.call('DEL', key)
     redis.call('SREM', KEYS[1], path)
-    redis.call('PUBLISH', ARGV[5], key)
+    redis.pcall('PUBLISH', ARGV[5], key)
     released = released + 1
   elseif not v then
     redis.call('SREM', KEYS[1], path)
