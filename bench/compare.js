@@ -99,7 +99,7 @@ function evalshaCeiling(port, sha, c) {
   const key = `bench\u241F/ceiling/__rand_int__`
   const runs = []
   for (let r = 0; r < RUNS; r++) {
-    const out = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(c), '-n', String(n), '-r', '1000000', '--csv', 'EVALSHA', sha, '6', key, '\u241Eofl:fence:bench', '\u241Eofl:sess:bench\u241Fceiling', '\u241Eofl:ticket:bench', `\u241Eofl:q:${key}`, `\u241Eofl:qh:${key}`, 'ceiling', 'agent', String(Date.now()), '300000', '', '0', '3000', '/ceiling/__rand_int__'], { encoding: 'utf8' })
+    const out = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(c), '-n', String(n), '-r', '1000000', '--csv', 'EVALSHA', sha, '4', key, '\u241Eofl:fence:bench', '\u241Eofl:sess:bench\u241Fceiling', '\u241Eofl:ticket:bench', 'ceiling', 'agent', String(Date.now()), '300000', '', '0', '3000', '/ceiling/__rand_int__'], { encoding: 'utf8' })
     const line = out.trim().split('\n').pop()
     runs.push(Number(JSON.parse(`[${line}]`)[1]))
   }

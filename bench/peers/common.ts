@@ -15,16 +15,13 @@ export const key = (ns: string, p: string) => `${ns}${SEP}${p}`
 export const fenceKey = (ns: string) => `${INTERNAL}fence:${ns}`
 export const sessionKey = (ns: string, session: string) => `${INTERNAL}sess:${ns}${SEP}${session}`
 export const ticketKey = (ns: string) => `${INTERNAL}ticket:${ns}`
-export const queueKeys = (lockKey: string) => [`${INTERNAL}q:${lockKey}`, `${INTERNAL}qh:${lockKey}`]
 /** Where release scripts announce a freed lock (database 0). */
 export const CHANNEL = `${INTERNAL}released:0`
 
 /** KEYS and ARGV of the acquire script for a request that does not wait (as the native store sends). */
 export function acquireCall(ns: string, paths: string[], sessionId: string, agentId: string, ttlMs: number): [string[], (string | number)[]] {
-  const keys = paths.map((p) => key(ns, p))
-  const queues = keys.map(queueKeys)
   return [
-    [...keys, fenceKey(ns), sessionKey(ns, sessionId), ticketKey(ns), ...queues.map((q) => q[0]), ...queues.map((q) => q[1])],
+    [...paths.map((p) => key(ns, p)), fenceKey(ns), sessionKey(ns, sessionId), ticketKey(ns)],
     [sessionId, agentId, Date.now(), ttlMs, '', 0, 3000, ...paths],
   ]
 }

@@ -1,12 +1,12 @@
 // The lock API written in TypeScript on ioredis (EVALSHA through defineCommand).
 import Redis from 'ioredis'
-import { ACQUIRE_LUA, acquireCall, acquireReply, CHANNEL, key, normalizePath, queueKeys, RELEASE_LUA, sessionKey } from './common'
+import { ACQUIRE_LUA, acquireCall, acquireReply, CHANNEL, key, normalizePath, RELEASE_LUA, sessionKey } from './common'
 
 export async function connect(port: number, ns = 'bench') {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true })
   await client.connect()
   client.defineCommand('oflAcquire', { lua: ACQUIRE_LUA })
-  client.defineCommand('oflRelease', { lua: RELEASE_LUA, numberOfKeys: 3 })
+  client.defineCommand('oflRelease', { lua: RELEASE_LUA, numberOfKeys: 2 })
   const c = client as any
   return {
     async acquireLock(file: string, agentId: string, sessionId: string, ttlMs = 300_000): Promise<string> {
@@ -16,7 +16,7 @@ export async function connect(port: number, ns = 'bench') {
     },
     async releaseLock(p: string, sessionId: string): Promise<boolean> {
       const path = normalizePath(p)
-      return (await c.oflRelease(key(ns, path), sessionKey(ns, sessionId), queueKeys(key(ns, path))[0], sessionId, Date.now(), path, CHANNEL)) === 1
+      return (await c.oflRelease(key(ns, path), sessionKey(ns, sessionId), sessionId, Date.now(), path, CHANNEL)) === 1
     },
     close: () => client.quit(),
   }

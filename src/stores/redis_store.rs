@@ -22,8 +22,9 @@ use crate::core::wake::{Listening, WakeBus};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-/// Internal keys (fencing counters, session indexes) start with U+241E, which no namespaced key
-/// can start with unless its namespace does; scans skip them.
+/// Internal keys (fencing counters, session indexes, waiter queues) start with U+241E, which no
+/// namespaced key can start with unless its namespace does; scans skip them. common.lua spells
+/// the queue prefixes out too.
 const INTERNAL: &str = "\u{241E}ofl:";
 
 fn lock_script(body: &str) -> Script {
@@ -38,15 +39,10 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/
 static PUT_LOCK_IF_ABSENT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/put_lock_if_absent.lua")));
 static DEL_IF_EQUAL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/del_if_equal.lua")));
 static FORCE_RELEASE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/force_release.lua")));
-static LEAVE_QUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/leave_queue.lua")));
+static LEAVE_QUEUE: LazyLock<Script> = LazyLock::new(|| lock_script(include_str!("lua/leave_queue.lua")));
 
 fn fence_key(ns: &str) -> String {
     format!("{INTERNAL}fence:{ns}")
-}
-
-/// A path's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease, who).
-fn queue_keys(lock_key: &str) -> (String, String) {
-    (format!("{INTERNAL}q:{lock_key}"), format!("{INTERNAL}qh:{lock_key}"))
 }
 
 fn ticket_key(ns: &str) -> String {
@@ -497,19 +493,12 @@ impl RedisStore {
     /// refusal is just that.
     async fn acquire_script(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
         let now = now_ms();
-        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
-        let queues: Vec<(String, String)> = keys.iter().map(|k| queue_keys(k)).collect();
+        // each path's waiter queue is named from its lock key inside the script (common.lua)
         let mut inv = ACQUIRE.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
+        for p in paths {
+            inv.key(storage_key(ns, p));
         }
         inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns));
-        for (z, _) in &queues {
-            inv.key(z);
-        }
-        for (_, h) in &queues {
-            inv.key(h);
-        }
         inv.arg(&req.session_id).arg(&req.agent_id).arg(now).arg(req.ttl_ms);
         inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS);
         for p in paths {
@@ -737,17 +726,9 @@ impl Store for RedisStore {
     }
 
     async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
-        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
-        let queues: Vec<(String, String)> = keys.iter().map(|k| queue_keys(k)).collect();
         let mut inv = LEAVE_QUEUE.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
-        }
-        for (z, _) in &queues {
-            inv.key(z);
-        }
-        for (_, h) in &queues {
-            inv.key(h);
+        for p in paths {
+            inv.key(storage_key(ns, p));
         }
         inv.arg(&waiter.id).arg(&self.inner.channel);
         let mut c = self.conn()?;
@@ -791,7 +772,6 @@ impl Store for RedisStore {
                 RELEASE
                     .key(storage_key(ns, path))
                     .key(format!("{}{session_id}", session_index_prefix(ns)))
-                    .key(queue_keys(&storage_key(ns, path)).0)
                     .arg(session_id)
                     .arg(now_ms())
                     .arg(path)

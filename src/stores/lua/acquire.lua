@@ -1,16 +1,15 @@
 -- All-or-nothing acquire of n paths for one session, fair to queued waiters (src/core/wait.rs).
--- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter,
---       then n queue sorted sets (waiter id by ticket), then n queue hashes (waiter id -> info).
+-- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter.
 -- ARGV: sessionId, agentId, now, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
 --       lease, then the n paths in KEYS order.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryAt, ticket} | {'corrupt', path}
-local n = (#KEYS - 3) / 3
+local n = #KEYS - 3
 local sid, aid = ARGV[1], ARGV[2]
 local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local wid, ticket, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local function path(i) return ARGV[7 + i] end
-local function qz(i) return KEYS[n + 3 + i] end
-local function qh(i) return KEYS[2 * n + 3 + i] end
+local function qz(i) return QUEUE .. KEYS[i] end
+local function qh(i) return QUEUE_INFO .. KEYS[i] end
 
 -- The first live waiter of another session ahead of this one in path i's queue (dead ones go).
 local function ahead(i)

@@ -15,6 +15,11 @@ local function decode_lock(raw, now)
   return v, nil
 end
 
+-- A lock key's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease,
+-- session, agent), named from the lock key here rather than sent as KEYS, which keeps the
+-- acquire that does not wait as small as it was. (Like the session index: one server, not Cluster.)
+local QUEUE, QUEUE_INFO = '\226\144\158ofl:q:', '\226\144\158ofl:qh:'
+
 local function envelope(enc, expires)
   return '{"v":' .. enc .. ',"x":' .. string.format('%d', expires) .. '}'
 end

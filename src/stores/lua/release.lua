@@ -1,5 +1,5 @@
--- Undo one hold of a session. KEYS[1] lock key, KEYS[2] the session's index set, KEYS[3] the
--- path's waiter queue. ARGV: sessionId, now, path, release channel.
+-- Undo one hold of a session. KEYS[1] lock key, KEYS[2] the session's index set.
+-- ARGV: sessionId, now, path, release channel.
 -- Returns 1 released, 0 not held, -1 corrupt record. A last release wakes the queue's waiters.
 local now = tonumber(ARGV[2])
 local v, bad = decode_lock(redis.call('GET', KEYS[1]), now)
@@ -12,6 +12,6 @@ if holds > 1 then
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[3])
-  if redis.call('EXISTS', KEYS[3]) == 1 then redis.pcall('PUBLISH', ARGV[4], KEYS[1]) end
+  if redis.call('EXISTS', QUEUE .. KEYS[1]) == 1 then redis.pcall('PUBLISH', ARGV[4], KEYS[1]) end
 end
 return 1
