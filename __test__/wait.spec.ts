@@ -88,6 +88,20 @@ describe.each(['sled', 'redis'] as const)('waiting on %s', (backend) => {
     expect(await getLock('/w/fair', cache)).toMatchObject({ sessionId: 'w' })
   })
 
+  it('a waiter does not hold up the session it waits for (no waiting for each other)', async () => {
+    const cache = await open()
+    const a = await acquireLock('/w/x/a', 's', 's', cache)
+    const waiting = acquireLocks(['/w/x/b', '/w/x/a'], 't', 't', cache, { waitMs: 5000 })
+    await sleep(20)
+    // t queues on the free /w/x/b too, but it waits for s: s may still take /w/x/b
+    const b = await acquireLock('/w/x/b', 's', 's', cache)
+    const someoneElse = await acquireLock('/w/x/b', 'u', 'u', cache).catch((e) => e)
+    expect(someoneElse.code).toBe('ELOCKED')
+    await releaseLock(a, 's', cache)
+    await releaseLock(b, 's', cache)
+    expect(await waiting).toEqual(['/w/x/b', '/w/x/a'])
+  })
+
   it('waits for every path of acquireLocks, all or nothing', async () => {
     const cache = await open()
     const a = await acquireLock('/w/a', 'h1', 'h1', cache)
@@ -161,6 +175,10 @@ describe.each(['sled', 'redis'] as const)('waiting on %s', (backend) => {
     expect(err.code).toBe('ELOST')
     expect(await getLock('/w/forced', cache)).toBeUndefined() // not resurrected
     off()
+    // nobody listens any more: nothing is watched or reported
+    await acquireLock('/w/unwatched', 'agent', 'holder', cache, { ttlMs: 50 })
+    await sleep(150)
+    expect(lost).toHaveLength(1)
     if (other !== cache) await other.close()
   })
 

@@ -52,6 +52,11 @@ class Cache {
     return () => {
       const i = lost.listeners.indexOf(listener)
       if (i >= 0) lost.listeners.splice(i, 1)
+      if (lost.listeners.length === 0 && lost.registered) {
+        // nobody listens: stop watching, so acquires cost what they cost without a listener
+        lost.registered = false
+        this._n.stopLostWatch()
+      }
     }
   }
 
@@ -80,8 +85,13 @@ class Cache {
         const got = v.split('\0')
         if (signal?.aborted) {
           // granted in the same instant the caller gave up: it wanted no lock, so it keeps none
-          for (const path of got) await this._release(path, sessionId).catch(() => {})
-          throw aborted()
+          const failed = []
+          for (const path of got) await this._release(path, sessionId).catch((e) => failed.push(`${path} (${e.code}: ${e.message})`))
+          const e = aborted()
+          if (failed.length) {
+            e.message = `the wait for ${paths.join(', ')} was aborted after ${e.waitedMs} ms, but it had been granted in the same instant and releasing ${failed.join(', ')} failed; that lock expires at its TTL`
+          }
+          throw e
         }
         return got
       },

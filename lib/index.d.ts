@@ -6,9 +6,18 @@ export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORR
 export declare class FileLockError extends Error {
   name: 'FileLockError'
   code: ErrorCode
-  holder?: LockRecord
+  /** ELOCKED, ELOST: who holds the file. For a free file promised to an earlier waiter: `{sessionId, agentId, path, queued: true}`. */
+  holder?: LockRecord | QueuedHolder
   /** On a refusal after waiting (ELOCKED) or an aborted wait (EABORTED): how long it waited. */
   waitedMs?: number
+}
+
+/** The waiter a free file is promised to, named by a refusal. */
+export interface QueuedHolder {
+  sessionId: string
+  agentId: string
+  path: string
+  queued: true
 }
 
 /** What `onLost` listeners receive when a lock this process held is gone. */

@@ -202,20 +202,19 @@ impl NativeCache {
         }));
         if let AnyStore::Hybrid(h) = &*self.store {
             let watch = Arc::downgrade(&self.watch);
-            let ns = self.ns.clone();
-            h.set_lost_listener(Box::new(move |mut event| {
+            h.set_lost_listener(Box::new(move |event| {
                 if let Some(w) = watch.upgrade() {
-                    if event.get("namespace").is_none() {
-                        event["namespace"] = ns.clone().into();
-                    }
-                    if let Some(s) = event["lost"]["sessionId"].as_str().map(str::to_owned) {
-                        event["sessionId"] = s.into();
-                    }
                     w.report(event);
                 }
             }));
         }
         Ok(())
+    }
+
+    /// Stops watching locks (the last JS listener went away): nothing is reported until `onLost` again.
+    #[napi]
+    pub fn stop_lost_watch(&self) {
+        self.watch.stop();
     }
 
     /// Resolves the error a renew of a lock no longer held rejects with (ELOST, naming any new holder).
@@ -354,6 +353,7 @@ impl NativeCache {
     }
     #[napi]
     pub fn close_sync(&self) -> napi::Result<()> {
+        self.watch.stop();
         self.sync(self.store.close())
     }
 
@@ -466,6 +466,7 @@ impl NativeCache {
     }
     #[napi]
     pub async fn close(&self) -> napi::Result<()> {
+        self.watch.stop();
         self.store.close().await.map_err(to_napi)
     }
 }

@@ -28,6 +28,9 @@ pub type Spawn = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + S
 const GRACE_MS: i64 = 25;
 /// How soon a watch looks again when the store did not answer.
 const RETRY_MS: i64 = 1_000;
+/// The longest a watch sleeps without looking: an announcement it missed (a Redis subscriber
+/// reconnecting, a user without channel rights) is noticed this late at worst.
+const LOOK_EVERY_MS: i64 = 5_000;
 
 type Key = (String, String, String); // namespace, path, session
 
@@ -54,6 +57,15 @@ impl LostWatch {
     pub fn set_listener(&self, listener: LostListener) {
         *self.listener.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
         self.enabled.store(true, Ordering::Release);
+    }
+
+    /// Ends every watch and turns watching off (the cache closed, or nobody listens any more).
+    pub fn stop(&self) {
+        self.enabled.store(false, Ordering::Release);
+        *self.listener.write().unwrap_or_else(|p| p.into_inner()) = None;
+        for (_, t) in self.held().drain() {
+            t.stop.notify_one();
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -88,6 +100,7 @@ impl LostWatch {
             if let Some(t) = held.get_mut(&key) {
                 if t.token == rec.token {
                     t.holds += 1;
+                    t.agent_id.clone_from(&rec.agent_id); // a re-entry records its agent, as the store does
                     continue;
                 }
                 t.stop.notify_one(); // a new grant of the path: the old watch has nothing to say
@@ -163,7 +176,7 @@ impl LostWatch {
 async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, mut rec: LockRecord, stop: Arc<Notify>, check: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
     let (wake, _listening) = listening;
     loop {
-        let until = if rec.expires_at > 0 { rec.expires_at + GRACE_MS - now_ms() } else { RETRY_MS * 60 };
+        let until = if rec.expires_at > 0 { (rec.expires_at + GRACE_MS - now_ms()).min(LOOK_EVERY_MS) } else { LOOK_EVERY_MS };
         tokio::select! {
             _ = stop.notified() => return,
             _ = wake.notified() => {}

@@ -1,11 +1,13 @@
 //! Waiting for a lock: FIFO queues of waiters per path, and the wait loop every store shares.
 //!
 //! A waiter that is refused joins the queue of each path it asks for, under one ticket (so a
-//! waiter for several paths is ahead or behind another on all of them: no waiter deadlocks
-//! another). A free path goes to the first live waiter of another session in its queue; even an
-//! acquire that does not wait is refused while someone queues for the path. Queue entries carry a
-//! lease the waiter refreshes every `REFRESH_MS`: a waiter that dies leaves the queue when its
-//! lease runs out, so it blocks nobody for longer than `WAITER_LEASE_MS`.
+//! waiter for several paths is ahead or behind another on all of them). A free path goes to the
+//! first live waiter of another session in its queue; even an acquire that does not wait is
+//! refused while someone queues for the path, except by the session that waiter is itself waiting
+//! for: a waiter for [b, a] blocked by the holder of `a` does not keep that holder from `b`, which
+//! would have each wait for the other. Queue entries carry a lease the waiter refreshes every
+//! `REFRESH_MS`: a waiter that dies leaves the queue when its lease runs out, so it blocks nobody
+//! for longer than `WAITER_LEASE_MS`.
 //!
 //! The loop sleeps until a release wakes it (see `wake.rs`), the holder's expiry, the lease
 //! refresh, or the deadline, whichever is first; a lost wake-up therefore costs at most
@@ -36,14 +38,19 @@ pub const MAX_WAIT_MS: u64 = 24 * 3600 * 1000;
 pub struct Waiter {
     pub id: String,
     pub ticket: u64,
+    /// Which store issued `ticket` ("sled" or "redis"): a hybrid that switches stores mid-wait
+    /// asks the other store for a ticket of its own.
+    pub ticket_from: &'static str,
 }
 
 impl Waiter {
     pub fn new() -> Waiter {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         // unique across processes and machines sharing a Redis: pid, start time, counter
-        let id = format!("{}.{}.{}", std::process::id(), now_ms(), NEXT.fetch_add(1, Ordering::Relaxed));
-        Waiter { id, ticket: 0 }
+        // plus random bits: two containers may both run their agent as pid 1
+        let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), NEXT.load(Ordering::Relaxed));
+        let id = format!("{}.{}.{}.{:x}", std::process::id(), now_ms(), NEXT.fetch_add(1, Ordering::Relaxed), random);
+        Waiter { id, ticket: 0, ticket_from: "" }
     }
 }
 
@@ -69,6 +76,8 @@ pub struct Queued {
     pub session_id: String,
     pub agent_id: String,
     pub lease_until: i64,
+    /// The session this waiter was refused for at its last try: that session is not made to wait for it.
+    pub waits_for: String,
 }
 
 /// In-memory FIFO queues per storage key (the sled store; Redis keeps the same in sorted sets).
@@ -93,7 +102,7 @@ impl Queues {
         let found = q
             .iter()
             .take_while(|((t, _), _)| mine.is_none_or(|m| *t < m))
-            .find(|(_, w)| w.session_id != session_id)
+            .find(|(_, w)| w.session_id != session_id && w.waits_for != session_id)
             .map(|(_, w)| (queued_holder(path, &w.session_id, &w.agent_id), w.lease_until));
         if q.is_empty() {
             self.by_key.remove(key);
@@ -101,8 +110,9 @@ impl Queues {
         found
     }
 
-    /// Puts `w` in the queues of `keys` (assigning its ticket on first use) or refreshes its lease.
-    pub fn enqueue(&mut self, keys: &[String], w: &Waiter, req: &LockRequest, now: i64) -> u64 {
+    /// Puts `w` in the queues of `keys` (assigning its ticket on first use) or refreshes its lease
+    /// and whom it waits for.
+    pub fn enqueue(&mut self, keys: &[String], w: &Waiter, req: &LockRequest, waits_for: &str, now: i64) -> u64 {
         let ticket = if w.ticket > 0 {
             w.ticket
         } else {
@@ -114,7 +124,13 @@ impl Queues {
         for k in keys {
             self.by_key.entry(k.clone()).or_default().insert(
                 (ticket, w.id.clone()),
-                Queued { waiter: w.id.clone(), session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), lease_until: now + WAITER_LEASE_MS },
+                Queued {
+                    waiter: w.id.clone(),
+                    session_id: req.session_id.clone(),
+                    agent_id: req.agent_id.clone(),
+                    lease_until: now + WAITER_LEASE_MS,
+                    waits_for: waits_for.to_owned(),
+                },
             );
         }
         ticket
@@ -193,6 +209,7 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
             Ok(Attempt::Granted(recs)) => return Ok(recs),
             Ok(Attempt::Blocked { error, retry_at, ticket }) => {
                 me.ticket = ticket;
+                me.ticket_from = store.backend();
                 (error, retry_at)
             }
             Err(e) => {
@@ -243,13 +260,13 @@ mod tests {
         let keys = vec!["k".to_owned()];
         let mut a = Waiter::new();
         let mut b = Waiter::new();
-        a.ticket = q.enqueue(&keys, &a, &req("sa"), 0);
-        b.ticket = q.enqueue(&keys, &b, &req("sb"), 0);
+        a.ticket = q.enqueue(&keys, &a, &req("sa"), "holder", 0);
+        b.ticket = q.enqueue(&keys, &b, &req("sb"), "holder", 0);
         assert!(q.ahead("k", "/p", "sa", Some(&a), 1).is_none(), "a is first");
         assert_eq!(q.ahead("k", "/p", "sb", Some(&b), 1).unwrap().0["sessionId"], "sa", "b is behind a");
         assert_eq!(q.ahead("k", "/p", "sc", None, 1).unwrap().0["sessionId"], "sa", "a newcomer is behind everyone");
         // b refreshes its lease, a does not: once a's runs out, b is first
-        q.enqueue(&keys, &b, &req("sb"), 10);
+        q.enqueue(&keys, &b, &req("sb"), "holder", 10);
         assert!(q.ahead("k", "/p", "sb", Some(&b), WAITER_LEASE_MS + 1).is_none());
         assert_eq!(q.len("k"), 1);
         assert!(q.leave(&keys, &b).is_empty());
@@ -261,8 +278,18 @@ mod tests {
         let mut q = Queues::default();
         let keys = vec!["k".to_owned()];
         let a = Waiter::new();
-        q.enqueue(&keys, &a, &req("s"), 0);
+        q.enqueue(&keys, &a, &req("s"), "holder", 0);
         assert!(q.ahead("k", "/p", "s", None, 1).is_none());
+    }
+
+    #[test]
+    fn a_waiter_does_not_hold_up_the_session_it_waits_for() {
+        let mut q = Queues::default();
+        let keys = vec!["b".to_owned(), "a".to_owned()];
+        let t = Waiter::new();
+        q.enqueue(&keys, &t, &req("t"), "s", 0); // t waits for [b, a]; s holds a
+        assert!(q.ahead("b", "/b", "s", None, 1).is_none(), "s may take b: t is waiting for s");
+        assert_eq!(q.ahead("b", "/b", "u", None, 1).unwrap().0["sessionId"], "t", "anyone else queues behind t");
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl HybridStore {
                 self.sled.del(ns, &rec.path).await?;
             }
         }
-        let event = json!({ "reason": "conflict", "path": rec.path, "lost": rec, "holder": holder });
+        let event = json!({ "reason": "conflict", "namespace": ns, "path": rec.path, "sessionId": rec.session_id, "lost": rec, "holder": holder });
         if let Some(listener) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             listener(event);
         }
@@ -436,14 +436,17 @@ impl Store for HybridStore {
     }
 
     async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
-        if let Some(r) = self.try_redis(self.redis.try_acquire_queued(ns, paths, req, waiter)).await {
+        // a ticket is a place in one store's queue: after a switch, queue afresh in the other
+        let afresh = |from: &str| if waiter.ticket > 0 && waiter.ticket_from != from { Waiter { ticket: 0, ..waiter.clone() } } else { waiter.clone() };
+        let (on_redis, on_sled) = (afresh("redis"), afresh("sled"));
+        if let Some(r) = self.try_redis(self.redis.try_acquire_queued(ns, paths, req, &on_redis)).await {
             if let Ok(Attempt::Granted(recs)) = &r {
                 self.mirror_records(ns, recs).await;
             }
             return r;
         }
         self.refuse_if_closed()?;
-        let r = self.sled.try_acquire_queued(ns, paths, req, waiter).await?;
+        let r = self.sled.try_acquire_queued(ns, paths, req, &on_sled).await?;
         if matches!(r, Attempt::Granted(_)) {
             self.touch(ns, paths.iter().map(|p| (p.clone(), Touched::Written)));
         }

@@ -225,7 +225,8 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
         }
     }
     if let Some((error, retry_at)) = blocked {
-        let ticket = waiter.map_or(0, |w| q.enqueue(&keys, w, req, now));
+        let waits_for = error.holder().and_then(|h| h["sessionId"].as_str()).unwrap_or("").to_owned();
+        let ticket = waiter.map_or(0, |w| q.enqueue(&keys, w, req, &waits_for, now));
         return Ok(Attempt::Blocked { error, retry_at, ticket });
     }
     for rec in granted.iter_mut().filter(|r| r.token == 0) {

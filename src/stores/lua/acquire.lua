@@ -10,19 +10,26 @@ local wid, ticket, lease = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local function path(i) return ARGV[7 + i] end
 local function qz(i) return QUEUE .. KEYS[i] end
 local function qh(i) return QUEUE_INFO .. KEYS[i] end
+-- Leases are on the server's clock: a client whose clock runs ahead must not see others as dead.
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 
--- The first live waiter of another session ahead of this one in path i's queue (dead ones go).
+-- The first live waiter of another session ahead of this one in path i's queue (dead ones go),
+-- passing over waiters that wait for this very session (making it wait for them would deadlock).
 local function ahead(i)
   if redis.call('EXISTS', qz(i)) == 0 then return nil end
+  local snow = server_ms()
   local q = redis.call('ZRANGE', qz(i), 0, -1, 'WITHSCORES')
   for j = 1, #q, 2 do
     local id, t = q[j], tonumber(q[j + 1])
     if ticket > 0 and t >= ticket then return nil end
     local ok, w = pcall(cjson.decode, redis.call('HGET', qh(i), id) or '')
-    if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
+    if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= snow then
       redis.call('ZREM', qz(i), id)
       redis.call('HDEL', qh(i), id)
-    elseif w.s ~= sid then
+    elseif w.s ~= sid and w.b ~= sid then
       return w
     end
   end
@@ -35,7 +42,7 @@ for i = 1, n do
   local v, bad = decode_lock(redis.call('GET', KEYS[i]), now)
   if bad then return {'corrupt', path(i)} end
   if v and v.sessionId ~= sid then
-    blocked = {'locked', path(i), cjson.encode(v), tostring(tonumber(v.expiresAt) or 0)}
+    blocked = {'locked', path(i), cjson.encode(v), tostring(tonumber(v.expiresAt) or 0), v.sessionId}
     break
   end
   mine[i] = v or false
@@ -46,7 +53,8 @@ if not blocked then
       local w = ahead(i)
       if w then
         local holder = cjson.encode({sessionId = w.s, agentId = w.a, path = path(i), queued = true})
-        blocked = {'queued', path(i), holder, tostring(w.x)}
+        -- retry when its lease would run out, in this client's time
+        blocked = {'queued', path(i), holder, tostring(now + math.max(0, w.x - server_ms())), w.s}
         break
       end
     end
@@ -54,8 +62,13 @@ if not blocked then
 end
 if blocked then
   if wid ~= '' then
-    if ticket == 0 then ticket = redis.call('INCR', KEYS[n + 3]) end
-    local info = cjson.encode({s = sid, a = aid, x = now + lease})
+    if ticket == 0 then
+      ticket = redis.call('INCR', KEYS[n + 3])
+    elseif ticket > (tonumber(redis.call('GET', KEYS[n + 3])) or 0) then
+      -- the counter was lost (a restart without persistence): newcomers must still queue behind
+      redis.call('SET', KEYS[n + 3], ticket)
+    end
+    local info = cjson.encode({s = sid, a = aid, b = blocked[5], x = server_ms() + lease})
     for i = 1, n do
       redis.call('ZADD', qz(i), ticket, wid)
       redis.call('HSET', qh(i), wid, info)
