@@ -33,6 +33,8 @@ export declare class NativeCache {
    * every lock acquired through the store is watched.
    */
   onLost(listener: (arg: string) => void): void
+  /** Stops watching locks (the last JS listener went away): nothing is reported until `onLost` again. */
+  stopLostWatch(): void
   getSync(key: string): string | null
   setSync(key: string, valueJson: string, ttlMs?: number | undefined | null): void
   delSync(key: string): boolean
