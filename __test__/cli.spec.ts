@@ -136,5 +136,6 @@ describe('demo command', () => {
     const r = cli(['demo'])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toContain('two holders at once:   never')
+    expect(r.stdout).toMatch(/handed over on release: [1-9]\d* times/) // the waiting agent got a file at its release
   })
 })

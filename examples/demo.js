@@ -16,12 +16,13 @@ const MAX_WAITS = 12 // per task, then the agent gives up on it (never expected 
 const NAMESPACE = 'demo'
 
 // Each task is a list of files locked together: one file uses acquireLock, several use
-// acquireLocks (all or nothing). Lists overlap on purpose so agents collide.
+// acquireLocks (all or nothing). Lists overlap on purpose so agents collide. Most agents come back
+// later when refused; the reviewer instead waits (waitMs) and is handed the file at its release.
 const AGENTS = [
   { name: 'coder-a', startMs: 0, tasks: [['src/app.ts'], ['src/db.ts'], ['src/routes.ts']] },
   { name: 'coder-b', startMs: 40, tasks: [['src/app.ts'], ['src/routes.ts'], ['src/config.ts']] },
   { name: 'planner', startMs: 80, tasks: [['src/config.ts', 'src/app.ts'], ['README.md']] },
-  { name: 'reviewer', startMs: 120, tasks: [['src/db.ts'], ['src/app.ts'], ['README.md']] },
+  { name: 'reviewer', startMs: 120, waitMs: 2000, tasks: [['src/app.ts'], ['src/db.ts'], ['README.md']] },
 ]
 
 const FILES = {
@@ -70,6 +71,7 @@ const state = {
   holders: new Map(), // rel path -> agent name, while the demo believes it holds the lock
   edits: new Map(), // rel path -> agent names, in edit order
   waits: 0,
+  handedOver: 0, // grants that came after waiting for a release
   gaveUp: [],
   overlaps: 0, // grants of a file someone else held
   lostEdits: 0, // files whose content is not exactly the recorded edits
@@ -99,6 +101,7 @@ class Agent {
   constructor(spec, ctx) {
     this.name = spec.name
     this.startMs = spec.startMs
+    this.waitMs = spec.waitMs
     this.sessionId = `ses_${spec.name}_${seedOf(spec.name).toString(16).slice(0, 4)}`
     this.queue = spec.tasks.map((files) => ({ files, waits: 0 }))
     this.random = rng(seedOf(spec.name))
@@ -125,7 +128,8 @@ class Agent {
   /** Lock, edit, release. False when another agent holds (one of) the files. */
   async tryTask(task) {
     const { cache, project } = this.ctx
-    const opts = { baseDir: project }
+    const opts = { baseDir: project, ...(this.waitMs ? { waitMs: this.waitMs } : {}) }
+    const asked = Date.now()
     let locked
     try {
       locked =
@@ -141,7 +145,10 @@ class Agent {
     const records = await Promise.all(locked.map((p) => L.getLock(p, cache)))
     const holdMs = 150 + Math.floor(this.random() * 250)
     const tokens = records.map((r) => r.token).join(', ')
-    log(this.name, 'locked', `${task.files.join(' + ')} (token ${tokens}), editing for ${holdMs}ms`)
+    const waited = Date.now() - asked
+    if (waited >= 20) state.handedOver++
+    const after = waited >= 20 ? `after waiting ${waited}ms for its release, ` : ''
+    log(this.name, 'locked', `${task.files.join(' + ')} (token ${tokens}), ${after}editing for ${holdMs}ms`)
 
     await this.edit(task.files, holdMs)
 
@@ -215,6 +222,7 @@ function printSummary(left) {
     console.log(`  ${rel.padEnd(14)} edited by ${by.length ? by.join(' -> ') : '(nobody)'}`)
   }
   console.log(`  agents told to wait:   ${state.waits} times`)
+  console.log(`  handed over on release: ${state.handedOver} times (an agent waiting with waitMs)`)
   if (state.gaveUp.length) console.log(`  gave up on:            ${state.gaveUp.join('; ')}`)
   console.log(`  two holders at once:   ${state.overlaps ? `${state.overlaps} times` : 'never'}`)
   console.log(`  files with lost edits: ${state.lostEdits || 'none'}`)
