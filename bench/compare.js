@@ -8,9 +8,8 @@
 // server's ceiling); native sled store; TypeScript on classic-level with level-cache's record format.
 // Each (subject, concurrency) runs BENCH_RUNS times (default 5) for BENCH_SECONDS (default 2); the
 // table shows medians. Workers use distinct files and sessions: this measures the lock path itself.
-const { spawn, spawnSync, execFileSync } = require('node:child_process')
+const { spawnSync, execFileSync } = require('node:child_process')
 const fs = require('node:fs')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const esbuild = require('esbuild')
@@ -24,28 +23,7 @@ const ONLY = process.env.BENCH_ONLY ? process.env.BENCH_ONLY.split(',') : null
 const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`)
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-bench-'))
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis() {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp], { stdio: ['ignore', 'pipe', 'pipe'] })
-  await new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (d) => (out += d).includes('Ready to accept connections') && resolve())
-    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)))
-    setTimeout(() => reject(new Error('redis-server did not start in 10 s')), 10_000).unref()
-  })
-  return { port, child }
-}
+const startRedis = () => require('./redis-server.js').startRedis(tmp)
 
 /** The TypeScript peers, bundled to CommonJS with esbuild (no build step for users of the bench). */
 function loadPeer(name) {

@@ -8,9 +8,7 @@
 // redlock v5 on ioredis, which waits by retrying (its defaults: every 200 ms + up to 200 ms jitter).
 // WAKE_RUNS runs (default 5) of WAKE_SAMPLES samples (default 100; redlock 20); the table shows the
 // median over runs of each run's p50 and p99. redis-server is started here on a free 127.0.0.1 port.
-const { spawn } = require('node:child_process')
 const fs = require('node:fs')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 const L = require('../lib/index.js')
@@ -21,28 +19,7 @@ const progress = (msg) => process.stderr.write(`[bench:wake] ${msg}\n`)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-wake-'))
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-async function startRedis() {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp], { stdio: ['ignore', 'pipe', 'pipe'] })
-  await new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (d) => (out += d).includes('Ready to accept connections') && resolve())
-    child.once('exit', (code) => reject(new Error(`redis-server exited ${code}: ${out}`)))
-    setTimeout(() => reject(new Error('redis-server did not start in 10 s')), 10_000).unref()
-  })
-  return { port, child }
-}
+const startRedis = () => require('./redis-server.js').startRedis(tmp)
 
 const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b)

@@ -596,6 +596,17 @@ fn connect_error(target: &str, e: &RedisError) -> Error {
     }
 }
 
+/// A script's answer that is a lock record (JSON), nothing (false), or {'corrupt'}.
+fn record_reply(r: RValue, what: &str, path: &str) -> Result<Option<LockRecord>> {
+    match r {
+        RValue::BulkString(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::backend(format!("{what} returned a bad record: {e}"))),
+        RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+        _ => Ok(None),
+    }
+}
+
 fn px_for(expires_at: i64, now: i64) -> i64 {
     (expires_at - now).max(1)
 }
@@ -755,13 +766,7 @@ impl Store for RedisStore {
                     .invoke_async(&mut c),
             )
             .await?;
-        match r {
-            RValue::BulkString(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::backend(format!("force release returned a bad record: {e}"))),
-            RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
-            _ => Ok(None),
-        }
+        record_reply(r, "force release", path)
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
@@ -847,13 +852,7 @@ impl Store for RedisStore {
                     .invoke_async(&mut c),
             )
             .await?;
-        match r {
-            RValue::BulkString(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::backend(format!("renew returned a bad record: {e}"))),
-            RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
-            _ => Ok(None),
-        }
+        record_reply(r, "renew", path)
     }
 
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
