@@ -79,6 +79,7 @@ impl LostWatch {
     /// Hands an event to the listener (and stops watching that lock).
     pub fn report(&self, event: Value) {
         super::metrics::lost(event["reason"].as_str().unwrap_or("unknown"));
+        super::debug::log(format_args!("lost: {} of session {} ({})", event["path"], event["sessionId"], event["reason"]));
         if let (Some(ns), Some(path), Some(session)) = (event["namespace"].as_str(), event["path"].as_str(), event["sessionId"].as_str()) {
             if let Some(t) = self.held().remove(&(ns.to_owned(), path.to_owned(), session.to_owned())) {
                 t.stop.notify_one();
