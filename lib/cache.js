@@ -40,11 +40,12 @@ class Cache {
         } catch {
           return
         }
+        const warn = (e) => process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`)
         for (const l of [...lost.listeners]) {
           try {
-            Promise.resolve(l(event)).catch((e) => process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`))
+            Promise.resolve(l(event)).catch(warn)
           } catch (e) {
-            process.emitWarning(`opencode-file-lock onLost listener failed: ${e?.message ?? e}`)
+            warn(e)
           }
         }
       })

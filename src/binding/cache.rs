@@ -381,10 +381,7 @@ impl NativeCache {
     #[napi]
     pub fn acquire_wait_submit(&self, bridge: &Bridge, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: f64) -> napi::Result<()> {
         let a = self.acquire_args(paths, &agent_id, &session_id, ttl_ms, base_dir.as_deref())?;
-        if !(wait_ms.is_finite() && wait_ms >= 0.0 && wait_ms.fract() == 0.0) {
-            return Err(invalid(format!("waitMs must be a whole number of milliseconds >= 0, got {wait_ms}")));
-        }
-        let wait = check_wait(wait_ms as u64).map_err(to_napi)?;
+        let wait = check_wait(wait_ms).map_err(to_napi)?;
         let cancel = bridge.inner.cancellable(id);
         let (store, ns, done, watch) = (self.store.clone(), self.ns.clone(), bridge.inner.clone(), self.watch.clone());
         napi::bindgen_prelude::spawn(async move {

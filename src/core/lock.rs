@@ -92,8 +92,11 @@ pub struct LockFilter {
 
 impl LockFilter {
     pub fn matches(&self, r: &LockRecord) -> bool {
-        self.session_id.as_ref().is_none_or(|s| *s == r.session_id)
-            && self.agent_id.as_ref().is_none_or(|a| *a == r.agent_id)
+        self.matches_ids(&r.session_id, &r.agent_id)
+    }
+
+    pub fn matches_ids(&self, session_id: &str, agent_id: &str) -> bool {
+        self.session_id.as_ref().is_none_or(|s| s == session_id) && self.agent_id.as_ref().is_none_or(|a| a == agent_id)
     }
 }
 

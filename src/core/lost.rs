@@ -34,12 +34,17 @@ const LOOK_EVERY_MS: i64 = 5_000;
 
 type Key = (String, String, String); // namespace, path, session
 
+fn key(ns: &str, path: &str, session_id: &str) -> Key {
+    (ns.to_owned(), path.to_owned(), session_id.to_owned())
+}
+
 struct Tracked {
     holds: u32,
     token: u64,
     agent_id: String,
     stop: Arc<Notify>,
-    check: Arc<Notify>,
+    /// What release announcements for the key notify; notified by hand, it makes the watch look now.
+    wake: Arc<Notify>,
 }
 
 pub struct LostWatch {
@@ -81,7 +86,7 @@ impl LostWatch {
         super::metrics::lost(event["reason"].as_str().unwrap_or("unknown"));
         super::debug::log(format_args!("lost: {} of session {} ({})", event["path"], event["sessionId"], event["reason"]));
         if let (Some(ns), Some(path), Some(session)) = (event["namespace"].as_str(), event["path"].as_str(), event["sessionId"].as_str()) {
-            if let Some(t) = self.held().remove(&(ns.to_owned(), path.to_owned(), session.to_owned())) {
+            if let Some(t) = self.held().remove(&key(ns, path, session)) {
                 t.stop.notify_one();
             }
         }
@@ -96,9 +101,9 @@ impl LostWatch {
             return;
         }
         for rec in recs {
-            let key = (ns.to_owned(), rec.path.clone(), rec.session_id.clone());
+            let k = key(ns, &rec.path, &rec.session_id);
             let mut held = self.held();
-            if let Some(t) = held.get_mut(&key) {
+            if let Some(t) = held.get_mut(&k) {
                 if t.token == rec.token {
                     t.holds += 1;
                     t.agent_id.clone_from(&rec.agent_id); // a re-entry records its agent, as the store does
@@ -106,13 +111,12 @@ impl LostWatch {
                 }
                 t.stop.notify_one(); // a new grant of the path: the old watch has nothing to say
             }
-            let (stop, check) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-            held.insert(key, Tracked { holds: 1, token: rec.token, agent_id: rec.agent_id.clone(), stop: stop.clone(), check: check.clone() });
+            let (stop, wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            held.insert(k, Tracked { holds: 1, token: rec.token, agent_id: rec.agent_id.clone(), stop: stop.clone(), wake: wake.clone() });
             drop(held);
             // listening from now, not from when the task first runs: a release in between counts
-            let wake = Arc::new(Notify::new());
             let listening = store.listen(ns, std::slice::from_ref(&rec.path), &wake);
-            (self.spawn)(Box::pin(watch(Arc::downgrade(self), store.clone(), ns.to_owned(), rec.clone(), stop, check, (wake, listening))));
+            (self.spawn)(Box::pin(watch(Arc::downgrade(self), store.clone(), ns.to_owned(), rec.clone(), stop, (wake, listening))));
         }
     }
 
@@ -122,13 +126,13 @@ impl LostWatch {
         if !self.enabled() {
             return;
         }
-        let key = (ns.to_owned(), path.to_owned(), session_id.to_owned());
+        let k = key(ns, path, session_id);
         let mut held = self.held();
-        if let Some(t) = held.get_mut(&key) {
+        if let Some(t) = held.get_mut(&k) {
             t.holds = t.holds.saturating_sub(1);
             if t.holds == 0 {
                 t.stop.notify_one();
-                held.remove(&key);
+                held.remove(&k);
             }
         }
     }
@@ -139,7 +143,7 @@ impl LostWatch {
             return;
         }
         self.held().retain(|(n, _, s), t| {
-            let hit = n == ns && filter.session_id.as_ref().is_none_or(|x| x == s) && filter.agent_id.as_ref().is_none_or(|a| *a == t.agent_id);
+            let hit = n == ns && filter.matches_ids(s, &t.agent_id);
             if hit {
                 t.stop.notify_one();
             }
@@ -149,18 +153,18 @@ impl LostWatch {
 
     /// Makes the watch of a lock look at the store now (a renew found it gone).
     pub fn check_now(&self, ns: &str, path: &str, session_id: &str) {
-        if let Some(t) = self.held().get(&(ns.to_owned(), path.to_owned(), session_id.to_owned())) {
-            t.check.notify_one();
+        if let Some(t) = self.held().get(&key(ns, path, session_id)) {
+            t.wake.notify_one();
         }
     }
 
     /// Ends the watch of `rec` if it is still the one watched; true when it was.
     fn untrack(&self, ns: &str, rec: &LockRecord) -> bool {
-        let key = (ns.to_owned(), rec.path.clone(), rec.session_id.clone());
+        let k = key(ns, &rec.path, &rec.session_id);
         let mut held = self.held();
-        match held.get(&key) {
+        match held.get(&k) {
             Some(t) if t.token == rec.token => {
-                held.remove(&key);
+                held.remove(&k);
                 true
             }
             _ => false,
@@ -174,14 +178,13 @@ impl LostWatch {
 }
 
 /// One lock's watch: sleeps until its expiry or a release announcement, then looks.
-async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, mut rec: LockRecord, stop: Arc<Notify>, check: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
+async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, mut rec: LockRecord, stop: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
     let (wake, _listening) = listening;
     loop {
         let until = if rec.expires_at > 0 { (rec.expires_at + GRACE_MS - now_ms()).min(LOOK_EVERY_MS) } else { LOOK_EVERY_MS };
         tokio::select! {
             _ = stop.notified() => return,
             _ = wake.notified() => {}
-            _ = check.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(until.max(1) as u64)) => {}
         }
         let now = now_ms();

@@ -152,8 +152,9 @@ impl Queues {
         still
     }
 
-    /// How many live waiters queue on `key`.
-    pub fn len(&self, key: &str) -> usize {
+    /// How many waiters queue on `key`.
+    #[cfg(test)]
+    fn len(&self, key: &str) -> usize {
         self.by_key.get(key).map_or(0, BTreeMap::len)
     }
 }
@@ -238,12 +239,12 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
     }
 }
 
-/// Checks a wait given in milliseconds.
-pub fn check_wait(ms: u64) -> Result<Duration> {
-    if ms > MAX_WAIT_MS {
-        return Err(Error::invalid(format!("waitMs must be at most {MAX_WAIT_MS} (a day), got {ms}")));
+/// Checks a wait given in milliseconds (a JS number): whole, from 0 to a day.
+pub fn check_wait(ms: f64) -> Result<Duration> {
+    if !(ms.is_finite() && ms >= 0.0 && ms.fract() == 0.0 && ms <= MAX_WAIT_MS as f64) {
+        return Err(Error::invalid(format!("waitMs must be a whole number of milliseconds from 0 to {MAX_WAIT_MS} (a day), got {ms}")));
     }
-    Ok(Duration::from_millis(ms))
+    Ok(Duration::from_millis(ms as u64))
 }
 
 #[cfg(test)]

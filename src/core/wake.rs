@@ -52,10 +52,6 @@ impl WakeBus {
             }
         }
     }
-
-    pub fn has_listeners(&self) -> bool {
-        self.listening.load(Ordering::Relaxed) > 0
-    }
 }
 
 /// A registration on a `WakeBus`; dropping it unregisters.

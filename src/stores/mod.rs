@@ -4,6 +4,7 @@ pub mod hybrid_store;
 pub mod redis_store;
 pub mod sled_store;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,7 +17,6 @@ use crate::core::lock::{LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::wait::{Attempt, Waiter};
 use crate::core::wake::Listening;
-use std::sync::Arc;
 
 pub use hybrid_store::HybridStore;
 pub use redis_store::RedisStore;
@@ -43,9 +43,7 @@ impl AnyStore {
     pub fn is_synchronous(&self) -> bool {
         matches!(self, AnyStore::Sled(_))
     }
-}
 
-impl AnyStore {
     /// An acquire that waits up to `wait` (see `core::wait`); `cancel` aborts it.
     pub async fn acquire_waiting(&self, ns: &str, paths: &[String], req: &LockRequest, wait: Duration, cancel: &tokio::sync::Notify) -> Result<Vec<LockRecord>> {
         let started = Instant::now();

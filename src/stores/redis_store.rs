@@ -523,10 +523,7 @@ impl RedisStore {
                 let retry_at = reply[3].parse::<f64>().map(|x| x as i64).ok().filter(|x| *x > 0).unwrap_or(now + crate::core::wait::REFRESH_MS);
                 Ok(Attempt::Blocked { error, retry_at, ticket: reply[4].parse().unwrap_or(0) })
             }
-            Some("corrupt") if reply.len() == 2 => Err(Error::Corrupt(format!(
-                "the record at {:?} is not a lock record; it was left in place",
-                reply[1]
-            ))),
+            Some("corrupt") if reply.len() == 2 => Err(not_a_lock(&reply[1])),
             _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
         }
     }
@@ -596,13 +593,18 @@ fn connect_error(target: &str, e: &RedisError) -> Error {
     }
 }
 
+/// What a script's {'corrupt'} answer means: the value there is not a lock record.
+fn not_a_lock(path: &str) -> Error {
+    Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))
+}
+
 /// A script's answer that is a lock record (JSON), nothing (false), or {'corrupt'}.
 fn record_reply(r: RValue, what: &str, path: &str) -> Result<Option<LockRecord>> {
     match r {
         RValue::BulkString(b) => serde_json::from_slice(&b)
             .map(Some)
             .map_err(|e| Error::backend(format!("{what} returned a bad record: {e}"))),
-        RValue::Array(_) => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+        RValue::Array(_) => Err(not_a_lock(path)),
         _ => Ok(None),
     }
 }
@@ -785,7 +787,7 @@ impl Store for RedisStore {
             )
             .await?;
         match r {
-            -1 => Err(Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))),
+            -1 => Err(not_a_lock(path)),
             r => Ok(r == 1),
         }
     }

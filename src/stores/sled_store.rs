@@ -70,6 +70,13 @@ impl Folder {
         self.read(pending, key.as_bytes())?.map(|b| Entry::decode_stored(key, &b)).transpose()
     }
 
+    /// The lock record at `key` if it is live by both the envelope's and the record's expiry.
+    fn live_record(&self, pending: &Pending, path: &str, key: &str, now: i64) -> Result<Option<LockRecord>> {
+        let Some(entry) = self.read_entry(pending, key)?.filter(|e| e.is_live(now)) else { return Ok(None) };
+        let rec = parse_record(path, &entry)?;
+        Ok((rec.expires_at == 0 || rec.expires_at > now).then_some(rec))
+    }
+
     /// Moves the pending changes into sled as one batch (the caller holds the lock).
     fn apply(&self, pending: &mut Pending) -> Result<bool> {
         if pending.is_empty() {
@@ -397,11 +404,7 @@ impl Store for SledStore {
         let now = now_ms();
         let rec = {
             let mut p = f.lock();
-            let Some(entry) = f.read_entry(&p, &key)?.filter(|e| e.is_live(now)) else { return Ok(None) };
-            let rec = parse_record(path, &entry)?;
-            if rec.expires_at != 0 && rec.expires_at <= now {
-                return Ok(None);
-            }
+            let Some(rec) = f.live_record(&p, path, &key, now)? else { return Ok(None) };
             p.insert(key.clone().into_bytes(), None);
             rec
         };
@@ -449,11 +452,7 @@ impl Store for SledStore {
         let key = storage_key(ns, path);
         let now = now_ms();
         let mut p = f.lock();
-        let Some(entry) = f.read_entry(&p, &key)?.filter(|e| e.is_live(now)) else { return Ok(None) };
-        let mut rec = parse_record(path, &entry)?;
-        if rec.session_id != session_id || (rec.expires_at != 0 && rec.expires_at <= now) {
-            return Ok(None);
-        }
+        let Some(mut rec) = f.live_record(&p, path, &key, now)?.filter(|r| r.session_id == session_id) else { return Ok(None) };
         rec.expires_at = now + ttl_ms as i64;
         p.insert(key.into_bytes(), record_bytes(&rec));
         Ok(Some(rec))
