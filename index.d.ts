@@ -22,68 +22,44 @@ export declare class Bridge {
 
 export declare class NativeCache {
   get namespace(): string
-  get isSync(): boolean
   /** "sled" or "redis": the store serving calls now (changes only for the hybrid). */
   currentBackend(): string
   /** A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`). */
   withNamespace(ns: string): NativeCache
   /**
    * `listener(eventJson)` is called when a lock this process holds through this store is lost:
-   * it expired, was forced free, or (hybrid) another holder won at recovery. From now on
+   * it expired, was forced free, or another holder won when a store recovered. From now on
    * every lock acquired through the store is watched.
    */
   onLost(listener: (arg: string) => void): void
   /** Stops watching locks (the last JS listener went away): nothing is reported until `onLost` again. */
   stopLostWatch(): void
-  getSync(key: string): string | null
-  setSync(key: string, valueJson: string, ttlMs?: number | undefined | null): void
-  delSync(key: string): boolean
-  batchSync(ops: Array<NativeBatchOp>): void
-  scanSync(cursor: string | undefined | null, count: number): NativePage
-  sweepExpiredSync(): number
-  clearSync(): number
-  get(key: string): Promise<string | null>
-  set(key: string, valueJson: string, ttlMs?: number | undefined | null): Promise<void>
-  del(key: string): Promise<boolean>
-  batch(ops: Array<NativeBatchOp>): Promise<void>
-  scan(cursor: string | undefined | null, count: number): Promise<NativePage>
-  sweepExpired(): Promise<number>
-  clear(): Promise<number>
-  /** Acquires every path or none; returns the normalized paths. */
-  acquireSync(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Array<string>
-  releaseSync(path: string, sessionId: string): boolean
-  releaseAllSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): number
-  renewSync(path: string, sessionId: string, ttlMs?: number | undefined | null): string
-  /** Deletes the lock on `path` whoever holds it; the removed record as JSON, or null. */
-  forceReleaseSync(path: string): string | null
-  listLocksSync(sessionId?: string | undefined | null, agentId?: string | undefined | null): string
-  healthSync(): string
-  /** Prometheus text: the process's counters, and this namespace's live lock count. */
-  metricsSync(): string
-  closeSync(): void
+  /** The value's JSON, or "" when missing or expired. */
+  get(bridge: Bridge, id: number, key: string): string | null
+  set(bridge: Bridge, id: number, key: string, valueJson: string, ttlMs?: number | undefined | null): string | null
+  /** "1" when the key existed. */
+  del(bridge: Bridge, id: number, key: string): string | null
+  batch(bridge: Bridge, id: number, ops: Array<NativeBatchOp>): string | null
+  /** One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null}. */
+  scan(bridge: Bridge, id: number, cursor: string | undefined | null, count: number): string | null
+  sweepExpired(bridge: Bridge, id: number): string | null
+  clear(bridge: Bridge, id: number): string | null
   /**
-   * Starts an acquire; its result (the normalized paths joined by NUL) arrives through `bridge`
-   * under `id`. Bad arguments throw here, before anything is sent.
+   * Acquires every path or none, waiting up to `waitMs` when given (`bridge.cancel(id)` aborts
+   * the wait); answers the normalized paths joined by NUL. Bad arguments throw here.
    */
-  acquireSubmit(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): void
-  /**
-   * Starts an acquire that waits up to `waitMs` for holders and earlier waiters (any store);
-   * `bridge.cancel(id)` aborts it with EABORTED. The result arrives through `bridge` as for
-   * `acquireSubmit`.
-   */
-  acquireWaitSubmit(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs: number | undefined | null, baseDir: string | undefined | null, waitMs: number): void
-  /** Starts a release; its result ("1" released, "0" not held) arrives through `bridge`. */
-  releaseSubmit(bridge: Bridge, id: number, path: string, sessionId: string): void
-  /** Acquires every path or none; resolves to the normalized paths. */
-  acquire(paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null): Promise<Array<string>>
-  release(path: string, sessionId: string): Promise<boolean>
-  releaseAll(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<number>
-  renew(path: string, sessionId: string, ttlMs?: number | undefined | null): Promise<string>
-  forceRelease(path: string): Promise<string | null>
-  listLocks(sessionId?: string | undefined | null, agentId?: string | undefined | null): Promise<string>
-  health(): Promise<string>
-  metrics(): Promise<string>
-  close(): Promise<void>
+  acquire(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null, waitMs?: number | undefined | null): string | null
+  /** "1" released, "0" not held by that session. */
+  release(bridge: Bridge, id: number, path: string, sessionId: string): string | null
+  releaseAll(bridge: Bridge, id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
+  /** The renewed record as JSON; ELOST when the lock is no longer held. */
+  renew(bridge: Bridge, id: number, path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
+  /** Deletes the lock on `path` whoever holds it; the removed record as JSON, or "". */
+  forceRelease(bridge: Bridge, id: number, path: string): string | null
+  listLocks(bridge: Bridge, id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
+  health(bridge: Bridge, id: number): string | null
+  metrics(bridge: Bridge, id: number): string | null
+  close(bridge: Bridge, id: number): string | null
 }
 
 export interface Completions {
@@ -128,14 +104,6 @@ export interface NativeHybridOptions {
   debug?: boolean
 }
 
-export interface NativePage {
-  keys: Array<string>
-  valuesJson: Array<string>
-  /** Expiry (epoch ms) of each entry, or null for none. */
-  expiresAt: Array<number | undefined | null>
-  cursor?: string
-}
-
 export interface NativeRedisOptions {
   url?: string
   host?: string
@@ -164,10 +132,12 @@ export interface NativeRedisOptions {
 /** The canonical form of a path, as locks key it (see `core::path`). */
 export declare function normalizePath(filePath: string, baseDir?: string | undefined | null): string
 
-/**
- * Redis primary with a sled fallback. If Redis cannot be reached at start, a fail-open hybrid
- * starts on sled (and keeps probing Redis); a fail-closed one refuses to open.
- */
+/** Redis primary with a sled fallback (see `HybridStore::open` for starting while Redis is down). */
 export declare function openHybrid(redis: NativeRedisOptions, hybrid: NativeHybridOptions, namespace?: string | undefined | null, defaultTtlMs?: number | undefined | null): Promise<NativeCache>
 
-export declare function openSled(path: string, namespace?: string | undefined | null, defaultTtlMs?: number | undefined | null): NativeCache
+/**
+ * The sled folder, shared by every process of the user: this process serves it, or is a client
+ * of the one that does. Opening may wait for a process that is starting to serve it, so it runs
+ * off the JS thread.
+ */
+export declare function openSled(path: string, namespace?: string | undefined | null, defaultTtlMs?: number | undefined | null): Promise<NativeCache>

@@ -1,6 +1,8 @@
 'use strict'
-// JS side of the completion bridge (src/binding/bridge.rs): Redis lock calls are submitted with an
-// id; results come back in batches, and one wake-up of the JS thread settles all of them.
+// JS side of the bridge (src/binding/bridge.rs). Every native store call takes (bridge, id, ...):
+// it answers at once when it finished inside the call (sled, and usually the shared store's
+// client), or null, and then its answer comes back later under `id`; one wake-up of the JS thread
+// settles every answer that arrived meanwhile.
 const native = require('../index.js')
 const { fromNative } = require('./errors.js')
 
@@ -20,18 +22,23 @@ function wake() {
   if (pending.size === 0) bridge.hold(false)
 }
 
-/** Runs `start(bridge, id)` and resolves with the value the native side completes `id` with. */
-function submit(start) {
+/**
+ * Runs `start(bridge, id)` and resolves with its answer (a string), now or when it arrives.
+ * `onId` learns the id first (to abort a wait with `cancel`).
+ */
+function run(start, onId) {
   bridge ??= new native.Bridge(wake)
   const id = nextId
   nextId = nextId === 0xffffffff ? 1 : nextId + 1
+  onId?.(id)
+  let now
+  try {
+    now = start(bridge, id)
+  } catch (e) {
+    return Promise.reject(fromNative(e))
+  }
+  if (now !== null && now !== undefined) return Promise.resolve(now)
   return new Promise((resolve, reject) => {
-    try {
-      start(bridge, id)
-    } catch (e) {
-      reject(fromNative(e))
-      return
-    }
     pending.set(id, { resolve, reject })
     if (pending.size === 1) bridge.hold(true)
   })
@@ -42,4 +49,4 @@ function cancel(id) {
   if (bridge && id !== undefined && pending.has(id)) bridge.cancel(id)
 }
 
-module.exports = { submit, cancel }
+module.exports = { run, cancel }

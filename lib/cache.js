@@ -1,22 +1,18 @@
 'use strict'
-// The level-cache `Cache<T>` contract over a native store. Sled calls run inside the call (the
-// promise is already settled); Redis and hybrid calls are native async.
+// The level-cache `Cache<T>` contract over a native store. Every call goes through the bridge:
+// sled calls (and most calls of a shared store's client) finish inside the call, so the promise
+// is already settled; Redis calls settle when their answer arrives.
 const native = require('../index.js')
 const { FileLockError, fromNative, invalid } = require('./errors.js')
-const { submit, cancel } = require('./bridge.js')
+const { run, cancel } = require('./bridge.js')
 const check = require('./check.js')
 
 const PAGE = 256
-// Each native operation's synchronous twin (for sled), looked up once rather than per call.
-const SYNC = Object.fromEntries(
-  ['get', 'set', 'del', 'batch', 'scan', 'sweepExpired', 'clear', 'acquire', 'release', 'releaseAll', 'renew', 'forceRelease', 'listLocks', 'health', 'metrics', 'close'].map((n) => [n, `${n}Sync`]),
-)
 
 class Cache {
   /** @param {import('../index').NativeCache} handle */
   constructor(handle, lost) {
     this._n = handle
-    this._sync = handle.isSync
     // onLost listeners, shared by every namespace view of the store (as the native watch is)
     this._lost = lost ?? { listeners: [], registered: false }
   }
@@ -75,10 +71,7 @@ class Cache {
     if (signal?.aborted) return Promise.reject(aborted())
     let id
     const onAbort = () => cancel(id)
-    const p = submit((b, i) => {
-      id = i
-      this._n.acquireWaitSubmit(b, i, paths, agentId, sessionId, ttlMs, baseDir, waitMs)
-    })
+    const p = this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir, waitMs], (i) => (id = i))
     signal?.addEventListener('abort', onAbort, { once: true })
     return p.then(
       async (v) => {
@@ -104,33 +97,26 @@ class Cache {
     )
   }
 
-  /** Acquire, resolving to the normalized paths: in the call on sled, through the bridge otherwise. */
+  /** Acquire, resolving to the normalized paths. */
   _acquire(paths, agentId, sessionId, ttlMs, baseDir) {
-    if (this._sync) return this._call('acquire', paths, agentId, sessionId, ttlMs, baseDir)
-    return submit((b, id) => this._n.acquireSubmit(b, id, paths, agentId, sessionId, ttlMs, baseDir)).then((v) => v.split('\0'))
+    return this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir]).then(splitPaths)
   }
 
   _release(path, sessionId) {
-    if (this._sync) return this._call('release', path, sessionId)
-    return submit((b, id) => this._n.releaseSubmit(b, id, path, sessionId)).then((v) => v === '1')
+    return this._call('release', [path, sessionId]).then(isOne)
   }
 
-  /** Calls native method `name` (its `Sync` twin on sled) and maps errors to FileLockError. */
-  async _call(name, ...args) {
-    try {
-      return this._sync ? this._n[SYNC[name]](...args) : await this._n[name](...args)
-    } catch (e) {
-      throw fromNative(e)
-    }
+  /** Calls native method `name(bridge, id, ...args)`; resolves to its answer (a string). */
+  _call(name, args, onId) {
+    return run((b, id) => this._n[name](b, id, ...args), onId)
   }
-
   get namespace() {
     return this._n.namespace
   }
 
   async get(key) {
-    const text = await this._call('get', check.str(key, 'key'))
-    return text == null ? undefined : JSON.parse(text)
+    const text = await this._call('get', [check.str(key, 'key')])
+    return text === '' ? undefined : JSON.parse(text)
   }
 
   async has(key) {
@@ -141,11 +127,11 @@ class Cache {
     check.str(key, 'key')
     const text = check.json(value, `the value for ${JSON.stringify(key)}`)
     const ttlMs = check.optMs(check.obj(opts, 'options').ttlMs, 'ttlMs')
-    await this._call('set', key, text, ttlMs)
+    await this._call('set', [key, text, ttlMs])
   }
 
   async del(key) {
-    return this._call('del', check.str(key, 'key'))
+    return isOne(await this._call('del', [check.str(key, 'key')]))
   }
 
   async batch(ops) {
@@ -157,7 +143,7 @@ class Cache {
       if (op.type !== 'put') throw invalid(`batch op ${i} type must be 'put' or 'del', got ${JSON.stringify(op.type)}`)
       return { kind: 'put', key, valueJson: check.json(op.value, `batch op ${i} value`), ttlMs: check.optMs(op.ttlMs, `batch op ${i} ttlMs`) }
     })
-    await this._call('batch', mapped)
+    await this._call('batch', [mapped])
   }
 
   /** Live entries as [key, value], in pages; `limit` caps how many are yielded. */
@@ -172,11 +158,11 @@ class Cache {
     let cursor = null
     let n = 0
     do {
-      const page = await this._call('scan', cursor, PAGE)
-      for (let i = 0; i < page.keys.length; i++) {
+      const page = JSON.parse(await this._call('scan', [cursor, PAGE]))
+      for (const [key, value, expiresAt] of page.items) {
         if (limit !== undefined && n >= limit) return
         n++
-        yield [page.keys[i], JSON.parse(page.valuesJson[i]), page.expiresAt[i] ?? undefined]
+        yield [key, value, expiresAt ?? undefined]
       }
       cursor = page.cursor
     } while (cursor != null)
@@ -184,12 +170,12 @@ class Cache {
 
   /** Deletes expired entries of this namespace; returns how many. */
   async sweepExpired() {
-    return this._call('sweepExpired')
+    return Number(await this._call('sweepExpired', []))
   }
 
   /** Deletes every entry of this namespace; returns how many. */
   async clear() {
-    return this._call('clear')
+    return Number(await this._call('clear', []))
   }
 
   withNamespace(ns) {
@@ -205,27 +191,31 @@ class Cache {
 
   /** Backend-specific health: Redis latency, memory and key count; sled folder size and records. */
   async healthCheck() {
-    return JSON.parse(await this._call('health'))
+    return JSON.parse(await this._call('health', []))
   }
 
   /** Prometheus text: this process's lock and Redis counters, and this namespace's live lock count. */
   async metrics() {
-    return this._call('metrics')
+    return this._call('metrics', [])
   }
 
   /** Flushes and lets go of the store (for every namespace view of it). Later calls: ECLOSED. */
   async close() {
-    await this._call('close')
+    await this._call('close', [])
   }
 }
 
 class SledCache extends Cache {
-  /** @param {{path: string, namespace?: string, defaultTtlMs?: number}} opts */
+  /**
+   * Opens the sled folder, shared by every process of the user on the machine: this process
+   * serves it if no other does, else it becomes a client of the one that does.
+   * @param {{path: string, namespace?: string, defaultTtlMs?: number}} opts
+   */
   static async open(opts) {
     const o = check.obj(opts, 'SledCache.open options')
     const path = check.str(o.path, 'path')
     try {
-      return new SledCache(native.openSled(path, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
+      return new SledCache(await native.openSled(path, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
       throw fromNative(e)
     }
@@ -337,5 +327,8 @@ async function openCache(overrides) {
       throw invalid(`backend must be 'sled', 'redis' or 'hybrid', got ${JSON.stringify(backend)}`)
   }
 }
+
+const splitPaths = (v) => v.split('\0')
+const isOne = (v) => v === '1'
 
 module.exports = { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv }

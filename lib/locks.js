@@ -63,7 +63,7 @@ async function releaseAllLocks(filter, cache) {
   const sessionId = check.optStr(f.sessionId, 'sessionId')
   const agentId = check.optStr(f.agentId, 'agentId')
   if (!sessionId && !agentId) throw invalid('releaseAllLocks needs {sessionId} and/or {agentId}; to drop every entry use cache.clear()')
-  return cacheOf(cache)._call('releaseAll', sessionId, agentId)
+  return Number(await cacheOf(cache)._call('releaseAll', [sessionId, agentId]))
 }
 
 /**
@@ -73,7 +73,7 @@ async function releaseAllLocks(filter, cache) {
 async function renewLock(normalizedPath, sessionId, cache, opts) {
   const c = cacheOf(cache)
   const ttlMs = check.optMs(check.obj(opts, 'options').ttlMs, 'ttlMs')
-  const text = await c._call('renew', check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'), ttlMs)
+  const text = await c._call('renew', [check.str(normalizedPath, 'normalizedPath'), check.str(sessionId, 'sessionId'), ttlMs])
   return JSON.parse(text)[0]
 }
 
@@ -84,8 +84,8 @@ async function renewLock(normalizedPath, sessionId, cache, opts) {
 async function forceRelease(filePath, cache, opts) {
   const c = cacheOf(cache)
   const path = normalizePath(filePath, check.obj(opts, 'options').baseDir)
-  const text = await c._call('forceRelease', path)
-  return text == null ? undefined : JSON.parse(text)[0]
+  const text = await c._call('forceRelease', [path])
+  return text === '' ? undefined : JSON.parse(text)[0]
 }
 
 /** The live lock record for a path, or undefined. */
@@ -100,7 +100,7 @@ async function getLock(filePath, cache, opts) {
 async function listLocks(cache, filter) {
   const c = cacheOf(cache)
   const f = check.obj(filter, 'filter')
-  return JSON.parse(await c._call('listLocks', check.optStr(f.sessionId, 'sessionId'), check.optStr(f.agentId, 'agentId')))
+  return JSON.parse(await c._call('listLocks', [check.optStr(f.sessionId, 'sessionId'), check.optStr(f.agentId, 'agentId')]))
 }
 
 module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks }

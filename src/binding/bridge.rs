@@ -1,11 +1,16 @@
-//! The completion bridge for Redis calls: one long-lived thread-safe function per JS environment
-//! instead of one per call. Finished operations queue their results here; the first to finish
-//! after a drain wakes the JS thread once, and JS settles every queued promise in that wake-up
-//! (`drain`). A per-call `#[napi] async fn` would create and tear down a thread-safe function and
-//! wake the JS thread for each call.
+//! How every store call reaches JS. `run` polls the call's future once, inside the JS call: a call
+//! that finishes without waiting (sled, and usually a client of the shared store) answers at once,
+//! with no thread hop. One that must wait (Redis) is spawned on tokio and its answer comes back
+//! through one long-lived thread-safe function per JS environment instead of one per call:
+//! finished operations queue their results here, the first to finish after a drain wakes the JS
+//! thread once, and JS settles every queued promise in that wake-up (`drain`). A per-call
+//! `#[napi] async fn` would create and tear down a thread-safe function and wake the JS thread for
+//! each call.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use tokio::sync::Notify;
 
@@ -33,6 +38,28 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Polls `fut` once: its answer now (Some), or None and the answer later through the bridge
+    /// under `id`. An error now is thrown.
+    pub(crate) fn run<F>(self: &Arc<Self>, id: u32, fut: F) -> napi::Result<Option<String>>
+    where
+        F: Future<Output = crate::core::Result<String>> + Send + 'static,
+    {
+        let mut fut = Box::pin(fut);
+        // the runtime's context: a call that waits creates its timers and connections here
+        let first = napi::bindgen_prelude::within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
+        match first {
+            Poll::Ready(r) => r.map(Some).map_err(super::error::to_napi),
+            Poll::Pending => {
+                let done = self.clone();
+                napi::bindgen_prelude::spawn(async move {
+                    let r = fut.await;
+                    done.complete(id, r.map_err(|e| super::error::encode(&e)));
+                });
+                Ok(None)
+            }
+        }
+    }
+
     /// Registers call `id` as abortable; the returned notify fires on `cancel(id)`.
     pub(crate) fn cancellable(&self, id: u32) -> Arc<Notify> {
         let n = Arc::new(Notify::new());

@@ -42,7 +42,8 @@ fn one() -> u32 {
 }
 
 /// Who asks for a lock, and for how long.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LockRequest {
     pub session_id: String,
     pub agent_id: String,
@@ -84,7 +85,8 @@ pub fn check_ttl(ttl_ms: u64) -> Result<u64> {
 }
 
 /// Which locks a bulk release or a listing applies to. Empty matches everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LockFilter {
     pub session_id: Option<String>,
     pub agent_id: Option<String>,

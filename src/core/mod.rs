@@ -3,6 +3,7 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod handle;
 pub mod lock;
 pub mod lost;
 pub mod metrics;

@@ -9,10 +9,12 @@ use serde_json::Value;
 use super::envelope::Entry;
 use super::error::Result;
 use super::lock::{LockFilter, LockRecord, LockRequest};
+use super::lost::LostListener;
 use super::wait::{Attempt, Waiter};
 use super::wake::Listening;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
 pub enum BatchOp {
     Put { key: String, value_json: String, expires_at: Option<i64> },
     Del { key: String },
@@ -59,6 +61,10 @@ pub trait Store: Send + Sync + 'static {
     fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> impl Future<Output = Result<()>> + Send;
     /// Notifies `wake` whenever a lock on one of `paths` is released, until the guards are dropped.
     fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening>;
+
+    /// Where the store reports locks of this process that it finds lost on its own (the hybrid's
+    /// recovery, the shared store's re-assertion after a takeover). Most stores find none.
+    fn set_lost_listener(&self, _listener: LostListener) {}
 
     fn health(&self) -> impl Future<Output = Result<Value>> + Send;
     /// Makes what was written durable and lets go of the store; later calls fail with ECLOSED.
