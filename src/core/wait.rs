@@ -116,7 +116,9 @@ impl Queues {
         let ticket = if w.ticket > 0 {
             w.ticket
         } else {
-            self.next_ticket += 1;
+            // Tickets follow the clock (microseconds), so a server that takes a folder over after
+            // a crash hands out tickets behind those of the waiters it inherits (see stores::shared).
+            self.next_ticket = (self.next_ticket + 1).max(now.max(0) as u64 * 1000);
             self.next_ticket
         };
         // later waiters line up behind this one, wherever its ticket came from

@@ -1,12 +1,14 @@
-//! The embedded default: a sled folder, one process at a time.
+//! The embedded default: a sled folder, one process at a time (`stores::shared` lets the other
+//! processes of the user reach it through the process that has it open).
 //!
 //! Lock operations must cost microseconds, and sled's own writes (and, worse, its transactions)
 //! cost several each. Since sled gives one process exclusive use of a folder, this process's view
 //! is the whole truth: writes go into an in-memory table of pending changes (`Pending`), read
 //! through it, and a background thread moves them into sled as one atomic batch and fsyncs every
-//! `FLUSH_EVERY` (sled's own flushing, by default every 500 ms, gave no stronger promise). Every
-//! operation holds the folder's mutex from read to write, so each one is atomic across threads.
-//! Nothing here suspends: callers may poll the async methods once (see `now_or_never`).
+//! `FLUSH_EVERY`. Each change is also appended to a journal before its call returns (see
+//! `journal.rs`), so a process killed before the flush loses nothing. Every operation holds the
+//! folder's mutex from read to write, so each one is atomic across threads. Nothing here
+//! suspends: callers may poll the async methods once (see `now_or_never`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::journal::{Change, Journal};
 use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
 use crate::core::lock::{decide, locked_error, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
@@ -31,13 +34,48 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// shared by every cache that opens it, counted so the last `close()` lets the folder go.
 static OPEN_FOLDERS: LazyLock<Mutex<HashMap<PathBuf, (Arc<Folder>, usize)>>> = LazyLock::new(Default::default);
 
-/// Writes not yet in sled: key -> Some(value) to insert, None to remove.
-type Pending = HashMap<Vec<u8>, Option<Vec<u8>>>;
+/// Writes not yet in sled (key -> Some(value) to insert, None to remove), and their journal.
+struct Pending {
+    map: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    journal: Journal,
+}
+
+impl Pending {
+    /// Journals `changes`, then makes them visible. A failed journal write changes nothing.
+    fn write(&mut self, folder: &Path, changes: Vec<Change>) -> Result<()> {
+        self.journal
+            .append(changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+            .map_err(|e| Error::backend(format!("sled folder {}: cannot write its journal: {e}", folder.display())))?;
+        self.map.extend(changes);
+        Ok(())
+    }
+
+    /// Forgets an expired entry without journaling it: if the deletion is lost, it is still expired.
+    fn forget(&mut self, key: Vec<u8>) {
+        self.map.insert(key, None);
+    }
+}
+
+/// What a client's re-assertion of a lock it holds found (see `stores::shared`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum Reasserted {
+    /// The store has it as the client does.
+    Kept,
+    /// The store had lost it (or never saw the grant); it is written back, same record and token.
+    Restored,
+    /// Another session holds the path now.
+    Conflict { holder: Value },
+    /// It expired meanwhile; nothing is written back.
+    Expired,
+}
 
 struct Folder {
     path: PathBuf,
     db: sled::Db,
     pending: Mutex<Pending>,
+    /// One flush at a time: a journal file is deleted only after the flush that covers it.
+    flushing: Mutex<()>,
     /// Waiters per storage key. Locked after `pending`, never before it.
     queues: Mutex<Queues>,
     /// Releases wake waiters and lost-lock watches of every cache on this folder.
@@ -60,7 +98,7 @@ impl Folder {
 
     /// The current value of `key`: a pending change if there is one, else what sled holds.
     fn read(&self, pending: &Pending, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match pending.get(key) {
+        match pending.map.get(key) {
             Some(v) => Ok(v.clone()),
             None => Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec())),
         }
@@ -77,26 +115,41 @@ impl Folder {
         Ok((rec.expires_at == 0 || rec.expires_at > now).then_some(rec))
     }
 
-    /// Moves the pending changes into sled as one batch (the caller holds the lock).
+    fn write(&self, pending: &mut Pending, changes: Vec<Change>) -> Result<()> {
+        pending.write(&self.path, changes)
+    }
+
+    /// Moves the pending changes into sled as one batch (the caller holds the lock); they stay
+    /// pending if sled refuses them.
     fn apply(&self, pending: &mut Pending) -> Result<bool> {
-        if pending.is_empty() {
+        if pending.map.is_empty() {
             return Ok(false);
         }
         let mut batch = sled::Batch::default();
-        for (k, v) in pending.drain() {
+        for (k, v) in &pending.map {
             match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
             }
         }
         self.db.apply_batch(batch).map_err(|e| self.err(e))?;
+        pending.map.clear();
         Ok(true)
     }
 
+    /// Everything written so far into sled and onto disk; then its journal files go.
     fn sync_to_disk(&self) -> Result<()> {
-        let applied = self.apply(&mut self.lock())?;
-        if applied {
+        let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let wrote = {
+            let mut p = self.lock();
+            let rotated = p.journal.rotate().map_err(|e| Error::backend(format!("sled folder {}: cannot start a new journal: {e}", self.path.display())))?;
+            self.apply(&mut p)? || rotated
+        };
+        if wrote {
             self.db.flush().map_err(|e| self.err(e))?;
+        }
+        for old in self.lock().journal.take_older() {
+            let _ = std::fs::remove_file(old);
         }
         Ok(())
     }
@@ -126,6 +179,12 @@ pub struct SledStore {
 
 impl SledStore {
     pub fn open(folder: &str) -> Result<SledStore> {
+        Self::open_with_bus(folder, None)
+    }
+
+    /// Opens the folder; releases are announced on `bus` (a new one when None, or the one the
+    /// folder already has when this process has it open).
+    pub fn open_with_bus(folder: &str, bus: Option<Arc<WakeBus>>) -> Result<SledStore> {
         if folder.is_empty() || folder.contains('\0') {
             return Err(Error::invalid("path (the sled folder) must be a non-empty string without NUL bytes"));
         }
@@ -140,25 +199,24 @@ impl SledStore {
                 f.clone()
             }
             None => {
-                let db = sled::Config::new()
-                    .path(&path)
-                    .flush_every_ms(None)
-                    .open()
-                    .map_err(|e| open_error(&path, e))?;
-                let f = Arc::new(Folder {
-                    path: path.clone(),
-                    db,
-                    pending: Mutex::new(Pending::new()),
-                    queues: Mutex::new(Queues::default()),
-                    bus: WakeBus::new(),
-                    stopped: AtomicBool::new(false),
-                });
+                let f = Arc::new(open_folder(&path, bus.unwrap_or_default())?);
                 spawn_flusher(Arc::downgrade(&f));
                 open.insert(path.clone(), (f.clone(), 1));
                 f
             }
         };
         Ok(SledStore { path, folder: RwLock::new(Some(shared)) })
+    }
+
+    /// The folder, canonical.
+    pub fn folder(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where this folder announces released keys (the shared store's server listens here for
+    /// its clients).
+    pub fn bus(&self) -> Option<Arc<WakeBus>> {
+        self.shared().ok().map(|f| f.bus.clone())
     }
 
     fn shared(&self) -> Result<Arc<Folder>> {
@@ -204,16 +262,28 @@ impl SledStore {
 }
 
 /// One acquire try under the folder's locks: grants every path or none, fair to queued waiters;
-/// with a waiter, a refusal queues it.
-fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
+/// with a waiter, a refusal queues it. `resume` (the holds this session had of each path before)
+/// marks a retry of a request whose answer was lost with its server: a path it already raised to
+/// `prior + 1` holds is not raised again.
+fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, resume: Option<&[u32]>) -> Result<Attempt> {
     let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
     let now = now_ms();
     let mut p = f.lock();
     let mut q = f.queues();
     let mut granted = Vec::with_capacity(paths.len());
+    let mut changed = Vec::with_capacity(paths.len());
     let mut blocked = None;
-    for (path, key) in paths.iter().zip(&keys) {
-        match decide(path, f.read_entry(&p, key)?.as_ref(), req, now)? {
+    for (i, (path, key)) in paths.iter().zip(&keys).enumerate() {
+        let entry = f.read_entry(&p, key)?;
+        if let Some(prior) = resume.and_then(|r| r.get(i)) {
+            let done = entry.as_ref().filter(|e| e.is_live(now)).and_then(|e| parse_record(path, e).ok());
+            if let Some(rec) = done.filter(|r| r.session_id == req.session_id && r.hold_count == prior + 1 && (r.expires_at == 0 || r.expires_at > now)) {
+                granted.push(rec);
+                changed.push(false);
+                continue;
+            }
+        }
+        match decide(path, entry.as_ref(), req, now)? {
             Decision::Grant(rec) => {
                 if !q.is_empty() {
                     if let Some((holder, lease_until)) = q.ahead(key, path, &req.session_id, waiter, now) {
@@ -222,8 +292,12 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
                     }
                 }
                 granted.push(rec);
+                changed.push(true);
             }
-            Decision::Reenter(rec) => granted.push(rec),
+            Decision::Reenter(rec) => {
+                granted.push(rec);
+                changed.push(true);
+            }
             Decision::Refuse(holder) => {
                 let x = holder.get("expiresAt").and_then(Value::as_f64).map(|x| x as i64).filter(|x| *x > 0);
                 blocked = Some((locked_error(path, holder, now), x.unwrap_or(now + REFRESH_MS)));
@@ -240,22 +314,52 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
         // generate_id is monotonic across restarts: a fencing token
         rec.token = f.db.generate_id().map_err(|e| f.err(e))? + 1;
     }
+    let writes = granted.iter().zip(keys.iter()).zip(&changed).filter(|(_, c)| **c).map(|((rec, key), _)| (key.clone().into_bytes(), record_bytes(rec))).collect();
+    f.write(&mut p, writes)?;
     if let Some(w) = waiter.filter(|w| w.ticket > 0) {
         q.leave(&keys, w);
     }
-    for (rec, key) in granted.iter().zip(keys) {
-        p.insert(key.into_bytes(), record_bytes(rec));
-    }
     Ok(Attempt::Granted(granted))
+}
+
+/// Opens sled and brings in whatever an earlier process journaled but had not flushed.
+fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
+    let db = sled::Config::new().path(path).flush_every_ms(None).open().map_err(|e| open_error(path, e))?;
+    let journal_err = |e: std::io::Error| Error::backend(format!("sled folder {}: cannot read its journal: {e}", path.display()));
+    let (mut journal, replay) = Journal::open(path).map_err(journal_err)?;
+    if !replay.is_empty() {
+        let mut batch = sled::Batch::default();
+        for (k, v) in replay {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        let sled_err = |e: sled::Error| Error::backend(format!("sled folder {}: {e}", path.display()));
+        db.apply_batch(batch).map_err(sled_err)?;
+        db.flush().map_err(sled_err)?;
+    }
+    for old in journal.take_older() {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(Folder {
+        path: path.to_owned(),
+        db,
+        pending: Mutex::new(Pending { map: HashMap::new(), journal }),
+        flushing: Mutex::new(()),
+        queues: Mutex::new(Queues::default()),
+        bus,
+        stopped: AtomicBool::new(false),
+    })
 }
 
 fn open_error(folder: &Path, e: sled::Error) -> Error {
     let text = e.to_string();
     if text.contains("could not acquire lock") {
         Error::backend(format!(
-            "the sled folder {} is in use by another process (sled allows one process per folder). \
-             To share locks between processes set FILE_LOCK_CACHE_BACKEND=redis (or hybrid); \
-             otherwise give this process its own folder with FILE_LOCK_PATH",
+            "the sled folder {} is open in another process that does not share it (an older opencode-file-lock \
+             that opens its folder alone, or a program that opened it with sled directly). Stop that process, or set FILE_LOCK_PATH \
+             to another folder",
             folder.display()
         ))
     } else {
@@ -269,6 +373,70 @@ fn record_json(rec: &LockRecord) -> String {
 
 fn record_bytes(rec: &LockRecord) -> Option<Vec<u8>> {
     Some(encode(&record_json(rec), Some(rec.expires_at)).into_bytes())
+}
+
+impl SledStore {
+    /// A retried acquire (see `attempt`): one try, with or without a waiter.
+    pub fn acquire_resumed(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, prior: &[u32]) -> Result<Attempt> {
+        attempt(&*self.shared()?, ns, paths, req, waiter, Some(prior))
+    }
+
+    /// A retried release whose answer was lost: `prior` is how many holds the session had before
+    /// it. If the store already shows one hold fewer, the release is not applied twice.
+    pub fn release_resumed(&self, ns: &str, path: &str, session_id: &str, prior: u32) -> Result<bool> {
+        let f = self.shared()?;
+        let key = storage_key(ns, path);
+        let current = f.live_record(&f.lock(), path, &key, now_ms())?.filter(|r| r.session_id == session_id).map_or(0, |r| r.hold_count);
+        if current + 1 == prior {
+            return Ok(true);
+        }
+        now_or_never_sled(self.release(ns, path, session_id))
+    }
+
+    /// Puts locks a client holds back in place after a takeover (see `stores::shared`): the same
+    /// record and token where the path is free, nothing where the same grant is still there, and
+    /// a conflict where another session holds it.
+    pub fn reassert(&self, ns: &str, recs: &[LockRecord]) -> Result<Vec<Reasserted>> {
+        let f = self.shared()?;
+        let now = now_ms();
+        let mut p = f.lock();
+        let mut out = Vec::with_capacity(recs.len());
+        let mut writes = Vec::new();
+        for rec in recs {
+            let key = storage_key(ns, &rec.path);
+            let outcome = match f.live_record(&p, &rec.path, &key, now) {
+                Ok(Some(cur)) if cur.session_id == rec.session_id => Reasserted::Kept,
+                Ok(Some(cur)) => Reasserted::Conflict { holder: serde_json::to_value(cur).unwrap_or(Value::Null) },
+                Err(_) => Reasserted::Conflict { holder: Value::Null }, // corrupt: not ours to overwrite
+                Ok(None) if rec.expires_at != 0 && rec.expires_at <= now => Reasserted::Expired,
+                Ok(None) => {
+                    writes.push((key.into_bytes(), record_bytes(rec)));
+                    Reasserted::Restored
+                }
+            };
+            out.push(outcome);
+        }
+        f.write(&mut p, writes)?;
+        Ok(out)
+    }
+
+    /// Puts a waiter back in the queues of `paths` with the ticket it had (after a takeover).
+    pub fn requeue(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter, waits_for: &str) -> Result<()> {
+        let f = self.shared()?;
+        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
+        f.queues().enqueue(&keys, waiter, req, waits_for, now_ms());
+        Ok(())
+    }
+
+    /// Makes everything written so far durable now.
+    pub fn flush(&self) -> Result<()> {
+        self.shared()?.sync_to_disk()
+    }
+}
+
+/// Runs one of this store's calls, which never suspend.
+fn now_or_never_sled<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    crate::core::store::now_or_never(fut).expect("sled operations never suspend")
 }
 
 impl Store for SledStore {
@@ -285,15 +453,15 @@ impl Store for SledStore {
         if entry.is_live(now_ms()) {
             return Ok(Some(entry));
         }
-        p.insert(k.into_bytes(), None); // lazy deletion, as level-cache does
+        p.forget(k.into_bytes()); // lazy deletion, as level-cache does
         Ok(None)
     }
 
     async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
         validate_key(key)?;
         let f = self.shared()?;
-        f.lock().insert(storage_key(ns, key).into_bytes(), Some(encode(value_json, expires_at).into_bytes()));
-        Ok(())
+        let mut p = f.lock();
+        f.write(&mut p, vec![(storage_key(ns, key).into_bytes(), Some(encode(value_json, expires_at).into_bytes()))])
     }
 
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
@@ -302,7 +470,7 @@ impl Store for SledStore {
         let key = storage_key(ns, key);
         let mut p = f.lock();
         let existed = f.read(&p, key.as_bytes())?.is_some();
-        p.insert(key.clone().into_bytes(), None);
+        f.write(&mut p, vec![(key.clone().into_bytes(), None)])?;
         drop(p);
         f.bus.notify(&key);
         Ok(existed)
@@ -323,8 +491,8 @@ impl Store for SledStore {
             }
         }
         let f = self.shared()?;
-        f.lock().extend(changes); // all under one lock: nobody sees half a batch
-        Ok(())
+        let mut p = f.lock();
+        f.write(&mut p, changes) // all under one lock and one journal write: nobody sees half a batch
     }
 
     async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
@@ -350,7 +518,7 @@ impl Store for SledStore {
         for r in f.db.scan_prefix(namespace_prefix(ns).as_bytes()) {
             let (k, v) = r.map_err(|e| f.err(e))?;
             if matches!(Entry::decode(&v), Ok(e) if !e.is_live(now)) {
-                p.insert(k.to_vec(), None);
+                p.forget(k.to_vec());
                 n += 1;
             }
         }
@@ -361,24 +529,25 @@ impl Store for SledStore {
         let f = self.shared()?;
         let mut p = f.lock();
         f.apply(&mut p)?;
-        let mut n = 0;
+        let mut gone = Vec::new();
         for r in f.db.scan_prefix(namespace_prefix(ns).as_bytes()) {
             let (k, _) = r.map_err(|e| f.err(e))?;
-            p.insert(k.to_vec(), None);
-            n += 1;
+            gone.push((k.to_vec(), None));
         }
+        let n = gone.len() as u64;
+        f.write(&mut p, gone)?;
         Ok(n)
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        match attempt(&*self.shared()?, ns, paths, req, None)? {
+        match attempt(&*self.shared()?, ns, paths, req, None, None)? {
             Attempt::Granted(recs) => Ok(recs),
             Attempt::Blocked { error, .. } => Err(error),
         }
     }
 
     async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
-        attempt(&*self.shared()?, ns, paths, req, Some(waiter))
+        attempt(&*self.shared()?, ns, paths, req, Some(waiter), None)
     }
 
     async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
@@ -405,7 +574,7 @@ impl Store for SledStore {
         let rec = {
             let mut p = f.lock();
             let Some(rec) = f.live_record(&p, path, &key, now)? else { return Ok(None) };
-            p.insert(key.clone().into_bytes(), None);
+            f.write(&mut p, vec![(key.clone().into_bytes(), None)])?;
             rec
         };
         f.bus.notify(&key);
@@ -422,7 +591,7 @@ impl Store for SledStore {
             ReleaseStep::WriteBack(rec) => record_bytes(&rec),
         };
         let freed = change.is_none();
-        p.insert(key.clone().into_bytes(), change);
+        f.write(&mut p, vec![(key.clone().into_bytes(), change)])?;
         drop(p);
         if freed {
             f.bus.notify(&key);
@@ -436,10 +605,10 @@ impl Store for SledStore {
         let mut freed = Vec::new();
         for (key, _, entry) in self.live_entries(&f, &mut p, ns, None, usize::MAX)? {
             if matches!(parse_record(&key, &entry), Ok(rec) if filter.matches(&rec)) {
-                p.insert(key.clone().into_bytes(), None);
                 freed.push(key);
             }
         }
+        f.write(&mut p, freed.iter().map(|k| (k.clone().into_bytes(), None)).collect())?;
         drop(p);
         for k in &freed {
             f.bus.notify(k);
@@ -454,7 +623,7 @@ impl Store for SledStore {
         let mut p = f.lock();
         let Some(mut rec) = f.live_record(&p, path, &key, now)?.filter(|r| r.session_id == session_id) else { return Ok(None) };
         rec.expires_at = now + ttl_ms as i64;
-        p.insert(key.into_bytes(), record_bytes(&rec));
+        f.write(&mut p, vec![(key.into_bytes(), record_bytes(&rec))])?;
         Ok(Some(rec))
     }
 
@@ -483,20 +652,30 @@ impl Store for SledStore {
 
     async fn close(&self) -> Result<()> {
         let Some(f) = self.folder.write().unwrap_or_else(|p| p.into_inner()).take() else { return Ok(()) };
-        let mut open = OPEN_FOLDERS.lock().unwrap_or_else(|p| p.into_inner());
-        let last = match open.get_mut(&self.path) {
-            Some((_, users)) => {
-                *users -= 1;
-                *users == 0
+        let last = {
+            let mut open = OPEN_FOLDERS.lock().unwrap_or_else(|p| p.into_inner());
+            let last = match open.get_mut(&self.path) {
+                Some((_, users)) => {
+                    *users -= 1;
+                    *users == 0
+                }
+                None => true,
+            };
+            if last {
+                open.remove(&self.path);
+                f.stopped.store(true, Ordering::Relaxed);
             }
-            None => true,
+            last
         };
-        if last {
-            open.remove(&self.path);
-            f.stopped.store(true, Ordering::Relaxed);
-        }
         // Whatever is pending reaches the disk before close() returns.
-        f.sync_to_disk()
+        f.sync_to_disk()?;
+        if last {
+            let p = f.lock();
+            if p.map.is_empty() {
+                p.journal.remove_current(); // everything is in sled
+            }
+        }
+        Ok(())
     }
 }
 
