@@ -8,8 +8,9 @@ use napi_derive::napi;
 use super::cache::NativeCache;
 use super::error::{invalid, millis, to_napi};
 use crate::core::config::{self, Backend, FailMode, RedisOptions};
-use crate::core::envelope::validate_namespace;
-use crate::stores::{AnyStore, HybridStore, RedisStore, SledStore};
+use crate::core::handle::Handle;
+use crate::core::lost::Spawn;
+use crate::stores::{AnyStore, HybridStore, RedisStore, SharedStore};
 
 #[napi(object)]
 pub struct NativeRedisOptions {
@@ -69,26 +70,39 @@ fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
     })
 }
 
-fn namespace(ns: Option<String>) -> napi::Result<String> {
-    let ns = ns.unwrap_or_default();
-    validate_namespace(&ns).map_err(to_napi)?;
-    Ok(ns)
+/// Lost-lock watches run on the addon's tokio runtime.
+fn spawner() -> Spawn {
+    std::sync::Arc::new(|task| {
+        napi::bindgen_prelude::spawn(task);
+    })
 }
 
-#[napi]
-pub fn open_sled(path: String, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
-    let ns = namespace(namespace_)?;
+fn cache(store: AnyStore, ns: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
     let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
-    let store = SledStore::open(&path).map_err(to_napi)?;
-    Ok(NativeCache::new(AnyStore::Sled(store), ns, ttl))
+    let h = Handle::new(store, &ns.unwrap_or_default(), ttl, spawner()).map_err(to_napi)?;
+    Ok(NativeCache::new(h))
+}
+
+/// The sled folder, shared by every process of the user: this process serves it, or is a client
+/// of the one that does. Opening may wait for a process that is starting to serve it, so it runs
+/// off the JS thread.
+#[napi]
+pub async fn open_sled(path: String, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
+    crate::core::envelope::validate_namespace(namespace_.as_deref().unwrap_or_default()).map_err(to_napi)?;
+    millis(default_ttl_ms, "defaultTtlMs")?;
+    let store = tokio::task::spawn_blocking(move || SharedStore::open(&path))
+        .await
+        .map_err(|e| invalid(format!("opening the sled folder failed: {e}")))?
+        .map_err(to_napi)?;
+    cache(AnyStore::Shared(store), namespace_, default_ttl_ms)
 }
 
 #[napi]
 pub async fn connect_redis(options: NativeRedisOptions, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
-    let ns = namespace(namespace_)?;
-    let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
+    crate::core::envelope::validate_namespace(namespace_.as_deref().unwrap_or_default()).map_err(to_napi)?;
+    millis(default_ttl_ms, "defaultTtlMs")?;
     let store = RedisStore::connect(&redis_options(options)?).await.map_err(to_napi)?;
-    Ok(NativeCache::new(AnyStore::Redis(store), ns, ttl))
+    cache(AnyStore::Redis(store), namespace_, default_ttl_ms)
 }
 
 #[napi(object)]
@@ -101,12 +115,11 @@ pub struct NativeHybridOptions {
     pub debug: Option<bool>,
 }
 
-/// Redis primary with a sled fallback. If Redis cannot be reached at start, a fail-open hybrid
-/// starts on sled (and keeps probing Redis); a fail-closed one refuses to open.
+/// Redis primary with a sled fallback (see `HybridStore::open` for starting while Redis is down).
 #[napi]
 pub async fn open_hybrid(redis: NativeRedisOptions, hybrid: NativeHybridOptions, namespace_: Option<String>, default_ttl_ms: Option<f64>) -> napi::Result<NativeCache> {
-    let ns = namespace(namespace_)?;
-    let ttl = millis(default_ttl_ms, "defaultTtlMs")?;
+    crate::core::envelope::validate_namespace(namespace_.as_deref().unwrap_or_default()).map_err(to_napi)?;
+    millis(default_ttl_ms, "defaultTtlMs")?;
     let fail_mode = match hybrid.fail_mode.as_deref() {
         None | Some("open") => FailMode::Open,
         Some("closed") => FailMode::Closed,
@@ -114,17 +127,8 @@ pub async fn open_hybrid(redis: NativeRedisOptions, hybrid: NativeHybridOptions,
     };
     let recheck = Duration::from_millis(millis(hybrid.recheck_ms, "recheckMs")?.unwrap_or(1000));
     let opts = redis_options(redis)?;
-    let sled = SledStore::open(&hybrid.sled_path).map_err(to_napi)?;
-    let (redis, down) = match RedisStore::connect(&opts).await {
-        Ok(r) => (r, None),
-        Err(e) if e.is_unavailable() && fail_mode == FailMode::Open => {
-            // Start on the fallback with a lazy connection that the probes will bring up.
-            (RedisStore::connect_lazy(&opts, &e).map_err(to_napi)?, Some(e.to_string()))
-        }
-        Err(e) => return Err(to_napi(e)),
-    };
-    let store = HybridStore::new(redis, sled, fail_mode, recheck, hybrid.debug.unwrap_or(false), down);
-    Ok(NativeCache::new(AnyStore::Hybrid(store), ns, ttl))
+    let store = HybridStore::open(&opts, &hybrid.sled_path, fail_mode, recheck, hybrid.debug.unwrap_or(false)).await.map_err(to_napi)?;
+    cache(AnyStore::Hybrid(store), namespace_, default_ttl_ms)
 }
 
 #[napi(object)]

@@ -1,6 +1,8 @@
 //! In-process wake-ups. A release (made in this process on sled, or announced by Redis pub/sub)
 //! notifies whoever listens on that storage key: waiters blocked on it and lost-lock watches.
-//! A notification is a hint to look again, never a grant: listeners re-check the store.
+//! A notification is a hint to look again, never a grant: listeners re-check the store. Besides
+//! in-process listeners (`Notify`), a key may go to a callback: the shared store's server pushes
+//! it to a client process that listens on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -8,9 +10,26 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+/// Who hears of a released key.
+#[derive(Clone)]
+pub enum Sink {
+    Notify(Arc<Notify>),
+    /// Called with the storage key (must not block: it runs inside the releasing call).
+    Key(Arc<dyn Fn(&str) + Send + Sync>),
+}
+
+impl Sink {
+    fn fire(&self, key: &str) {
+        match self {
+            Sink::Notify(n) => n.notify_one(),
+            Sink::Key(f) => f(key),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct WakeBus {
-    keys: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+    keys: Mutex<HashMap<String, Vec<(u64, Sink)>>>,
     /// How many registrations exist: releases skip the map entirely while nobody listens.
     listening: AtomicUsize,
     next_id: AtomicU64,
@@ -23,13 +42,18 @@ impl WakeBus {
 
     /// Registers `notify` under every key until the returned guard is dropped.
     pub fn listen(self: &Arc<Self>, keys: Vec<String>, notify: &Arc<Notify>) -> Listening {
+        self.listen_sink(keys, Sink::Notify(notify.clone()))
+    }
+
+    /// Registers `sink` under every key until the returned guard is dropped.
+    pub fn listen_sink(self: &Arc<Self>, keys: Vec<String>, sink: Sink) -> Listening {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut map = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         for k in &keys {
-            map.entry(k.clone()).or_default().push((id, notify.clone()));
+            map.entry(k.clone()).or_default().push((id, sink.clone()));
         }
         self.listening.fetch_add(keys.len(), Ordering::Relaxed);
-        Listening { bus: self.clone(), id, keys }
+        Listening { bus: self.clone(), id, keys, on_drop: None }
     }
 
     /// Wakes every listener on `key` (a listener not waiting right now keeps the wake for later).
@@ -38,17 +62,17 @@ impl WakeBus {
             return;
         }
         if let Some(list) = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
-            for (_, n) in list {
-                n.notify_one();
+            for (_, s) in list {
+                s.fire(key);
             }
         }
     }
 
     /// Wakes everybody: after a gap in which notifications may have been missed.
     pub fn notify_all(&self) {
-        for list in self.keys.lock().unwrap_or_else(|p| p.into_inner()).values() {
-            for (_, n) in list {
-                n.notify_one();
+        for (key, list) in self.keys.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for (_, s) in list {
+                s.fire(key);
             }
         }
     }
@@ -59,10 +83,22 @@ pub struct Listening {
     bus: Arc<WakeBus>,
     id: u64,
     keys: Vec<String>,
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Listening {
+    /// Runs `f` when the registration ends (the shared store unsubscribes from its server then).
+    pub fn on_drop(mut self, f: Box<dyn FnOnce() + Send>) -> Self {
+        self.on_drop = Some(f);
+        self
+    }
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
         let mut map = self.bus.keys.lock().unwrap_or_else(|p| p.into_inner());
         for k in &self.keys {
             if let Some(list) = map.get_mut(k) {

@@ -32,11 +32,9 @@ use crate::core::wait::{Attempt, Waiter};
 use crate::core::wake::Listening;
 
 use super::redis_store::RedisStore;
-use super::sled_store::SledStore;
-
-/// Told about a lock this process granted on the fallback and lost at recovery: the lost record,
-/// and the holder Redis had.
-pub type LostListener = Box<dyn Fn(Value) + Send + Sync>;
+use super::shared::SharedStore;
+use crate::core::config::RedisOptions;
+use crate::core::lost::LostListener;
 
 /// What happened to a key on the fallback: written (its value is in sled), or deleted (for a lock,
 /// the session whose lock it was, so recovery deletes only that session's record in Redis).
@@ -48,7 +46,9 @@ enum Touched {
 
 pub struct HybridStore {
     redis: RedisStore,
-    sled: SledStore,
+    /// The fallback: the machine's shared sled folder, so processes on one machine keep
+    /// excluding each other while Redis is away.
+    sled: SharedStore,
     fail_mode: FailMode,
     recheck: Duration,
     debug: bool,
@@ -68,8 +68,22 @@ struct State {
 }
 
 impl HybridStore {
+    /// Connects to Redis and opens the fallback. If Redis cannot be reached, a fail-open hybrid
+    /// starts on sled (with a lazy connection the probes bring up); a fail-closed one refuses.
+    pub async fn open(opts: &RedisOptions, sled_path: &str, fail_mode: FailMode, recheck: Duration, debug: bool) -> Result<HybridStore> {
+        let path = sled_path.to_owned();
+        // opening may wait for another process that is starting to serve the folder
+        let sled = tokio::task::spawn_blocking(move || SharedStore::open(&path)).await.map_err(|e| Error::backend(format!("opening the sled fallback failed: {e}")))??;
+        let (redis, down) = match RedisStore::connect(opts).await {
+            Ok(r) => (r, None),
+            Err(e) if e.is_unavailable() && fail_mode == FailMode::Open => (RedisStore::connect_lazy(opts, &e)?, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        Ok(HybridStore::new(redis, sled, fail_mode, recheck, debug, down))
+    }
+
     /// `down_since_start`: Redis could not be reached at open; serve from sled until a probe succeeds.
-    pub fn new(redis: RedisStore, sled: SledStore, fail_mode: FailMode, recheck: Duration, debug: bool, down_since_start: Option<String>) -> Self {
+    pub fn new(redis: RedisStore, sled: SharedStore, fail_mode: FailMode, recheck: Duration, debug: bool, down_since_start: Option<String>) -> Self {
         HybridStore {
             redis,
             sled,
@@ -88,10 +102,6 @@ impl HybridStore {
             touched: Mutex::new(HashMap::new()),
             lost: Mutex::new(None),
         }
-    }
-
-    pub fn set_lost_listener(&self, listener: LostListener) {
-        *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -460,6 +470,11 @@ impl Store for HybridStore {
             let _ = self.redis.leave_queue(ns, paths, waiter).await;
         }
         Ok(())
+    }
+
+    fn set_lost_listener(&self, listener: LostListener) {
+        self.sled.set_lost_listener(listener.clone());
+        *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     fn listen(&self, ns: &str, paths: &[String], wake: &std::sync::Arc<tokio::sync::Notify>) -> Vec<Listening> {

@@ -1,0 +1,398 @@
+//! Serving a sled folder to the other processes of the user: one thread with a poll(2) loop over
+//! the listening socket and every client connection. After doing any work it keeps looking
+//! (`SPIN`) before it sleeps, so a client's next request is usually read without a wake-up.
+//! Strangers are turned away: a peer of another user (checked with the socket's peer
+//! credentials), a first frame that is not our hello, a length prefix past the limit, or a frame
+//! that does not parse ends that connection; the server goes on serving the others.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::protocol::{frame, next_frame, Envelope, Framed, Hello, Released, Request, WireAttempt, WireEntry, WireError, WirePage, HELLO, MAX_FRAME, MAX_HELLO, PROTOCOL};
+use super::socket::{euid, peer_uid};
+use crate::core::error::{Error, Result};
+use crate::core::store::{now_or_never, Store};
+use crate::core::wake::{Listening, Sink};
+use crate::core::{debug, metrics};
+use crate::stores::sled_store::SledStore;
+
+/// How long the loop keeps looking for more work before it sleeps in poll(2).
+const SPIN: Duration = Duration::from_micros(100);
+/// A client that does not read its answers is dropped past this much unsent.
+const MAX_UNSENT: usize = 2 * MAX_FRAME;
+
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    waker: Arc<UnixStream>,
+    thread: Option<JoinHandle<()>>,
+    socket: PathBuf,
+    clients: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Listens on `socket` (removing what a dead server left there: the caller holds the folder's
+    /// serve lock, so nobody else can be serving it) and serves `store` from a new thread.
+    pub fn start(store: Arc<SledStore>, socket: &Path) -> Result<Server> {
+        match std::fs::remove_file(socket) {
+            Ok(()) => debug::log(format_args!("removed the socket a previous server of {} left behind", socket.display())),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::backend(format!("cannot remove the stale lock socket {}: {e}", socket.display()))),
+        }
+        let err = |e: std::io::Error| Error::backend(format!("cannot listen on the lock socket {}: {e}", socket.display()));
+        let listener = UnixListener::bind(socket).map_err(err)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        listener.set_nonblocking(true).map_err(err)?;
+        let (waker, wake_rx) = UnixStream::pair().map_err(err)?;
+        waker.set_nonblocking(true).map_err(err)?;
+        wake_rx.set_nonblocking(true).map_err(err)?;
+        let (stop, waker, clients) = (Arc::new(AtomicBool::new(false)), Arc::new(waker), Arc::new(AtomicUsize::new(0)));
+        let mut looper = Loop { store, listener, wake_rx, waker: waker.clone(), stop: stop.clone(), conns: Vec::new(), clients: clients.clone() };
+        let thread = std::thread::Builder::new().name("ofl-shared-server".into()).spawn(move || looper.run()).map_err(err)?;
+        Ok(Server { stop, waker, thread: Some(thread), socket: socket.to_owned(), clients })
+    }
+
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving: every client connection ends (they take the folder over), the socket goes.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = (&*self.waker).write(&[1]);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+struct Loop {
+    store: Arc<SledStore>,
+    listener: UnixListener,
+    wake_rx: UnixStream,
+    waker: Arc<UnixStream>,
+    stop: Arc<AtomicBool>,
+    conns: Vec<Conn>,
+    clients: Arc<AtomicUsize>,
+}
+
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    greeted: bool,
+    dead: bool,
+    /// Keys released since the last turn of the loop, to push to this client.
+    pushes: Arc<Mutex<Vec<String>>>,
+    listening: HashMap<String, Listening>,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut last_work = Instant::now();
+        let mut drain = [0u8; 64];
+        while !self.stop.load(Ordering::Acquire) {
+            let mut worked = self.accept();
+            for c in &mut self.conns {
+                worked |= c.turn(&self.store, &self.waker);
+            }
+            let before = self.conns.len();
+            self.conns.retain(|c| !c.dead);
+            if self.conns.len() != before {
+                self.clients.store(self.conns.len(), Ordering::Relaxed);
+            }
+            while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
+            if worked {
+                last_work = Instant::now();
+                continue;
+            }
+            if last_work.elapsed() < SPIN {
+                std::thread::yield_now();
+                continue;
+            }
+            self.sleep();
+            last_work = Instant::now() - SPIN; // woken: look once, then sleep again unless work came
+        }
+        // stopping: the connections close as they drop, and each client takes over or reconnects
+        self.conns.clear();
+        self.clients.store(0, Ordering::Relaxed);
+    }
+
+    fn accept(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    any = true;
+                    let (theirs, mine) = (peer_uid(&s), euid());
+                    if theirs != Some(mine) {
+                        debug::log(format_args!("refused a connection from uid {theirs:?}: only uid {mine} may use these locks"));
+                        continue;
+                    }
+                    if s.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    self.conns.push(Conn { stream: s, inbuf: Vec::new(), out: Vec::new(), greeted: false, dead: false, pushes: Arc::default(), listening: HashMap::new() });
+                    self.clients.store(self.conns.len(), Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return any,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug::log(format_args!("accepting a lock client failed: {e}"));
+                    return any;
+                }
+            }
+        }
+    }
+
+    /// Blocks until a socket has something, a push is queued, or a second passes.
+    fn sleep(&self) {
+        let mut fds = vec![
+            libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        for c in &self.conns {
+            let events = libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT };
+            fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events, revents: 0 });
+        }
+        // SAFETY: fds is a valid, correctly sized array for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+    }
+}
+
+/// Appends the answer to request `id` (none for id 0).
+fn answer<T: Serialize>(out: &mut Vec<u8>, id: u64, r: Result<T>) {
+    if id == 0 {
+        return;
+    }
+    let start = out.len();
+    encode_answer(out, id, r);
+    if out.len() - start - 4 > MAX_FRAME {
+        out.truncate(start);
+        let e = Error::invalid(format!("the answer is larger than the shared lock store sends in one frame ({MAX_FRAME} bytes); ask for less at a time"));
+        encode_answer::<()>(out, id, Err(e));
+    }
+}
+
+fn encode_answer<T: Serialize>(out: &mut Vec<u8>, id: u64, r: Result<T>) {
+    match r {
+        Ok(v) => {
+            // {"id":N,"ok":<value>}
+            #[derive(Serialize)]
+            struct Ok<'a, T> {
+                id: u64,
+                ok: &'a T,
+            }
+            frame(out, &Ok { id, ok: &v });
+        }
+        Err(e) => {
+            #[derive(Serialize)]
+            struct Err<'a> {
+                id: u64,
+                err: &'a WireError,
+            }
+            frame(out, &Err { id, err: &WireError::from(&e) });
+        }
+    }
+}
+
+/// Runs one of the sled store's calls, which never suspend.
+fn sync<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    now_or_never(fut).expect("sled operations never suspend")
+}
+
+/// Runs one request on the store and appends its answer to `out`.
+pub fn execute(store: &SledStore, id: u64, req: Request, out: &mut Vec<u8>) {
+    match req {
+        Request::Get { ns, key } => answer(out, id, sync(store.get(&ns, &key)).map(|e| e.map(WireEntry::from))),
+        Request::Set { ns, key, value, x } => answer(out, id, crate::core::envelope::validate_json(&value).and_then(|_| sync(store.set(&ns, &key, &value, x)))),
+        Request::Del { ns, key } => answer(out, id, sync(store.del(&ns, &key))),
+        Request::Batch { ns, ops } => answer(out, id, sync(store.batch(&ns, &ops))),
+        Request::Scan { ns, cursor, count } => answer(out, id, sync(store.scan(&ns, cursor.as_deref(), count)).map(WirePage::from)),
+        Request::SweepExpired { ns } => answer(out, id, sync(store.sweep_expired(&ns))),
+        Request::Clear { ns } => answer(out, id, sync(store.clear(&ns))),
+        Request::Acquire { ns, paths, req, waiter, resume } => {
+            let waiter = waiter.map(|w| w.waiter());
+            let attempt = match &resume {
+                Some(prior) => store.acquire_resumed(&ns, &paths, &req, waiter.as_ref(), prior),
+                None => match &waiter {
+                    Some(w) => sync(store.try_acquire_queued(&ns, &paths, &req, w)),
+                    None => sync(store.acquire(&ns, &paths, &req)).map(crate::core::wait::Attempt::Granted),
+                },
+            };
+            if waiter.is_some() {
+                answer(out, id, attempt.map(WireAttempt::from));
+            } else {
+                answer(
+                    out,
+                    id,
+                    attempt.and_then(|a| match a {
+                        crate::core::wait::Attempt::Granted(recs) => Ok(recs),
+                        crate::core::wait::Attempt::Blocked { error, .. } => Err(error),
+                    }),
+                );
+            }
+        }
+        Request::Release { ns, path, session, resume } => answer(
+            out,
+            id,
+            match resume {
+                Some(prior) => store.release_resumed(&ns, &path, &session, prior),
+                None => sync(store.release(&ns, &path, &session)),
+            },
+        ),
+        Request::ReleaseAll { ns, filter } => answer(out, id, sync(store.release_all(&ns, &filter))),
+        Request::Renew { ns, path, session, ttl_ms } => answer(out, id, sync(store.renew(&ns, &path, &session, ttl_ms))),
+        Request::ListLocks { ns, filter } => answer(out, id, sync(store.list_locks(&ns, &filter))),
+        Request::ForceRelease { ns, path } => answer(out, id, sync(store.force_release(&ns, &path))),
+        Request::LeaveQueue { ns, paths, waiter } => answer(out, id, sync(store.leave_queue(&ns, &paths, &waiter.waiter()))),
+        Request::Requeue { ns, paths, req, waiter, waits_for } => answer(out, id, store.requeue(&ns, &paths, &req, &waiter.waiter(), &waits_for)),
+        Request::Reassert { ns, records } => answer(out, id, store.reassert(&ns, &records)),
+        Request::Health => answer(out, id, sync(store.health())),
+        // handled by the connection (they change what it listens to)
+        Request::Listen { .. } | Request::Unlisten { .. } => answer(out, id, Ok(())),
+    }
+}
+
+impl Conn {
+    /// Reads, answers and pushes what it can without blocking; true when anything moved.
+    fn turn(&mut self, store: &Arc<SledStore>, waker: &Arc<UnixStream>) -> bool {
+        let mut worked = false;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => {
+                    self.dead = true;
+                    break;
+                }
+                Ok(n) => {
+                    worked = true;
+                    self.inbuf.extend_from_slice(&chunk[..n]);
+                    if n < chunk.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.dead = true;
+                    break;
+                }
+            }
+        }
+        let inbuf = std::mem::take(&mut self.inbuf);
+        let mut at = 0;
+        while !self.dead {
+            let limit = if self.greeted { MAX_FRAME } else { MAX_HELLO };
+            match next_frame(&inbuf[at..], limit) {
+                Framed::Whole(payload, used) => {
+                    at += used;
+                    if self.greeted {
+                        self.request(payload, store, waker);
+                    } else {
+                        self.hello(payload);
+                    }
+                }
+                Framed::Partial => break,
+                Framed::TooLarge(n) => self.stranger(&format!("announced a frame of {n} bytes")),
+            }
+        }
+        self.inbuf = inbuf;
+        self.inbuf.drain(..at);
+        let pushed = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|p| p.into_inner()));
+        for key in pushed {
+            worked = true;
+            frame(&mut self.out, &Released { released: &key });
+        }
+        while !self.out.is_empty() && !self.dead {
+            match (&self.stream).write(&self.out) {
+                Ok(n) => {
+                    worked = true;
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => self.dead = true,
+            }
+        }
+        if self.out.len() > MAX_UNSENT {
+            self.stranger("does not read its answers");
+        }
+        worked
+    }
+
+    fn stranger(&mut self, what: &str) {
+        debug::log(format_args!("dropped a lock client that {what}"));
+        metrics::shared_rejected();
+        self.dead = true;
+    }
+
+    fn hello(&mut self, payload: &[u8]) {
+        let Some(h) = serde_json::from_slice::<Hello>(payload).ok().filter(|h| h.hello == HELLO) else {
+            return self.stranger("did not begin with an opencode-file-lock hello");
+        };
+        let mut ours = Hello::ours();
+        if h.protocol != PROTOCOL {
+            // the client words the refusal: it knows both versions from the two hellos
+            ours.refused = Some(format!("this server speaks protocol {PROTOCOL}, the client {}", h.protocol));
+            debug::log(format_args!("refused a client of opencode-file-lock {} (protocol {}, pid {})", h.version, h.protocol, h.pid));
+            frame(&mut self.out, &ours);
+            let _ = (&self.stream).write(&self.out);
+            self.dead = true;
+            return;
+        }
+        frame(&mut self.out, &ours);
+        self.greeted = true;
+    }
+
+    fn request(&mut self, payload: &[u8], store: &Arc<SledStore>, waker: &Arc<UnixStream>) {
+        let Ok(env) = serde_json::from_slice::<Envelope>(payload) else {
+            return self.stranger("sent a frame that is not a request");
+        };
+        match env.req {
+            Request::Listen { keys } => {
+                for k in keys {
+                    if self.listening.contains_key(&k) {
+                        continue;
+                    }
+                    let (pushes, waker) = (Arc::downgrade(&self.pushes), Arc::downgrade(waker));
+                    let sink = Sink::Key(Arc::new(move |key: &str| {
+                        if let (Some(p), Some(w)) = (pushes.upgrade(), waker.upgrade()) {
+                            p.lock().unwrap_or_else(|p| p.into_inner()).push(key.to_owned());
+                            let _ = (&*w).write(&[1]);
+                        }
+                    }));
+                    if let Some(bus) = store.bus() {
+                        self.listening.insert(k.clone(), bus.listen_sink(vec![k], sink));
+                    }
+                }
+            }
+            Request::Unlisten { keys } => {
+                for k in keys {
+                    self.listening.remove(&k);
+                }
+            }
+            req => execute(store, env.id, req, &mut self.out),
+        }
+    }
+}
