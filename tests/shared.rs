@@ -138,3 +138,34 @@ async fn a_long_folder_path_gets_a_short_socket() {
     server.acquire("locks", &p("/x"), &req("s1")).await.unwrap();
     assert_eq!(client.acquire("locks", &p("/x"), &req("s2")).await.unwrap_err().code(), "ELOCKED");
 }
+
+#[test]
+fn a_server_of_another_protocol_gives_this_client_a_clear_error() {
+    use std::os::unix::io::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("locks");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // a "newer version" holds the folder and answers hellos with its own protocol
+    let serve_lock = std::fs::File::create(folder.join("ofl.lock")).unwrap();
+    assert_eq!(unsafe { libc::flock(serve_lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let listener = std::os::unix::net::UnixListener::bind(folder.join("ofl.sock")).unwrap();
+    let fake = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut hello = vec![0u8; u32::from_le_bytes(len) as usize];
+        s.read_exact(&mut hello).unwrap();
+        let ours = br#"{"hello":"opencode-file-lock","protocol":2,"version":"9.0.0","pid":4242,"refused":"this server speaks protocol 2, the client 1"}"#;
+        s.write_all(&(ours.len() as u32).to_le_bytes()).unwrap();
+        s.write_all(ours).unwrap();
+    });
+    let err = SharedStore::open_separate(folder.to_str().unwrap()).err().expect("refused");
+    fake.join().unwrap();
+    let msg = err.to_string();
+    assert_eq!(err.code(), "EBACKEND");
+    for part in ["opencode-file-lock 9.0.0 (protocol 2, pid 4242)", "(protocol 1)", "FILE_LOCK_PATH", env!("CARGO_PKG_VERSION")] {
+        assert!(msg.contains(part), "{part:?} in {msg}");
+    }
+    drop(serve_lock);
+}

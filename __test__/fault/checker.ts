@@ -9,13 +9,27 @@ export interface Verdict {
   tokenRegressions: number
 }
 
-export function check(logFiles: string[]): Verdict {
-  const events = logFiles.flatMap((f) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []))
+/**
+ * `endsAt`: for the log of a process that was killed, when (µs) it died: what it held ends there
+ * (a dead process writes nothing; the store lets its locks go at their TTL).
+ */
+export function check(logFiles: string[], endsAt: Record<string, number> = {}): Verdict {
+  const events = logFiles.flatMap((f) =>
+    fs.existsSync(f)
+      ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
+          try {
+            return [{ ...JSON.parse(l), end: endsAt[f] ?? Infinity }]
+          } catch {
+            return [] // the last line of a killed process may be cut
+          }
+        })
+      : [],
+  )
   const open = new Map<string, { session: string; t: number }>() // session|file -> grant
   const intervals = new Map<string, { session: string; from: number; to: number; token?: number }[]>()
   for (const e of events.sort((a, b) => a.t - b.t)) {
     const k = `${e.session}|${e.file}`
-    if (e.ev === 'grant') open.set(k, { session: e.session, t: e.t, token: e.token } as any)
+    if (e.ev === 'grant') open.set(k, { session: e.session, t: e.t, token: e.token, end: e.end } as any)
     else if (open.has(k)) {
       const g = open.get(k) as any
       open.delete(k)
@@ -28,7 +42,7 @@ export function check(logFiles: string[]): Verdict {
   for (const [k, g] of open as any) {
     const file = k.slice(k.indexOf('|') + 1)
     const list = intervals.get(file) ?? []
-    list.push({ session: g.session, from: g.t, to: Infinity, token: g.token })
+    list.push({ session: g.session, from: g.t, to: g.end, token: g.token })
     intervals.set(file, list)
   }
   const verdict: Verdict = { grants: 0, doubleGrants: [], tokenRegressions: 0 }

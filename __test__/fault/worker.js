@@ -16,6 +16,7 @@ async function open() {
   const redis = { port: cfg.port, commandTimeoutMs: cfg.commandTimeoutMs ?? 300, maxRetries: 1, baseDelayMs: 20, maxDelayMs: 100 }
   if (cfg.backend === 'redis') return L.RedisCache.connect({ ...redis, namespace: 'stress' })
   if (cfg.backend === 'sled') return L.SledCache.open({ path: cfg.sledPath, namespace: 'stress' })
+  if (cfg.backend === 'hybrid-shared') return L.HybridCache.open({ redis, sledPath: cfg.sledPath, namespace: 'stress', failMode: 'open', recheckMs: 60_000 })
   return L.HybridCache.open({ redis, sledPath: cfg.sledPath, namespace: 'stress', failMode: cfg.failMode, recheckMs: 200 })
 }
 
@@ -26,19 +27,24 @@ async function session(cache, s, until, counts) {
   while (Date.now() < until) {
     const file = `/stress/file-${rand(cfg.files)}`
     let p
+    const asked = performance.now()
     try {
       p = await L.acquireLock(file, cfg.name, id, cache, { ttlMs: cfg.ttlMs ?? 30_000 })
     } catch (e) {
       counts[e.code] = (counts[e.code] ?? 0) + 1
       await sleep(e.code === 'ELOCKED' ? 1 : 20)
       continue
+    } finally {
+      counts.maxAcquireMs = Math.max(counts.maxAcquireMs, Math.round(performance.now() - asked))
     }
     const rec = await L.getLock(p, cache).catch(() => undefined)
     write({ ev: 'grant', t: now(), file: p, session: id, token: rec?.token })
     counts.grants++
     if (cfg.holdMs) await sleep(rand(cfg.holdMs + 1))
     write({ ev: 'release', t: now(), file: p, session: id })
-    await L.releaseLock(p, id, cache).catch((e) => (counts[`release_${e.code}`] = (counts[`release_${e.code}`] ?? 0) + 1))
+    // false: the lock was no longer this session's when it let go of it (lost)
+    const held = await L.releaseLock(p, id, cache).catch((e) => (counts[`release_${e.code}`] = (counts[`release_${e.code}`] ?? 0) + 1))
+    if (held === false) counts.releasedNotHeld++
   }
 }
 
@@ -51,8 +57,10 @@ async function main() {
     setInterval(() => {}, 1000)
     return
   }
-  const counts = { grants: 0 }
-  const until = Date.now() + cfg.durationMs
+  const counts = { grants: 0, releasedNotHeld: 0, lost: 0, maxAcquireMs: 0 }
+  if (cfg.watchLost) cache.onLost(() => counts.lost++)
+  console.log('READY')
+  const until = cfg.until ?? Date.now() + cfg.durationMs
   await Promise.all(Array.from({ length: cfg.sessions }, (_, s) => session(cache, s, until, counts)))
   await cache.close()
   console.log(JSON.stringify(counts))
