@@ -10,10 +10,12 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 export declare class Bridge {
-  /** `wake` is called (with no arguments) when results are waiting; it should call `drain()`. */
+  /** `wake` is called (with no arguments) when answers are waiting; it should call `drain()`. */
   constructor(wake: () => void)
-  /** Every result queued since the last drain. */
+  /** Polls every call woken since the last drain; the answers of those that finished. */
   drain(): Completions
+  /** Sends the requests that calls made without spinning held back, in one write per connection. */
+  flush(): void
   /** Aborts waiting acquire `id` (it then completes with EABORTED); a no-op once it finished. */
   cancel(id: number): void
   /** Keeps the event loop alive while calls are outstanding (true), or lets it go (false). */
@@ -26,6 +28,8 @@ export declare class NativeCache {
   currentBackend(): string
   /** A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`). */
   withNamespace(ns: string): NativeCache
+  /** The bridge every later call of this cache (and its namespace views) answers through. */
+  useBridge(bridge: Bridge): void
   /**
    * `listener(eventJson)` is called when a lock this process holds through this store is lost:
    * it expired, was forced free, or another holder won when a store recovered. From now on
@@ -35,31 +39,31 @@ export declare class NativeCache {
   /** Stops watching locks (the last JS listener went away): nothing is reported until `onLost` again. */
   stopLostWatch(): void
   /** The value's JSON, or "" when missing or expired. */
-  get(bridge: Bridge, id: number, key: string): string | null
-  set(bridge: Bridge, id: number, key: string, valueJson: string, ttlMs?: number | undefined | null): string | null
+  get(id: number, key: string): string | null
+  set(id: number, key: string, valueJson: string, ttlMs?: number | undefined | null): string | null
   /** "1" when the key existed. */
-  del(bridge: Bridge, id: number, key: string): string | null
-  batch(bridge: Bridge, id: number, ops: Array<NativeBatchOp>): string | null
+  del(id: number, key: string): string | null
+  batch(id: number, ops: Array<NativeBatchOp>): string | null
   /** One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null}. */
-  scan(bridge: Bridge, id: number, cursor: string | undefined | null, count: number): string | null
-  sweepExpired(bridge: Bridge, id: number): string | null
-  clear(bridge: Bridge, id: number): string | null
+  scan(id: number, cursor: string | undefined | null, count: number): string | null
+  sweepExpired(id: number): string | null
+  clear(id: number): string | null
   /**
    * Acquires every path or none, waiting up to `waitMs` when given (`bridge.cancel(id)` aborts
    * the wait); answers the normalized paths joined by NUL. Bad arguments throw here.
    */
-  acquire(bridge: Bridge, id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null, waitMs?: number | undefined | null): string | null
+  acquire(id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null, waitMs?: number | undefined | null): string | null
   /** "1" released, "0" not held by that session. */
-  release(bridge: Bridge, id: number, path: string, sessionId: string): string | null
-  releaseAll(bridge: Bridge, id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
+  release(id: number, path: string, sessionId: string): string | null
+  releaseAll(id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
   /** The renewed record as JSON; ELOST when the lock is no longer held. */
-  renew(bridge: Bridge, id: number, path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
+  renew(id: number, path: string, sessionId: string, ttlMs?: number | undefined | null): string | null
   /** Deletes the lock on `path` whoever holds it; the removed record as JSON, or "". */
-  forceRelease(bridge: Bridge, id: number, path: string): string | null
-  listLocks(bridge: Bridge, id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
-  health(bridge: Bridge, id: number): string | null
-  metrics(bridge: Bridge, id: number): string | null
-  close(bridge: Bridge, id: number): string | null
+  forceRelease(id: number, path: string): string | null
+  listLocks(id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
+  health(id: number): string | null
+  metrics(id: number): string | null
+  close(id: number): string | null
 }
 
 export interface Completions {

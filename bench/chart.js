@@ -1,6 +1,6 @@
 'use strict'
 // A grouped bar chart (SVG) of pairs/s per subject and concurrency, from the bench results.
-const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2']
+const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf']
 
 function renderChart(results, meta) {
   const rows = results.filter((r) => r.pairsPerSec)

@@ -5,7 +5,8 @@
 //
 // Subjects: native Redis store; the same lock semantics in TypeScript on node-redis v5 and on ioredis
 // (bench/peers, same Lua scripts); redlock v5; redis-benchmark EVALSHA of the acquire script (the
-// server's ceiling); native sled store; TypeScript on classic-level with level-cache's record format.
+// server's ceiling); native sled store in the process that serves it, and seen from a client process
+// (another process serves the folder); TypeScript on classic-level with level-cache's record format.
 // Each (subject, concurrency) runs BENCH_RUNS times (default 5) for BENCH_SECONDS (default 2); the
 // table shows medians. Workers use distinct files and sessions: this measures the lock path itself.
 const { spawnSync, execFileSync } = require('node:child_process')
@@ -141,6 +142,18 @@ async function main() {
     await runSubject('native-sled', async (w) => L.releaseLock(await L.acquireLock(file(w), 'bench', session(w), cache), session(w), cache), results)
     await cache.close()
   }
+  if (want('native-sled-client')) {
+    // the shared store seen from a client: another process serves the folder, this one asks it
+    const folder = path.join(tmp, 'shared')
+    const server = require('node:child_process').spawn(process.execPath, ['-e', `require(${JSON.stringify(path.join(__dirname, '../lib/index.js'))}).SledCache.open({ path: ${JSON.stringify(folder)} }).then(() => { console.log('READY'); setInterval(() => {}, 1000) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise((resolve) => server.stdout.once('data', resolve))
+    const cache = await L.SledCache.open({ path: folder, namespace: 'bench' })
+    const role = (await cache.healthCheck()).shared.role
+    if (role !== 'client') throw new Error(`the bench process should be a client of the serving process, but it is the ${role}`)
+    await runSubject('native-sled-client', async (w) => L.releaseLock(await L.acquireLock(file(w), 'bench', session(w), cache), session(w), cache), results)
+    await cache.close()
+    server.kill('SIGKILL')
+  }
   if (want('classic-level')) {
     const peer = await loadPeer('level').open(path.join(tmp, 'level'))
     await runSubject('classic-level', async (w) => peer.releaseLock(await peer.acquireLock(file(w), 'bench', session(w)), session(w)), results)
@@ -189,6 +202,15 @@ function report(results, extras) {
     const vs = r.subject.startsWith('native') ? '' : ratio(native?.pairsPerSec, r.pairsPerSec)
     const vsCpu = r.subject.startsWith('native') ? '' : ratio(native?.cpuUsPerPair, r.cpuUsPerPair)
     console.log(`| ${r.subject} | ${r.concurrency} | ${fmt(r.pairsPerSec)} | ${fmt(r.p50us, 1)} | ${fmt(r.p99us, 1)} | ${fmt(r.cpuUsPerPair, 1)} | ${vs} | ${vsCpu} |`)
+  }
+  const client = (c) => get('native-sled-client', c)
+  if (client(1) || client(50)) {
+    console.log('\nshared sled store seen from a client process, against its targets (issue 11):\n')
+    console.log('| measure | value | target |')
+    console.log('|---|---:|---|')
+    if (client(1)) console.log(`| client pair p50 at c=1 | ${fmt(client(1).p50us, 1)} µs | under 60 µs |`)
+    for (const c of [50, 500]) if (client(c) && get('native-redis', c)) console.log(`| client pairs/s vs native-redis at c=${c} | ${ratio(client(c).pairsPerSec, get('native-redis', c).pairsPerSec)} | at least 2x at c=50 |`)
+    if (get('native-sled', 1)) console.log(`| serving process (in-process sled) pair p50 at c=1 | ${fmt(get('native-sled', 1).p50us, 1)} µs | under 10 µs |`)
   }
   if (extras.native || extras.nodeRedis) {
     console.log('\n| operation | native | node-redis peer |')

@@ -4,7 +4,7 @@
 // is already settled; Redis calls settle when their answer arrives.
 const native = require('../index.js')
 const { FileLockError, fromNative, invalid } = require('./errors.js')
-const { run, cancel } = require('./bridge.js')
+const { run, cancel, getBridge } = require('./bridge.js')
 const check = require('./check.js')
 
 const PAGE = 256
@@ -12,6 +12,7 @@ const PAGE = 256
 class Cache {
   /** @param {import('../index').NativeCache} handle */
   constructor(handle, lost) {
+    handle.useBridge(getBridge())
     this._n = handle
     // onLost listeners, shared by every namespace view of the store (as the native watch is)
     this._lost = lost ?? { listeners: [], registered: false }
@@ -71,7 +72,7 @@ class Cache {
     if (signal?.aborted) return Promise.reject(aborted())
     let id
     const onAbort = () => cancel(id)
-    const p = this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir, waitMs], (i) => (id = i))
+    const p = this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir, waitMs], (i) => (id = i), true)
     signal?.addEventListener('abort', onAbort, { once: true })
     return p.then(
       async (v) => {
@@ -97,18 +98,20 @@ class Cache {
     )
   }
 
-  /** Acquire, resolving to the normalized paths. */
+  /** Acquire, resolving to the normalized paths (the hot path: no generic dispatch). */
   _acquire(paths, agentId, sessionId, ttlMs, baseDir) {
-    return this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir]).then(splitPaths)
+    const n = this._n
+    return run((id) => n.acquire(id, paths, agentId, sessionId, ttlMs, baseDir), splitPaths)
   }
 
   _release(path, sessionId) {
-    return this._call('release', [path, sessionId]).then(isOne)
+    const n = this._n
+    return run((id) => n.release(id, path, sessionId), isOne)
   }
 
-  /** Calls native method `name(bridge, id, ...args)`; resolves to its answer (a string). */
-  _call(name, args, onId) {
-    return run((b, id) => this._n[name](b, id, ...args), onId)
+  /** Calls native method `name(id, ...args)`; resolves to its answer (a string). */
+  _call(name, args, onId, wait) {
+    return run((id) => this._n[name](id, ...args), undefined, onId, wait)
   }
   get namespace() {
     return this._n.namespace

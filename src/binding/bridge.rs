@@ -1,16 +1,17 @@
 //! How every store call reaches JS. `run` polls the call's future once, inside the JS call: a call
 //! that finishes without waiting (sled, and usually a client of the shared store) answers at once,
-//! with no thread hop. One that must wait (Redis) is spawned on tokio and its answer comes back
-//! through one long-lived thread-safe function per JS environment instead of one per call:
-//! finished operations queue their results here, the first to finish after a drain wakes the JS
-//! thread once, and JS settles every queued promise in that wake-up (`drain`). A per-call
-//! `#[napi] async fn` would create and tear down a thread-safe function and wake the JS thread for
-//! each call.
+//! with no thread hop. One that must wait (Redis, a busy shared store) is parked here and polled
+//! again on the JS thread when it is woken, so its answer costs one wake-up of the JS thread and no
+//! hop through another thread: one long-lived thread-safe function per JS environment (not one per
+//! call) wakes JS, and JS polls every woken call and settles every finished one in that wake-up
+//! (`drain`). The futures run inside the tokio runtime's context, whose worker thread drives the
+//! Redis connections and the timers.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Wake as TaskWake, Waker};
 
 use tokio::sync::Notify;
 
@@ -20,21 +21,58 @@ use napi::Env;
 use napi_derive::napi;
 
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true, 0>;
+type Task = Pin<Box<dyn Future<Output = crate::core::Result<String>> + Send>>;
 
 #[derive(Default)]
 struct Queue {
-    ids: Vec<u32>,
-    oks: Vec<bool>,
-    values: Vec<String>,
-    /// A wake-up is on its way and has not drained yet: later completions ride along.
+    /// Parked calls woken since the last drain.
+    woken: Vec<u32>,
+    /// A wake-up of JS is on its way and has not drained yet: later ones ride along.
     scheduled: bool,
 }
 
 pub(crate) struct Inner {
     queue: Mutex<Queue>,
+    /// Calls waiting for something, by id; polled on the JS thread when woken.
+    parked: Mutex<HashMap<u32, Task>>,
     wake: Mutex<Wake>,
     /// Waiting acquires that `cancel(id)` can abort.
     cancels: Mutex<HashMap<u32, Arc<Notify>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// JS sets the top bit of a call's id when other calls are in flight: that call must not spin for
+/// its answer (see `stores::shared::with_spin`).
+pub(crate) fn split_id(id: u32) -> (u32, bool) {
+    (id & 0x7fff_ffff, id & 0x8000_0000 == 0)
+}
+
+/// Wakes parked call `id`: it is polled at the next drain.
+struct CallWaker {
+    id: u32,
+    bridge: Weak<Inner>,
+}
+
+impl TaskWake for CallWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(b) = self.bridge.upgrade() {
+            let first = {
+                let mut q = lock(&b.queue);
+                q.woken.push(self.id);
+                !std::mem::replace(&mut q.scheduled, true)
+            };
+            if first {
+                lock(&b.wake).call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -44,49 +82,41 @@ impl Inner {
     where
         F: Future<Output = crate::core::Result<String>> + Send + 'static,
     {
-        let mut fut = Box::pin(fut);
-        // the runtime's context: a call that waits creates its timers and connections here
-        let first = napi::bindgen_prelude::within_runtime_if_available(|| fut.as_mut().poll(&mut Context::from_waker(Waker::noop())));
-        match first {
+        let (id, spin) = split_id(id);
+        let mut task: Task = Box::pin(fut);
+        match crate::stores::shared::with_spin(spin, || self.first_poll(id, &mut task)) {
             Poll::Ready(r) => r.map(Some).map_err(super::error::to_napi),
             Poll::Pending => {
-                let done = self.clone();
-                napi::bindgen_prelude::spawn(async move {
-                    let r = fut.await;
-                    done.complete(id, r.map_err(|e| super::error::encode(&e)));
-                });
+                lock(&self.parked).insert(id, task);
                 Ok(None)
             }
+        }
+    }
+
+    /// Polls a call in the runtime's context (a call that waits creates its timers there).
+    fn poll(self: &Arc<Self>, id: u32, task: &mut Task) -> Poll<crate::core::Result<String>> {
+        let waker = Waker::from(Arc::new(CallWaker { id, bridge: Arc::downgrade(self) }));
+        napi::bindgen_prelude::within_runtime_if_available(|| task.as_mut().poll(&mut Context::from_waker(&waker)))
+    }
+
+    /// The first poll, with a waker that does nothing: most calls finish in it, and need none.
+    /// One that does not is polled again at once with its real waker.
+    fn first_poll(self: &Arc<Self>, id: u32, task: &mut Task) -> Poll<crate::core::Result<String>> {
+        match napi::bindgen_prelude::within_runtime_if_available(|| task.as_mut().poll(&mut Context::from_waker(Waker::noop()))) {
+            Poll::Pending => self.poll(id, task),
+            ready => ready,
         }
     }
 
     /// Registers call `id` as abortable; the returned notify fires on `cancel(id)`.
     pub(crate) fn cancellable(&self, id: u32) -> Arc<Notify> {
         let n = Arc::new(Notify::new());
-        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).insert(id, n.clone());
+        lock(&self.cancels).insert(id, n.clone());
         n
     }
 
     pub(crate) fn finish_cancellable(&self, id: u32) {
-        self.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-
-    /// Queues one result (Ok: the value; Err: an encoded error) and wakes JS if nobody has yet.
-    pub(crate) fn complete(&self, id: u32, result: Result<String, String>) {
-        let wake_now = {
-            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            q.ids.push(id);
-            let (ok, v) = match result {
-                Ok(v) => (true, v),
-                Err(e) => (false, e),
-            };
-            q.oks.push(ok);
-            q.values.push(v);
-            !std::mem::replace(&mut q.scheduled, true)
-        };
-        if wake_now {
-            self.wake.lock().unwrap_or_else(|p| p.into_inner()).call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
+        lock(&self.cancels).remove(&id);
     }
 }
 
@@ -104,26 +134,63 @@ pub struct Completions {
 
 #[napi]
 impl Bridge {
-    /// `wake` is called (with no arguments) when results are waiting; it should call `drain()`.
+    /// `wake` is called (with no arguments) when answers are waiting; it should call `drain()`.
     #[napi(constructor)]
     pub fn new(wake: Function<(), ()>) -> napi::Result<Self> {
         // Weak: an idle bridge must not keep the process alive; `hold` refs it while calls are out.
         let tsfn = wake.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
-        Ok(Bridge { inner: Arc::new(Inner { queue: Mutex::new(Queue::default()), wake: Mutex::new(tsfn), cancels: Mutex::new(HashMap::new()) }) })
+        let inner = Inner { queue: Mutex::default(), parked: Mutex::default(), wake: Mutex::new(tsfn), cancels: Mutex::default() };
+        Ok(Bridge { inner: Arc::new(inner) })
     }
 
-    /// Every result queued since the last drain.
+    /// Polls every call woken since the last drain; the answers of those that finished.
     #[napi]
     pub fn drain(&self) -> Completions {
-        let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.scheduled = false;
-        Completions { ids: std::mem::take(&mut q.ids), oks: std::mem::take(&mut q.oks), values: std::mem::take(&mut q.values) }
+        let mut out = Completions { ids: Vec::new(), oks: Vec::new(), values: Vec::new() };
+        loop {
+            let woken = {
+                let mut q = lock(&self.inner.queue);
+                if q.woken.is_empty() {
+                    q.scheduled = false;
+                    break;
+                }
+                std::mem::take(&mut q.woken)
+            };
+            for id in woken {
+                let Some(mut task) = lock(&self.inner.parked).remove(&id) else { continue }; // done already
+                match self.inner.poll(id, &mut task) {
+                    Poll::Ready(r) => {
+                        out.ids.push(id);
+                        match r {
+                            Ok(v) => {
+                                out.oks.push(true);
+                                out.values.push(v);
+                            }
+                            Err(e) => {
+                                out.oks.push(false);
+                                out.values.push(super::error::encode(&e));
+                            }
+                        }
+                    }
+                    Poll::Pending => {
+                        lock(&self.inner.parked).insert(id, task);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Sends the requests that calls made without spinning held back, in one write per connection.
+    #[napi]
+    pub fn flush(&self) {
+        crate::stores::shared::flush_deferred();
     }
 
     /// Aborts waiting acquire `id` (it then completes with EABORTED); a no-op once it finished.
     #[napi]
     pub fn cancel(&self, id: u32) {
-        if let Some(n) = self.inner.cancels.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+        if let Some(n) = lock(&self.inner.cancels).remove(&id) {
             n.notify_one();
         }
     }
@@ -132,7 +199,7 @@ impl Bridge {
     #[napi]
     #[allow(deprecated)] // refer/unref are exactly napi_ref/unref_threadsafe_function
     pub fn hold(&self, env: Env, hold: bool) -> napi::Result<()> {
-        let mut w = self.inner.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = lock(&self.inner.wake);
         if hold {
             w.refer(&env)
         } else {

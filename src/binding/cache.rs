@@ -22,6 +22,8 @@ use crate::stores::AnyStore;
 #[napi]
 pub struct NativeCache {
     pub(crate) h: Arc<Handle<AnyStore>>,
+    /// Where answers that are not ready at once are delivered (set once by `useBridge`).
+    bridge: Option<Arc<super::bridge::Inner>>,
 }
 
 #[napi(object)]
@@ -43,16 +45,20 @@ fn flag(b: bool) -> String {
 
 impl NativeCache {
     pub(crate) fn new(h: Handle<AnyStore>) -> Self {
-        NativeCache { h: Arc::new(h) }
+        NativeCache { h: Arc::new(h), bridge: None }
+    }
+
+    fn bridge(&self) -> napi::Result<&Arc<super::bridge::Inner>> {
+        self.bridge.as_ref().ok_or_else(|| invalid("this cache has no bridge: call useBridge(bridge) first"))
     }
 
     /// Runs `call(handle)` through the bridge (see the module comment).
-    fn run<F, Fut>(&self, bridge: &Bridge, id: u32, call: F) -> napi::Result<Option<String>>
+    fn run<F, Fut>(&self, id: u32, call: F) -> napi::Result<Option<String>>
     where
         F: FnOnce(Arc<Handle<AnyStore>>) -> Fut,
         Fut: Future<Output = CoreResult<String>> + Send + 'static,
     {
-        bridge.inner.run(id, call(self.h.clone()))
+        self.bridge()?.run(id, call(self.h.clone()))
     }
 }
 
@@ -81,7 +87,13 @@ impl NativeCache {
     /// A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`).
     #[napi]
     pub fn with_namespace(&self, ns: String) -> napi::Result<NativeCache> {
-        Ok(NativeCache { h: Arc::new(self.h.with_namespace(&ns).map_err(to_napi)?) })
+        Ok(NativeCache { h: Arc::new(self.h.with_namespace(&ns).map_err(to_napi)?), bridge: self.bridge.clone() })
+    }
+
+    /// The bridge every later call of this cache (and its namespace views) answers through.
+    #[napi]
+    pub fn use_bridge(&mut self, bridge: &Bridge) {
+        self.bridge = Some(bridge.inner.clone());
     }
 
     /// `listener(eventJson)` is called when a lock this process holds through this store is lost:
@@ -103,24 +115,24 @@ impl NativeCache {
 
     /// The value's JSON, or "" when missing or expired.
     #[napi]
-    pub fn get(&self, bridge: &Bridge, id: u32, key: String) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { Ok(h.get(&key).await?.unwrap_or_default()) })
+    pub fn get(&self, id: u32, key: String) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { Ok(h.get(&key).await?.unwrap_or_default()) })
     }
 
     #[napi]
-    pub fn set(&self, bridge: &Bridge, id: u32, key: String, value_json: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+    pub fn set(&self, id: u32, key: String, value_json: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
         let ttl = millis(ttl_ms, "ttlMs")?;
-        self.run(bridge, id, |h| async move { h.set(&key, &value_json, ttl).await.map(|_| String::new()) })
+        self.run(id, |h| async move { h.set(&key, &value_json, ttl).await.map(|_| String::new()) })
     }
 
     /// "1" when the key existed.
     #[napi]
-    pub fn del(&self, bridge: &Bridge, id: u32, key: String) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.del(&key).await.map(flag) })
+    pub fn del(&self, id: u32, key: String) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.del(&key).await.map(flag) })
     }
 
     #[napi]
-    pub fn batch(&self, bridge: &Bridge, id: u32, ops: Vec<NativeBatchOp>) -> napi::Result<Option<String>> {
+    pub fn batch(&self, id: u32, ops: Vec<NativeBatchOp>) -> napi::Result<Option<String>> {
         let items = ops
             .into_iter()
             .map(|op| match op.kind.as_str() {
@@ -133,13 +145,13 @@ impl NativeCache {
                 other => Err(invalid(format!("batch op type must be 'put' or 'del', got {other:?}"))),
             })
             .collect::<napi::Result<Vec<_>>>()?;
-        self.run(bridge, id, |h| async move { h.batch(items).await.map(|_| String::new()) })
+        self.run(id, |h| async move { h.batch(items).await.map(|_| String::new()) })
     }
 
     /// One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null}.
     #[napi]
-    pub fn scan(&self, bridge: &Bridge, id: u32, cursor: Option<String>, count: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move {
+    pub fn scan(&self, id: u32, cursor: Option<String>, count: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move {
             let page = h.scan(cursor.as_deref(), count as usize).await?;
             let items: Vec<(String, Box<RawValue>, Option<i64>)> = page
                 .items
@@ -151,13 +163,13 @@ impl NativeCache {
     }
 
     #[napi]
-    pub fn sweep_expired(&self, bridge: &Bridge, id: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.sweep_expired().await.map(|n| n.to_string()) })
+    pub fn sweep_expired(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.sweep_expired().await.map(|n| n.to_string()) })
     }
 
     #[napi]
-    pub fn clear(&self, bridge: &Bridge, id: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.clear().await.map(|n| n.to_string()) })
+    pub fn clear(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.clear().await.map(|n| n.to_string()) })
     }
 
     // ---- locks ----
@@ -165,16 +177,18 @@ impl NativeCache {
     /// Acquires every path or none, waiting up to `waitMs` when given (`bridge.cancel(id)` aborts
     /// the wait); answers the normalized paths joined by NUL. Bad arguments throw here.
     #[napi]
-    pub fn acquire(&self, bridge: &Bridge, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: Option<f64>) -> napi::Result<Option<String>> {
+    pub fn acquire(&self, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: Option<f64>) -> napi::Result<Option<String>> {
         let a = self.h.acquire_args(&paths, &agent_id, &session_id, millis(ttl_ms, "ttlMs")?, base_dir.as_deref()).map_err(to_napi)?;
         match wait_ms {
-            None => self.run(bridge, id, |h| async move { Ok(h.acquire(&a, None).await?.join("\0")) }),
+            None => self.run(id, |h| async move { Ok(h.acquire(&a, None).await?.join("\0")) }),
             Some(ms) => {
                 let wait = check_wait(ms).map_err(to_napi)?;
-                let (cancel, done) = (bridge.inner.cancellable(id), bridge.inner.clone());
-                self.run(bridge, id, |h| async move {
+                let key = super::bridge::split_id(id).0;
+                let done = self.bridge()?.clone();
+                let cancel = done.cancellable(key);
+                self.run(id, |h| async move {
                     let r = h.acquire(&a, Some((wait, &cancel))).await;
-                    done.finish_cancellable(id);
+                    done.finish_cancellable(key);
                     Ok(r?.join("\0"))
                 })
             }
@@ -183,48 +197,48 @@ impl NativeCache {
 
     /// "1" released, "0" not held by that session.
     #[napi]
-    pub fn release(&self, bridge: &Bridge, id: u32, path: String, session_id: String) -> napi::Result<Option<String>> {
+    pub fn release(&self, id: u32, path: String, session_id: String) -> napi::Result<Option<String>> {
         Handle::<AnyStore>::check_release(&path, &session_id).map_err(to_napi)?;
-        self.run(bridge, id, |h| async move { h.release(&path, &session_id).await.map(flag) })
+        self.run(id, |h| async move { h.release(&path, &session_id).await.map(flag) })
     }
 
     #[napi]
-    pub fn release_all(&self, bridge: &Bridge, id: u32, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<Option<String>> {
+    pub fn release_all(&self, id: u32, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<Option<String>> {
         let f = Handle::<AnyStore>::filter(session_id, agent_id).map_err(to_napi)?;
-        self.run(bridge, id, |h| async move { h.release_all(&f).await.map(|n| n.to_string()) })
+        self.run(id, |h| async move { h.release_all(&f).await.map(|n| n.to_string()) })
     }
 
     /// The renewed record as JSON; ELOST when the lock is no longer held.
     #[napi]
-    pub fn renew(&self, bridge: &Bridge, id: u32, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
+    pub fn renew(&self, id: u32, path: String, session_id: String, ttl_ms: Option<f64>) -> napi::Result<Option<String>> {
         let ttl = millis(ttl_ms, "ttlMs")?;
-        self.run(bridge, id, |h| async move { h.renew(&path, &session_id, ttl).await.map(|r| records_json(&[r])) })
+        self.run(id, |h| async move { h.renew(&path, &session_id, ttl).await.map(|r| records_json(&[r])) })
     }
 
     /// Deletes the lock on `path` whoever holds it; the removed record as JSON, or "".
     #[napi]
-    pub fn force_release(&self, bridge: &Bridge, id: u32, path: String) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { Ok(h.force_release(&path).await?.map(|r| records_json(&[r])).unwrap_or_default()) })
+    pub fn force_release(&self, id: u32, path: String) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { Ok(h.force_release(&path).await?.map(|r| records_json(&[r])).unwrap_or_default()) })
     }
 
     #[napi]
-    pub fn list_locks(&self, bridge: &Bridge, id: u32, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<Option<String>> {
+    pub fn list_locks(&self, id: u32, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<Option<String>> {
         let f = Handle::<AnyStore>::filter(session_id, agent_id).map_err(to_napi)?;
-        self.run(bridge, id, |h| async move { h.list_locks(&f).await.map(|r| records_json(&r)) })
+        self.run(id, |h| async move { h.list_locks(&f).await.map(|r| records_json(&r)) })
     }
 
     #[napi]
-    pub fn health(&self, bridge: &Bridge, id: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.health().await.map(|v| v.to_string()) })
+    pub fn health(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.health().await.map(|v| v.to_string()) })
     }
 
     #[napi]
-    pub fn metrics(&self, bridge: &Bridge, id: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.metrics().await })
+    pub fn metrics(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.metrics().await })
     }
 
     #[napi]
-    pub fn close(&self, bridge: &Bridge, id: u32) -> napi::Result<Option<String>> {
-        self.run(bridge, id, |h| async move { h.close().await.map(|_| String::new()) })
+    pub fn close(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move { h.close().await.map(|_| String::new()) })
     }
 }

@@ -1,29 +1,34 @@
-//! The sled store's write-ahead journal. Every change is appended here (one `write(2)`, no fsync)
-//! before the call that made it returns, and the flusher moves changes into sled every 100 ms.
-//! A killed process loses nothing the kernel has: the next process to open the folder replays the
-//! journal into sled first. (An OS crash can lose the last writes, but it also ends every process
-//! that held a lock.) Entries carry a length and a checksum, so a torn tail is recognised and
-//! dropped rather than misread.
+//! The sled store's write-ahead journal. Every change is recorded here before the call that made
+//! it returns, and the flusher moves changes into sled every 100 ms. A killed process loses
+//! nothing the kernel has: the next process to open the folder replays the journal into sled
+//! first. (An OS crash can lose the last writes, but it also ends every process that held a lock.)
+//! Entries carry a length and a checksum, so a torn tail is recognised and dropped rather than
+//! misread.
 //!
-//! Files are `ofl-journal-<seq>.log`; the flusher starts a new one when it takes the pending
-//! changes, and deletes the older ones once sled has them on disk.
+//! On Unix the journal file is memory-mapped (MAP_SHARED): recording a change is a copy into the
+//! page cache, with no system call, and the pages outlive the process if it is killed. Elsewhere
+//! each change is one `write(2)`. Files are `ofl-journal-<seq>.log`; the flusher starts a new one
+//! when it takes the pending changes, and deletes the older ones once sled has them on disk.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "ofl-journal-";
 const SUFFIX: &str = ".log";
 /// A larger entry than this is not an entry: the file is torn or not ours.
 const MAX_ENTRY: u32 = 64 << 20;
+/// The size of a mapped journal file (sparse: only what is written takes disk space). A file that
+/// fills up before the next flush is followed by a new one.
+#[cfg(unix)]
+const CAPACITY: usize = 16 << 20;
 
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
 pub struct Journal {
     dir: PathBuf,
     seq: u64,
-    file: File,
-    len: u64,
+    file: Sink,
     /// Journal files whose changes may not be in sled yet (the current one excluded).
     older: Vec<PathBuf>,
     buf: Vec<u8>,
@@ -73,6 +78,7 @@ fn read_entries(bytes: &[u8]) -> Vec<Change> {
     while bytes.len() - at >= 8 {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
         let sum = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
+        // len 0: the zeroes after the last entry of a mapped file
         if len < 5 || len > MAX_ENTRY || bytes.len() - at - 8 < len as usize {
             break;
         }
@@ -92,9 +98,81 @@ fn read_entries(bytes: &[u8]) -> Vec<Change> {
     out
 }
 
+/// Where entries go: a mapped file (Unix) or an appended one.
+struct Sink {
+    #[cfg(unix)]
+    map: Mapped,
+    #[cfg(not(unix))]
+    file: File,
+    len: usize,
+}
+
+#[cfg(unix)]
+struct Mapped {
+    ptr: *mut u8,
+    _file: File,
+}
+
+// SAFETY: the mapping is owned by this value and only touched through &mut self (under the
+// folder's pending-changes mutex).
+#[cfg(unix)]
+unsafe impl Send for Mapped {}
+
+#[cfg(unix)]
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: ptr/CAPACITY are the mapping made in `Sink::create`. Unmapping keeps the
+        // written pages in the page cache (MAP_SHARED).
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, CAPACITY) };
+    }
+}
+
+impl Sink {
+    #[cfg(unix)]
+    fn create(path: &Path) -> std::io::Result<Sink> {
+        use std::os::unix::io::AsRawFd;
+        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path)?;
+        file.set_len(CAPACITY as u64)?;
+        // SAFETY: a fresh shared mapping of a file of CAPACITY bytes that this value owns.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), CAPACITY, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Sink { map: Mapped { ptr: ptr as *mut u8, _file: file }, len: 0 })
+    }
+
+    #[cfg(not(unix))]
+    fn create(path: &Path) -> std::io::Result<Sink> {
+        Ok(Sink { file: OpenOptions::new().create(true).append(true).open(path)?, len: 0 })
+    }
+
+    /// Appends `bytes`; false when they do not fit (a mapped file is full).
+    #[cfg(unix)]
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<bool> {
+        if self.len + bytes.len() > CAPACITY {
+            return Ok(false);
+        }
+        // SAFETY: the range lies inside the mapping (checked above) and nothing else writes it.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.ptr.add(self.len), bytes.len()) };
+        self.len += bytes.len();
+        Ok(true)
+    }
+
+    #[cfg(not(unix))]
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<bool> {
+        use std::io::Write;
+        if let Err(e) = self.file.write_all(bytes) {
+            let _ = self.file.set_len(self.len as u64);
+            return Err(e);
+        }
+        self.len += bytes.len();
+        Ok(true)
+    }
+}
+
 impl Journal {
     /// Reads what earlier processes journaled (oldest first) and starts a new journal after it.
-    /// The old files stay until `applied()` says their changes are safely in sled.
+    /// The old files stay until `take_older()` says their changes are safely in sled.
     pub fn open(dir: &Path) -> std::io::Result<(Journal, Vec<Change>)> {
         let files = list(dir)?;
         let mut changes = Vec::new();
@@ -104,12 +182,12 @@ impl Journal {
             changes.extend(read_entries(&bytes));
         }
         let seq = files.last().map_or(1, |(s, _)| s + 1);
-        let file = OpenOptions::new().create(true).append(true).open(file_name(dir, seq))?;
+        let file = Sink::create(&file_name(dir, seq))?;
         let older = files.into_iter().map(|(_, p)| p).collect();
-        Ok((Journal { dir: dir.to_owned(), seq, file, len: 0, older, buf: Vec::new() }, changes))
+        Ok((Journal { dir: dir.to_owned(), seq, file, older, buf: Vec::new() }, changes))
     }
 
-    /// Appends changes as one write; on failure nothing of them counts (the file is cut back).
+    /// Records changes as one entry run; on failure none of them counts.
     pub fn append<'a>(&mut self, changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> std::io::Result<()> {
         self.buf.clear();
         for (k, v) in changes {
@@ -118,29 +196,35 @@ impl Journal {
         if self.buf.is_empty() {
             return Ok(());
         }
-        match self.file.write_all(&self.buf) {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.file.set_len(self.len);
-                Err(e)
-            }
+        if self.buf.len() > MAX_ENTRY as usize {
+            return Err(std::io::Error::other("a single change is larger than the journal takes (64 MiB)"));
         }
+        let buf = std::mem::take(&mut self.buf);
+        let r = match self.file.append(&buf) {
+            Ok(true) => Ok(()),
+            // full: go on in a new file (this one stays until a flush covers it)
+            Ok(false) => self.start_next().and_then(|_| self.file.append(&buf).map(|_| ())),
+            Err(e) => Err(e),
+        };
+        self.buf = buf;
+        r
+    }
+
+    fn start_next(&mut self) -> std::io::Result<()> {
+        let next = Sink::create(&file_name(&self.dir, self.seq + 1))?;
+        self.older.push(file_name(&self.dir, self.seq));
+        self.seq += 1;
+        self.file = next;
+        Ok(())
     }
 
     /// Starts a new file: what was journaled so far is about to go into sled. Returns false when
     /// the current file is empty (nothing to rotate).
     pub fn rotate(&mut self) -> std::io::Result<bool> {
-        if self.len == 0 {
+        if self.file.len == 0 {
             return Ok(false);
         }
-        let next = OpenOptions::new().create(true).append(true).open(file_name(&self.dir, self.seq + 1))?;
-        self.older.push(file_name(&self.dir, self.seq));
-        self.seq += 1;
-        self.file = next;
-        self.len = 0;
+        self.start_next()?;
         Ok(true)
     }
 
@@ -168,9 +252,11 @@ mod tests {
         j.append([(&b"a"[..], Some(&b"2"[..]))]).unwrap();
         assert!(j.rotate().unwrap());
         j.append([(&b"c"[..], Some(&b"3"[..]))]).unwrap();
-        // a torn write at the end of the newest file
-        let current = list(dir.path()).unwrap().pop().unwrap().1;
-        OpenOptions::new().append(true).open(&current).unwrap().write_all(&[40, 0, 0, 0, 1, 2]).unwrap();
+        // a torn entry right after the last whole one in the newest file
+        let mut torn = Vec::new();
+        encode(&mut torn, b"d", Some(b"4"));
+        torn[9] ^= 0xff;
+        j.file.append(&torn).unwrap();
         drop(j);
         let (_j, changes) = Journal::open(dir.path()).unwrap();
         let keys: Vec<_> = changes.iter().map(|(k, v)| (String::from_utf8(k.clone()).unwrap(), v.clone().map(|v| String::from_utf8(v).unwrap()))).collect();

@@ -26,6 +26,36 @@ use crate::core::error::Error;
 
 /// How long a caller reads the socket itself before it lets the reader thread hand it the answer.
 const SPIN: Duration = Duration::from_micros(300);
+
+/// How much held-back request data is sent without waiting for the end of the turn (a few
+/// requests' worth).
+static FLUSH_AT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("OFL_FLUSH_AT").ok().and_then(|v| v.parse().ok()).unwrap_or(512));
+
+thread_local! {
+    /// Whether a call made on this thread now may spin for its answer. The JS layer says no when
+    /// other calls are in flight: then the answers come back together through the reader thread,
+    /// and the requests of many callers are on the socket at once (pipelined) instead of one by one.
+    static MAY_SPIN: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Connections holding deferred requests.
+static DEFERRED: std::sync::LazyLock<Mutex<Vec<std::sync::Weak<Conn>>>> = std::sync::LazyLock::new(Default::default);
+
+/// Sends every request held back by callers that did not spin (see `Conn::deferred`).
+pub fn flush_deferred() {
+    let conns = std::mem::take(&mut *lock(&DEFERRED));
+    for c in conns.iter().filter_map(std::sync::Weak::upgrade) {
+        c.flush_deferred();
+    }
+}
+
+/// Runs `f` with spinning allowed or not for the calls it makes on this thread.
+pub fn with_spin<T>(spin: bool, f: impl FnOnce() -> T) -> T {
+    let before = MAY_SPIN.with(|m| m.replace(spin));
+    let r = f();
+    MAY_SPIN.with(|m| m.set(before));
+    r
+}
 /// A client that cannot send (the server stopped reading) gives up on it past this much queued.
 const MAX_OUTBOX: usize = MAX_FRAME;
 
@@ -59,7 +89,11 @@ pub struct Conn {
     stream: UnixStream,
     pub server: ServerInfo,
     read: Mutex<Vec<u8>>,
+    /// What the socket would not take yet; the reader thread writes it when it can.
     outbox: Mutex<Vec<u8>>,
+    /// Requests of callers that must not spin, held back until `flush_deferred` sends them in one
+    /// write (the JS layer calls it once the callers of this turn have all asked).
+    deferred: Mutex<Vec<u8>>,
     slots: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
     dead: AtomicBool,
@@ -164,6 +198,7 @@ pub fn connect(socket: &Path, timeout: Duration, on_push: Box<dyn Fn(&str) + Sen
         server: ServerInfo { pid: h.pid, version: h.version },
         read: Mutex::new(Vec::with_capacity(64 * 1024)),
         outbox: Mutex::new(Vec::new()),
+        deferred: Mutex::new(Vec::new()),
         slots: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         dead: AtomicBool::new(false),
@@ -222,7 +257,30 @@ impl Conn {
     pub fn notify(&self, req: &Request) {
         let mut buf = Vec::with_capacity(128);
         frame(&mut buf, &Outgoing { id: 0, req });
+        self.flush_deferred();
         let _ = self.write(&buf);
+    }
+
+    fn flush_deferred(&self) {
+        let held = std::mem::take(&mut *lock(&self.deferred));
+        if !held.is_empty() {
+            let _ = self.write(&held);
+        }
+    }
+
+    /// Holds a request back for `flush_deferred` (the first one registers this connection).
+    fn defer(self: &Arc<Self>, buf: &[u8]) {
+        let mut d = lock(&self.deferred);
+        if d.is_empty() {
+            lock(&DEFERRED).push(Arc::downgrade(self));
+        }
+        d.extend_from_slice(buf);
+        // a long turn sends as it goes, so the server works while the callers are still asking
+        if d.len() >= *FLUSH_AT {
+            let held = std::mem::take(&mut *d);
+            drop(d);
+            let _ = self.write(&held);
+        }
     }
 
     /// Writes a whole frame, or queues what the socket would not take for the reader thread.
@@ -262,24 +320,28 @@ impl Conn {
     }
 
     /// Sends `req` and waits for its answer until `deadline`.
-    pub async fn call(&self, req: &Request, deadline: Instant, compensate: impl FnOnce() -> Option<Compensate>) -> Result<Box<RawValue>, CallError> {
-        let (id, mut rx) = self.send(req)?;
-        let spin_until = Instant::now() + SPIN;
-        loop {
-            self.pump(false);
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::Lost),
-                Err(oneshot::error::TryRecvError::Empty) => {}
+    pub async fn call(self: &Arc<Self>, req: &Request, deadline: Instant, compensate: impl FnOnce() -> Option<Compensate>) -> Result<Box<RawValue>, CallError> {
+        let spin = MAY_SPIN.with(|m| m.get());
+        let (id, mut rx) = self.send(req, !spin)?;
+        if spin {
+            let spin_until = Instant::now() + SPIN;
+            loop {
+                self.pump(false);
+                match rx.try_recv() {
+                    Ok(r) => return r,
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::Lost),
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                }
+                if Instant::now() >= spin_until {
+                    break;
+                }
+                std::thread::yield_now();
             }
-            if Instant::now() >= spin_until {
-                break;
-            }
-            std::thread::yield_now();
         }
-        // the long way: the reader thread reads from now on
-        self.async_waiters.fetch_add(1, Ordering::AcqRel);
-        self.poke();
+        // the long way: the reader thread reads from now on (told when it did not read before)
+        if self.async_waiters.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.poke();
+        }
         let r = tokio::time::timeout_at(deadline.into(), &mut rx).await;
         self.async_waiters.fetch_sub(1, Ordering::AcqRel);
         match r {
@@ -305,8 +367,8 @@ impl Conn {
     }
 
     /// The same from a plain thread (the takeover's re-assertion): spins, then sleeps briefly.
-    pub fn call_blocking(&self, req: &Request, deadline: Instant) -> Result<Box<RawValue>, CallError> {
-        let (_id, mut rx) = self.send(req)?;
+    pub fn call_blocking(self: &Arc<Self>, req: &Request, deadline: Instant) -> Result<Box<RawValue>, CallError> {
+        let (_id, mut rx) = self.send(req, false)?;
         self.async_waiters.fetch_add(1, Ordering::AcqRel);
         self.poke();
         let r = loop {
@@ -325,7 +387,7 @@ impl Conn {
         r
     }
 
-    fn send(&self, req: &Request) -> Result<(u64, oneshot::Receiver<Result<Box<RawValue>, CallError>>), CallError> {
+    fn send(self: &Arc<Self>, req: &Request, defer: bool) -> Result<(u64, oneshot::Receiver<Result<Box<RawValue>, CallError>>), CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::with_capacity(256);
         frame(&mut buf, &Outgoing { id, req });
@@ -337,6 +399,11 @@ impl Conn {
         }
         let (tx, rx) = oneshot::channel();
         lock(&self.slots).insert(id, Slot::Waiting(tx));
+        if defer {
+            self.defer(&buf);
+            return Ok((id, rx));
+        }
+        self.flush_deferred(); // in order: what was held back goes first
         if let Err(e) = self.write(&buf) {
             lock(&self.slots).remove(&id);
             return Err(e);

@@ -47,6 +47,17 @@ use crate::stores::sled_store::{Reasserted, SledStore};
 
 #[cfg(unix)]
 use client::{CallError, Compensate, Conn, ConnectError};
+#[cfg(unix)]
+pub use client::{flush_deferred, with_spin};
+
+/// Without sockets there is nothing to spin on.
+#[cfg(not(unix))]
+pub fn with_spin<T>(_spin: bool, f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+#[cfg(not(unix))]
+pub fn flush_deferred() {}
 use protocol::{Request, WireAttempt, WireEntry, WirePage, WireWaiter};
 
 /// How long a call waits for an answer, or for a new server after the old one went away.

@@ -109,29 +109,70 @@ struct Conn {
 
 impl Loop {
     fn run(&mut self) {
-        let mut last_work = Instant::now();
+        let mut spin_until = Instant::now();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
         let mut drain = [0u8; 64];
+        let mut idle_turns = 0u32;
+        // How long to keep looking after work, learnt: spinning pays when one client asks again
+        // right after its answer (its next call), not when many clients' requests come in
+        // batches further apart; then the looking only takes a core from them.
+        let mut spin = SPIN;
+        let mut sleeps = 0u32;
         while !self.stop.load(Ordering::Acquire) {
-            let mut worked = self.accept();
-            for c in &mut self.conns {
-                worked |= c.turn(&self.store, &self.waker);
+            let spinning = Instant::now() < spin_until;
+            // one poll(2) for everything: while spinning it only looks (timeout 0)
+            fds.clear();
+            fds.push(libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            fds.push(libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            for c in &self.conns {
+                let events = libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT };
+                fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events, revents: 0 });
+            }
+            if !spinning {
+                sleeps = sleeps.wrapping_add(1);
+                if spin.is_zero() && sleeps % 64 == 0 {
+                    spin = SPIN / 8; // look again now and then whether spinning pays
+                }
+            }
+            // SAFETY: fds is a valid, correctly sized array for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if spinning { 0 } else { 1000 }) };
+            let pushed = fds[0].revents != 0;
+            if pushed {
+                while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
+            }
+            let mut worked = fds[1].revents != 0 && self.accept();
+            for (i, c) in self.conns.iter_mut().enumerate() {
+                let ready = fds.get(i + 2).is_none_or(|f| f.revents != 0);
+                if ready || pushed || !c.out.is_empty() {
+                    worked |= c.turn(&self.store, &self.waker);
+                }
             }
             let before = self.conns.len();
             self.conns.retain(|c| !c.dead);
             if self.conns.len() != before {
                 self.clients.store(self.conns.len(), Ordering::Relaxed);
             }
-            while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
             if worked {
-                last_work = Instant::now();
-                continue;
+                if spinning {
+                    spin = (spin * 2 + Duration::from_micros(10)).min(SPIN); // it paid
+                }
+                spin_until = Instant::now() + spin;
+                idle_turns = 0;
+            } else if spinning {
+                idle_turns += 1;
+                for _ in 0..64 {
+                    std::hint::spin_loop();
+                }
+                if idle_turns % 8 == 0 {
+                    std::thread::yield_now(); // let the clients run on a busy machine
+                }
+                if Instant::now() >= spin_until {
+                    spin /= 2; // looked in vain
+                    if spin < Duration::from_micros(5) {
+                        spin = Duration::ZERO;
+                    }
+                }
             }
-            if last_work.elapsed() < SPIN {
-                std::thread::yield_now();
-                continue;
-            }
-            self.sleep();
-            last_work = Instant::now() - SPIN; // woken: look once, then sleep again unless work came
         }
         // stopping: the connections close as they drop, and each client takes over or reconnects
         self.conns.clear();
@@ -163,20 +204,6 @@ impl Loop {
                 }
             }
         }
-    }
-
-    /// Blocks until a socket has something, a push is queued, or a second passes.
-    fn sleep(&self) {
-        let mut fds = vec![
-            libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        for c in &self.conns {
-            let events = libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT };
-            fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events, revents: 0 });
-        }
-        // SAFETY: fds is a valid, correctly sized array for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
     }
 }
 
