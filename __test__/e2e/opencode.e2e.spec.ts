@@ -3,6 +3,7 @@
 // until the test opens its gate, so every race here is decided by the test, not by timing.
 // A blocked tool waits FILE_LOCK_WAIT_MS (default 5 s) first: scenarios about the refusal itself
 // set it to 0, those about the wait set it long and open the gate while the second tool waits.
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -240,5 +241,62 @@ describe('opencode serve: separate processes sharing Redis', () => {
     } finally {
       await Promise.all([one.stop(), two.stop()])
     }
+  })
+})
+
+describe('default configuration, no Redis: every opencode process of the user shares one lock table', () => {
+  // No FILE_LOCK_CACHE_BACKEND, no FILE_LOCK_PATH: the sled folder in the user's state folder,
+  // served by the first process that opens it to the others.
+  const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(__dirname, '../../bin/opencode-file-lock.js'), ...args], { encoding: 'utf8', env: h.env })
+
+  it('two opencode processes in one project race for a file: the second is refused naming the holder, the CLI lists the lock, then the second lands', async () => {
+    const dir = makeProject(h, 'default-race')
+    const [one, two] = await Promise.all([serve(h, dir, NO_WAIT), serve(h, dir, NO_WAIT)])
+    try {
+      const a = (await one.client.session.create({ body: { title: 'holder' } })).data!.id
+      const b = (await two.client.session.create({ body: { title: 'second' } })).data!.id
+      await one.prompt(a, script(slowWrite('shared.txt', 'from process one\n'), 'FINAL one done'))
+      const openGate = await waitForGate(dir, 'shared.txt') // process one holds the lock now
+      await two.prompt(b, script(write('shared.txt', 'from process two\n'), 'FINAL two blocked'))
+      await two.idle(b)
+      const [blocked] = await two.tools(b)
+      expect(blocked).toMatchObject({ tool: 'write', status: 'error' })
+      expect(blocked.text).toMatch(LOCKED)
+      expect(blocked.text).toContain(`(session ${a})`)
+      expect(read(dir, 'shared.txt')).toBeUndefined()
+      // the operator's view, from a third process, while both run
+      const listed = cli('list', '--json')
+      expect(listed.status).toBe(0)
+      expect(JSON.parse(listed.stdout)).toMatchObject([{ path: path.join(fs.realpathSync(dir), 'shared.txt'), sessionId: a }])
+      openGate()
+      await one.idle(a)
+      expect(read(dir, 'shared.txt')).toBe('from process one\n')
+      await two.prompt(b, script(write('shared.txt', 'from process two\n'), 'FINAL two done'))
+      await two.idle(b)
+      expect((await two.tools(b)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
+      expect(read(dir, 'shared.txt')).toBe('from process two\n')
+      expect(JSON.parse(cli('list', '--json').stdout)).toEqual([])
+    } finally {
+      await Promise.all([one.stop(), two.stop()])
+    }
+  })
+
+  it('two opencode processes in two unrelated projects both write freely', async () => {
+    const p1 = makeProject(h, 'default-proj-one')
+    const p2 = makeProject(h, 'default-proj-two')
+    // process one holds its file (its tool waits at the gate) while process two writes in its project
+    const first = run(h, p1, script(slowWrite('one.txt', 'project one\n'), 'FINAL one done'), { env: NO_WAIT })
+    const openGate = await waitForGate(p1, 'one.txt')
+    const second = await run(h, p2, script(write('two.txt', 'project two\n'), write('one.txt', 'not the same one.txt\n'), 'FINAL two done'), { env: NO_WAIT })
+    expect(second.code).toBe(0)
+    expect(toolResults(second)).toMatchObject([
+      { tool: 'write', status: 'completed' },
+      { tool: 'write', status: 'completed' },
+    ])
+    expect(second.stderr).not.toMatch(/lock store is unavailable|in use by another process/)
+    openGate()
+    const one = await first
+    expect(toolResults(one)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
+    expect([read(p1, 'one.txt'), read(p2, 'two.txt'), read(p2, 'one.txt')]).toEqual(['project one\n', 'project two\n', 'not the same one.txt\n'])
   })
 })
