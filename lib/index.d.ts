@@ -105,6 +105,24 @@ export interface RedisOptions {
   sentinelPassword?: string
 }
 
+/** How a sled cache shares its folder with the user's other processes (`healthCheck().shared`). */
+export interface SharedRole {
+  /** 'server': this process serves the folder; 'client': another process does; 'moving': a takeover is under way. */
+  role: 'server' | 'client' | 'moving'
+  pid?: number
+  /** Server: how many client connections it has. */
+  clients?: number
+  /** Client: the process serving the folder, and its package version. */
+  serverPid?: number
+  serverVersion?: string
+  socket?: string
+}
+
+/**
+ * The sled folder, shared by every process of the user on the machine: the first process that
+ * opens it serves it over a Unix socket, the others are its clients, and a client takes over when
+ * the server exits or dies (see docs/shared-store.md).
+ */
 export declare class SledCache<T = any> extends Cache<T> {
   static open<T = any>(opts: { path: string; namespace?: string; defaultTtlMs?: number }): Promise<SledCache<T>>
 }

@@ -33,8 +33,8 @@ struct Queue {
 
 pub(crate) struct Inner {
     queue: Mutex<Queue>,
-    /// Calls waiting for something, by id; polled on the JS thread when woken.
-    parked: Mutex<HashMap<u32, Task>>,
+    /// Calls waiting for something, by id, with their wakers; polled on the JS thread when woken.
+    parked: Mutex<HashMap<u32, (Task, Waker)>>,
     wake: Mutex<Wake>,
     /// Waiting acquires that `cancel(id)` can abort.
     cancels: Mutex<HashMap<u32, Arc<Notify>>>,
@@ -75,6 +75,11 @@ impl TaskWake for CallWaker {
     }
 }
 
+/// Polls a call in the runtime's context (a call that waits creates its timers there).
+fn poll_in_runtime(task: &mut Task, waker: &Waker) -> Poll<crate::core::Result<String>> {
+    napi::bindgen_prelude::within_runtime_if_available(|| task.as_mut().poll(&mut Context::from_waker(waker)))
+}
+
 impl Inner {
     /// Polls `fut` once: its answer now (Some), or None and the answer later through the bridge
     /// under `id`. An error now is thrown.
@@ -84,27 +89,19 @@ impl Inner {
     {
         let (id, spin) = split_id(id);
         let mut task: Task = Box::pin(fut);
-        match crate::stores::shared::with_spin(spin, || self.first_poll(id, &mut task)) {
+        // most calls finish in their first poll and need no waker: that poll gets one that does
+        // nothing, and a call that does not finish is polled again at once with its real one
+        let first = crate::stores::shared::with_spin(spin, || poll_in_runtime(&mut task, Waker::noop()));
+        if let Poll::Ready(r) = first {
+            return r.map(Some).map_err(super::error::to_napi);
+        }
+        let waker = Waker::from(Arc::new(CallWaker { id, bridge: Arc::downgrade(self) }));
+        match poll_in_runtime(&mut task, &waker) {
             Poll::Ready(r) => r.map(Some).map_err(super::error::to_napi),
             Poll::Pending => {
-                lock(&self.parked).insert(id, task);
+                lock(&self.parked).insert(id, (task, waker));
                 Ok(None)
             }
-        }
-    }
-
-    /// Polls a call in the runtime's context (a call that waits creates its timers there).
-    fn poll(self: &Arc<Self>, id: u32, task: &mut Task) -> Poll<crate::core::Result<String>> {
-        let waker = Waker::from(Arc::new(CallWaker { id, bridge: Arc::downgrade(self) }));
-        napi::bindgen_prelude::within_runtime_if_available(|| task.as_mut().poll(&mut Context::from_waker(&waker)))
-    }
-
-    /// The first poll, with a waker that does nothing: most calls finish in it, and need none.
-    /// One that does not is polled again at once with its real waker.
-    fn first_poll(self: &Arc<Self>, id: u32, task: &mut Task) -> Poll<crate::core::Result<String>> {
-        match napi::bindgen_prelude::within_runtime_if_available(|| task.as_mut().poll(&mut Context::from_waker(Waker::noop()))) {
-            Poll::Pending => self.poll(id, task),
-            ready => ready,
         }
     }
 
@@ -157,8 +154,8 @@ impl Bridge {
                 std::mem::take(&mut q.woken)
             };
             for id in woken {
-                let Some(mut task) = lock(&self.inner.parked).remove(&id) else { continue }; // done already
-                match self.inner.poll(id, &mut task) {
+                let Some((mut task, waker)) = lock(&self.inner.parked).remove(&id) else { continue }; // done already
+                match poll_in_runtime(&mut task, &waker) {
                     Poll::Ready(r) => {
                         out.ids.push(id);
                         match r {
@@ -173,7 +170,7 @@ impl Bridge {
                         }
                     }
                     Poll::Pending => {
-                        lock(&self.inner.parked).insert(id, task);
+                        lock(&self.inner.parked).insert(id, (task, waker));
                     }
                 }
             }

@@ -34,9 +34,14 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// shared by every cache that opens it, counted so the last `close()` lets the folder go.
 static OPEN_FOLDERS: LazyLock<Mutex<HashMap<PathBuf, (Arc<Folder>, usize)>>> = LazyLock::new(Default::default);
 
+type Changes = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// Writes not yet in sled (key -> Some(value) to insert, None to remove), and their journal.
 struct Pending {
-    map: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    map: Changes,
+    /// The changes the flusher is moving into sled right now, outside the lock: reads look here
+    /// after `map`, so the lock is held for microseconds, not for sled's batch.
+    flushing: Option<Arc<Changes>>,
     journal: Journal,
 }
 
@@ -74,7 +79,8 @@ struct Folder {
     path: PathBuf,
     db: sled::Db,
     pending: Mutex<Pending>,
-    /// One flush at a time: a journal file is deleted only after the flush that covers it.
+    /// One flush at a time (a journal file is deleted only after the flush that covers it), and
+    /// no flush while a scan moves the pending changes into sled itself. Taken before `pending`.
     flushing: Mutex<()>,
     /// Waiters per storage key. Locked after `pending`, never before it.
     queues: Mutex<Queues>,
@@ -98,10 +104,17 @@ impl Folder {
 
     /// The current value of `key`: a pending change if there is one, else what sled holds.
     fn read(&self, pending: &Pending, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match pending.map.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec())),
+        if let Some(v) = pending.map.get(key).or_else(|| pending.flushing.as_ref().and_then(|f| f.get(key))) {
+            return Ok(v.clone());
         }
+        Ok(self.db.get(key).map_err(|e| self.err(e))?.map(|v| v.to_vec()))
+    }
+
+    /// The lock for a walk over sled: no flush under way, and the pending changes moved into sled
+    /// (`apply`) under it.
+    fn lock_for_scan(&self) -> (MutexGuard<'_, ()>, MutexGuard<'_, Pending>) {
+        let flush = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        (flush, self.lock())
     }
 
     fn read_entry(&self, pending: &Pending, key: &str) -> Result<Option<Entry>> {
@@ -119,40 +132,65 @@ impl Folder {
         pending.write(&self.path, changes)
     }
 
-    /// Moves the pending changes into sled as one batch (the caller holds the lock); they stay
-    /// pending if sled refuses them.
+    /// Moves the pending changes into sled as one batch; they stay pending if sled refuses them.
+    /// The caller holds both locks (`lock_for_scan`).
     fn apply(&self, pending: &mut Pending) -> Result<bool> {
         if pending.map.is_empty() {
             return Ok(false);
         }
-        let mut batch = sled::Batch::default();
-        for (k, v) in &pending.map {
-            match v {
-                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
-                None => batch.remove(k.as_slice()),
-            }
-        }
-        self.db.apply_batch(batch).map_err(|e| self.err(e))?;
+        self.db.apply_batch(batch_of(&pending.map)).map_err(|e| self.err(e))?;
         pending.map.clear();
         Ok(true)
     }
 
-    /// Everything written so far into sled and onto disk; then its journal files go.
+    /// Everything written so far into sled and onto disk; then its journal files go. The lock is
+    /// held only to take the changes (sled's batch runs outside it).
     fn sync_to_disk(&self) -> Result<()> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        let wrote = {
+        let (changes, rotated) = {
             let mut p = self.lock();
             let rotated = p.journal.rotate().map_err(|e| Error::backend(format!("sled folder {}: cannot start a new journal: {e}", self.path.display())))?;
-            self.apply(&mut p)? || rotated
+            let changes = Arc::new(std::mem::take(&mut p.map));
+            if !changes.is_empty() {
+                p.flushing = Some(changes.clone());
+            }
+            (changes, rotated)
         };
-        if wrote {
+        if !changes.is_empty() {
+            if let Err(e) = self.db.apply_batch(batch_of(&changes)) {
+                // keep them pending (what was written since is newer and stays)
+                let mut p = self.lock();
+                p.flushing = None;
+                for (k, v) in changes.iter() {
+                    p.map.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                return Err(self.err(e));
+            }
+        }
+        if !changes.is_empty() || rotated {
             self.db.flush().map_err(|e| self.err(e))?;
         }
-        for old in self.lock().journal.take_older() {
+        let older = {
+            let mut p = self.lock();
+            p.flushing = None;
+            p.journal.take_older()
+        };
+        for old in older {
             let _ = std::fs::remove_file(old);
         }
         Ok(())
     }
+}
+
+fn batch_of(changes: &Changes) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+            None => batch.remove(k.as_slice()),
+        }
+    }
+    batch
 }
 
 /// Moves pending writes to disk every FLUSH_EVERY until the folder is closed or dropped.
@@ -345,7 +383,7 @@ fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
     Ok(Folder {
         path: path.to_owned(),
         db,
-        pending: Mutex::new(Pending { map: HashMap::new(), journal }),
+        pending: Mutex::new(Pending { map: HashMap::new(), flushing: None, journal }),
         flushing: Mutex::new(()),
         queues: Mutex::new(Queues::default()),
         bus,
@@ -499,7 +537,8 @@ impl Store for SledStore {
         let f = self.shared()?;
         let prefix_len = namespace_prefix(ns).len();
         let count = count.max(1);
-        let items = self.live_entries(&f, &mut f.lock(), ns, cursor, count)?;
+        let (_flush, mut p) = f.lock_for_scan();
+        let items = self.live_entries(&f, &mut p, ns, cursor, count)?;
         let mut page = Page::default();
         if items.len() >= count {
             // The cursor is the full storage key of the last item; the next page starts after it.
@@ -511,7 +550,7 @@ impl Store for SledStore {
 
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
         let f = self.shared()?;
-        let mut p = f.lock();
+        let (_flush, mut p) = f.lock_for_scan();
         f.apply(&mut p)?;
         let now = now_ms();
         let mut n = 0;
@@ -527,7 +566,7 @@ impl Store for SledStore {
 
     async fn clear(&self, ns: &str) -> Result<u64> {
         let f = self.shared()?;
-        let mut p = f.lock();
+        let (_flush, mut p) = f.lock_for_scan();
         f.apply(&mut p)?;
         let mut gone = Vec::new();
         for r in f.db.scan_prefix(namespace_prefix(ns).as_bytes()) {
@@ -601,7 +640,7 @@ impl Store for SledStore {
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let f = self.shared()?;
-        let mut p = f.lock();
+        let (flush, mut p) = f.lock_for_scan();
         let mut freed = Vec::new();
         for (key, _, entry) in self.live_entries(&f, &mut p, ns, None, usize::MAX)? {
             if matches!(parse_record(&key, &entry), Ok(rec) if filter.matches(&rec)) {
@@ -610,6 +649,7 @@ impl Store for SledStore {
         }
         f.write(&mut p, freed.iter().map(|k| (k.clone().into_bytes(), None)).collect())?;
         drop(p);
+        drop(flush);
         for k in &freed {
             f.bus.notify(k);
         }
@@ -630,7 +670,8 @@ impl Store for SledStore {
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
         let f = self.shared()?;
         let now = now_ms();
-        let entries = self.live_entries(&f, &mut f.lock(), ns, None, usize::MAX)?;
+        let (_flush, mut p) = f.lock_for_scan();
+        let entries = self.live_entries(&f, &mut p, ns, None, usize::MAX)?;
         Ok(entries
             .into_iter()
             .filter_map(|(key, _, entry)| parse_record(&key, &entry).ok())

@@ -74,7 +74,8 @@ pub struct Compensate {
 }
 
 enum Slot {
-    Waiting(oneshot::Sender<Result<Box<RawValue>, CallError>>),
+    /// A caller waits; past `deadline` the reader thread fails it with ETIMEDOUT (no timer per call).
+    Waiting { tx: oneshot::Sender<Result<Box<RawValue>, CallError>>, deadline: Instant, compensate: Option<Compensate> },
     Abandoned(Option<Compensate>),
 }
 
@@ -319,10 +320,11 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends `req` and waits for its answer until `deadline`.
-    pub async fn call(self: &Arc<Self>, req: &Request, deadline: Instant, compensate: impl FnOnce() -> Option<Compensate>) -> Result<Box<RawValue>, CallError> {
+    /// Sends `req` and waits for its answer until `deadline` (`compensate`: how to give back a
+    /// grant that comes after the caller gave up).
+    pub async fn call(self: &Arc<Self>, req: &Request, deadline: Instant, compensate: Option<Compensate>) -> Result<Box<RawValue>, CallError> {
         let spin = MAY_SPIN.with(|m| m.get());
-        let (id, mut rx) = self.send(req, !spin)?;
+        let mut rx = self.send(req, !spin, deadline, compensate)?;
         if spin {
             let spin_until = Instant::now() + SPIN;
             loop {
@@ -342,33 +344,34 @@ impl Conn {
         if self.async_waiters.fetch_add(1, Ordering::AcqRel) == 0 {
             self.poke();
         }
-        let r = tokio::time::timeout_at(deadline.into(), &mut rx).await;
+        let r = (&mut rx).await;
         self.async_waiters.fetch_sub(1, Ordering::AcqRel);
-        match r {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(CallError::Lost),
-            Err(_) => {
-                // gave up: a grant that arrives later is handed back
-                {
-                    let mut slots = lock(&self.slots);
-                    if let Some(slot) = slots.get_mut(&id) {
-                        *slot = Slot::Abandoned(compensate());
-                    }
+        r.unwrap_or(Err(CallError::Lost))
+    }
+
+    /// Fails the calls whose deadline passed (ETIMEDOUT); a grant that still comes for one of
+    /// them is handed back.
+    fn expire(&self, now: Instant) {
+        let mut late = Vec::new();
+        for slot in lock(&self.slots).values_mut() {
+            if matches!(slot, Slot::Waiting { deadline, .. } if *deadline <= now) {
+                if let Slot::Waiting { tx, compensate, .. } = std::mem::replace(slot, Slot::Abandoned(None)) {
+                    *slot = Slot::Abandoned(compensate);
+                    late.push(tx);
                 }
-                if let Ok(r) = rx.try_recv() {
-                    return r; // it came in the meantime after all
-                }
-                Err(CallError::Failed(Error::Timeout(format!(
-                    "the process serving the lock folder (pid {}) did not answer in time; it may be paused or overloaded",
-                    self.server.pid
-                ))))
             }
+        }
+        for tx in late {
+            let _ = tx.send(Err(CallError::Failed(Error::Timeout(format!(
+                "the process serving the lock folder (pid {}) did not answer in time; it may be paused or overloaded",
+                self.server.pid
+            )))));
         }
     }
 
     /// The same from a plain thread (the takeover's re-assertion): spins, then sleeps briefly.
     pub fn call_blocking(self: &Arc<Self>, req: &Request, deadline: Instant) -> Result<Box<RawValue>, CallError> {
-        let (_id, mut rx) = self.send(req, false)?;
+        let mut rx = self.send(req, false, deadline, None)?;
         self.async_waiters.fetch_add(1, Ordering::AcqRel);
         self.poke();
         let r = loop {
@@ -387,7 +390,7 @@ impl Conn {
         r
     }
 
-    fn send(self: &Arc<Self>, req: &Request, defer: bool) -> Result<(u64, oneshot::Receiver<Result<Box<RawValue>, CallError>>), CallError> {
+    fn send(self: &Arc<Self>, req: &Request, defer: bool, deadline: Instant, compensate: Option<Compensate>) -> Result<oneshot::Receiver<Result<Box<RawValue>, CallError>>, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::with_capacity(256);
         frame(&mut buf, &Outgoing { id, req });
@@ -398,10 +401,10 @@ impl Conn {
             ))));
         }
         let (tx, rx) = oneshot::channel();
-        lock(&self.slots).insert(id, Slot::Waiting(tx));
+        lock(&self.slots).insert(id, Slot::Waiting { tx, deadline, compensate });
         if defer {
             self.defer(&buf);
-            return Ok((id, rx));
+            return Ok(rx);
         }
         self.flush_deferred(); // in order: what was held back goes first
         if let Err(e) = self.write(&buf) {
@@ -413,7 +416,7 @@ impl Conn {
             lock(&self.slots).remove(&id);
             return Err(CallError::Lost);
         }
-        Ok((id, rx))
+        Ok(rx)
     }
 
     /// Reads whatever has arrived and hands each frame to its caller. `wait`: block for the read
@@ -484,7 +487,7 @@ impl Conn {
             (None, None) => Ok(RawValue::from_string("null".into()).expect("null is JSON")),
         };
         match slot {
-            Some(Slot::Waiting(tx)) => {
+            Some(Slot::Waiting { tx, .. }) => {
                 let _ = tx.send(answer);
             }
             Some(Slot::Abandoned(Some(c))) => {
@@ -511,7 +514,7 @@ impl Conn {
         }
         let slots: Vec<Slot> = lock(&self.slots).drain().map(|(_, s)| s).collect();
         for s in slots {
-            if let Slot::Waiting(tx) = s {
+            if let Slot::Waiting { tx, .. } = s {
                 let _ = tx.send(Err(CallError::Lost));
             }
         }
@@ -549,6 +552,7 @@ impl Conn {
 /// waits for them; for the server's end always) and on its waker.
 fn reader(conn: std::sync::Weak<Conn>, wake_rx: UnixStream) {
     let mut drain = [0u8; 64];
+    let mut next_expiry = Instant::now();
     loop {
         let Some(c) = conn.upgrade() else { return };
         if c.is_dead() {
@@ -573,8 +577,13 @@ fn reader(conn: std::sync::Weak<Conn>, wake_rx: UnixStream) {
         ];
         drop(c);
         // SAFETY: fds is a valid array of two pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, 250) };
         let Some(c) = conn.upgrade() else { return };
+        let now = Instant::now();
+        if now >= next_expiry {
+            c.expire(now);
+            next_expiry = now + Duration::from_millis(250);
+        }
         if n < 0 {
             continue; // EINTR
         }

@@ -230,7 +230,7 @@ impl SharedStore {
             match self.shared.now() {
                 Now::Serving(store) => return local(&store, req),
                 #[cfg(unix)]
-                Now::Client(conn) => match conn.call(&req, deadline, || compensation(&req)).await {
+                Now::Client(conn) => match conn.call(&req, deadline, compensation(&req)).await {
                     Ok(raw) => return client::parse(&raw),
                     Err(CallError::Failed(e)) => return Err(e),
                     Err(CallError::Lost) => {
@@ -361,7 +361,12 @@ impl Shared {
 
     #[cfg(not(unix))]
     fn establish(self: &Arc<Self>, _deadline: Instant) -> Result<Role> {
-        let store = SledStore::open_with_bus(&self.folder.to_string_lossy(), Some(self.bus.clone()))?;
+        let store = SledStore::open_with_bus(&self.folder.to_string_lossy(), Some(self.bus.clone())).map_err(|e| {
+            Error::backend(format!(
+                "{e}. On this platform a sled folder is not shared between processes (that needs Unix sockets): \
+                 use FILE_LOCK_CACHE_BACKEND=redis, or one FILE_LOCK_PATH per process"
+            ))
+        })?;
         Ok(Role::Serving(Arc::new(Serving { store: Arc::new(store) })))
     }
 

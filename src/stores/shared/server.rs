@@ -141,10 +141,13 @@ impl Loop {
                 while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
             }
             let mut worked = fds[1].revents != 0 && self.accept();
+            let mut answered = 0;
             for (i, c) in self.conns.iter_mut().enumerate() {
                 let ready = fds.get(i + 2).is_none_or(|f| f.revents != 0);
                 if ready || pushed || !c.out.is_empty() {
-                    worked |= c.turn(&self.store, &self.waker);
+                    let (w, n) = c.turn(&self.store, &self.waker);
+                    worked |= w;
+                    answered += n;
                 }
             }
             let before = self.conns.len();
@@ -152,7 +155,12 @@ impl Loop {
             if self.conns.len() != before {
                 self.clients.store(self.conns.len(), Ordering::Relaxed);
             }
-            if worked {
+            if worked && answered > 1 {
+                // requests come in batches: callers are many and do not wait on each answer
+                // alone, so spinning would only take a core from them
+                spin_until = Instant::now();
+                idle_turns = 0;
+            } else if worked {
                 if spinning {
                     spin = (spin * 2 + Duration::from_micros(10)).min(SPIN); // it paid
                 }
@@ -302,9 +310,11 @@ pub fn execute(store: &SledStore, id: u64, req: Request, out: &mut Vec<u8>) {
 }
 
 impl Conn {
-    /// Reads, answers and pushes what it can without blocking; true when anything moved.
-    fn turn(&mut self, store: &Arc<SledStore>, waker: &Arc<UnixStream>) -> bool {
+    /// Reads, answers and pushes what it can without blocking: whether anything moved, and how
+    /// many requests it answered.
+    fn turn(&mut self, store: &Arc<SledStore>, waker: &Arc<UnixStream>) -> (bool, usize) {
         let mut worked = false;
+        let mut answered = 0;
         let mut chunk = [0u8; 16 * 1024];
         loop {
             match (&self.stream).read(&mut chunk) {
@@ -336,6 +346,7 @@ impl Conn {
                     at += used;
                     if self.greeted {
                         self.request(payload, store, waker);
+                        answered += 1;
                     } else {
                         self.hello(payload);
                     }
@@ -365,7 +376,7 @@ impl Conn {
         if self.out.len() > MAX_UNSENT {
             self.stranger("does not read its answers");
         }
-        worked
+        (worked, answered)
     }
 
     fn stranger(&mut self, what: &str) {
