@@ -10,15 +10,18 @@ let bridge
 let nextId = 1
 const pending = new Map() // id -> { resolve, reject, counted }
 // Calls answered at once in this synchronous run of JS whose callers have not resumed yet, and
-// calls (other than waits) whose answers are still out. While either is nonzero, other callers
-// are about: a new call asks the shared store's server without spinning for the answer (top bit
-// of the id), so the requests of many callers travel together instead of one at a time.
+// calls (other than waits) whose answers are still out. When together they reach BUSY, many
+// callers are about: a new call asks the shared store's server without spinning for the answer
+// (top bit of the id), so the requests of many callers travel together instead of one at a time.
 let burst = 0
 let outstanding = 0
 const endBurst = () => {
   burst = 0
 }
 const NO_SPIN = 0x80000000
+// Up to a few callers, asking one by one (each spinning for its answer) is faster than batching
+// (measured: 10 callers, 32k pairs/s against 22k batching from the second caller on).
+const BUSY = 4
 // Requests made without spinning are held back and sent together once this turn's callers asked.
 let flushQueued = false
 const flush = () => {
@@ -54,7 +57,7 @@ function run(start, decode, onId, wait) {
   const id = nextId
   nextId = nextId === 0x7fffffff ? 1 : nextId + 1
   onId?.(id)
-  const busy = burst > 0 || outstanding > 0
+  const busy = burst + outstanding >= BUSY
   let now
   try {
     now = start(busy ? id | NO_SPIN : id)

@@ -16,29 +16,59 @@ pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 
 /// The record stored (as `v`) under the normalized path. Fields the legacy TypeScript plugin wrote
 /// (`sessionId`, `agentId`, `timestamp`) keep their names; unknown fields are carried along.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Deserialize is written by hand: serde's `flatten` buffers the whole record first, and records
+/// are read on every lock operation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LockRecord {
     pub session_id: String,
     pub agent_id: String,
-    #[serde(default)]
     pub path: String,
     /// When this session was first granted the lock (epoch ms).
     pub timestamp: i64,
-    #[serde(default)]
     pub expires_at: i64,
     /// Fencing token: strictly greater for every new grant of a path.
-    #[serde(default)]
     pub token: u64,
     /// How many times the owning session holds it (re-entrant acquire); release undoes one.
-    #[serde(default = "one")]
     pub hold_count: u32,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-fn one() -> u32 {
-    1
+impl<'de> Deserialize<'de> for LockRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LockRecord;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a lock record object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> std::result::Result<LockRecord, A::Error> {
+                use serde::de::Error as _;
+                let (mut session_id, mut agent_id, mut timestamp) = (None, None, None);
+                let mut r = LockRecord { session_id: String::new(), agent_id: String::new(), path: String::new(), timestamp: 0, expires_at: 0, token: 0, hold_count: 1, extra: Map::new() };
+                while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*k {
+                        "sessionId" => session_id = Some(m.next_value()?),
+                        "agentId" => agent_id = Some(m.next_value()?),
+                        "path" => r.path = m.next_value()?,
+                        "timestamp" => timestamp = Some(m.next_value()?),
+                        "expiresAt" => r.expires_at = m.next_value()?,
+                        "token" => r.token = m.next_value()?,
+                        "holdCount" => r.hold_count = m.next_value()?,
+                        _ => {
+                            r.extra.insert(k.into_owned(), m.next_value()?);
+                        }
+                    }
+                }
+                r.session_id = session_id.ok_or_else(|| A::Error::missing_field("sessionId"))?;
+                r.agent_id = agent_id.ok_or_else(|| A::Error::missing_field("agentId"))?;
+                r.timestamp = timestamp.ok_or_else(|| A::Error::missing_field("timestamp"))?;
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Who asks for a lock, and for how long.
@@ -252,6 +282,16 @@ mod tests {
         assert_eq!(err.code(), "ELOCKED");
         assert!(err.to_string().starts_with("File /p is locked by another agent: agent ts (session old)"), "{err}");
         assert!(err.to_string().contains("expires in 4s"), "{err}");
+    }
+
+    #[test]
+    fn records_read_back_with_defaults_and_unknown_fields_kept() {
+        let rec: LockRecord = serde_json::from_str(r#"{"sessionId":"s","agentId":"a","timestamp":5,"note":{"x":1}}"#).unwrap();
+        assert_eq!((rec.hold_count, rec.token, rec.expires_at, rec.path.as_str()), (1, 0, 0, ""));
+        assert_eq!(rec.extra["note"]["x"], 1);
+        let back: LockRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(back, rec);
+        assert!(serde_json::from_str::<LockRecord>(r#"{"agentId":"a","timestamp":5}"#).is_err(), "sessionId is required");
     }
 
     #[test]

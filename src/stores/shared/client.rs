@@ -27,9 +27,10 @@ use crate::core::error::Error;
 /// How long a caller reads the socket itself before it lets the reader thread hand it the answer.
 const SPIN: Duration = Duration::from_micros(300);
 
-/// How much held-back request data is sent without waiting for the end of the turn (a few
-/// requests' worth).
-static FLUSH_AT: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("OFL_FLUSH_AT").ok().and_then(|v| v.parse().ok()).unwrap_or(512));
+/// How much held-back request data is sent without waiting for the end of the turn (a couple of
+/// dozen requests): the server starts on them while the callers go on asking. Measured best of
+/// 512 to 8192 bytes at 50 callers.
+const FLUSH_AT: usize = 4096;
 
 thread_local! {
     /// Whether a call made on this thread now may spin for its answer. The JS layer says no when
@@ -277,7 +278,7 @@ impl Conn {
         }
         d.extend_from_slice(buf);
         // a long turn sends as it goes, so the server works while the callers are still asking
-        if d.len() >= *FLUSH_AT {
+        if d.len() >= FLUSH_AT {
             let held = std::mem::take(&mut *d);
             drop(d);
             let _ = self.write(&held);
