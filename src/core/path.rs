@@ -90,26 +90,36 @@ fn fold(p: &Path) -> PathBuf {
     out
 }
 
-/// Canonicalises the longest prefix of `p` that exists and re-appends the rest.
+/// Canonicalises the longest prefix of `p` (absolute, folded) that exists and re-appends the rest.
+/// Walks down from the root with one `lstat` per component and resolves only the components that
+/// are symlinks: a lock is usually taken on a file that does not exist yet, and trying the whole
+/// path, then its parent, and so on cost several failed realpath(3) calls each time.
 fn resolve_existing_prefix(p: &Path) -> PathBuf {
-    let mut prefix = p.to_path_buf();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        if let Ok(canon) = std::fs::canonicalize(&prefix) {
-            let mut out = canon;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
+    let mut out = PathBuf::new();
+    let mut parts = p.components().peekable();
+    while let Some(c) = parts.peek() {
+        if !matches!(c, Component::RootDir | Component::Prefix(_)) {
+            break;
         }
-        match (prefix.file_name().map(|n| n.to_os_string()), prefix.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name);
-                prefix = parent.to_path_buf();
-            }
-            _ => return p.to_path_buf(),
+        out.push(c.as_os_str());
+        parts.next();
+    }
+    if out.as_os_str().is_empty() {
+        return p.to_path_buf();
+    }
+    while let Some(c) = parts.next() {
+        out.push(c.as_os_str());
+        match std::fs::symlink_metadata(&out) {
+            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&out) {
+                Ok(target) => out = target,
+                Err(_) => break, // dangling: it names nothing that exists
+            },
+            Ok(_) => {}
+            Err(_) => break, // from here on nothing exists
         }
     }
+    out.extend(parts);
+    out
 }
 
 #[cfg(test)]
@@ -140,6 +150,19 @@ mod tests {
         let canon_real = std::fs::canonicalize(&real).unwrap();
         let via_link = normalize_path(link.join("new/file.txt").to_str().unwrap(), None).unwrap();
         assert_eq!(via_link, canon_real.join("new/file.txt").to_str().unwrap());
+        // a chain of links, a link to a file, a dangling link, and a file used as a folder
+        let chain = dir.path().join("chain");
+        std::os::unix::fs::symlink(&link, &chain).unwrap();
+        assert_eq!(normalize_path(chain.join("f").to_str().unwrap(), None).unwrap(), canon_real.join("f").to_str().unwrap());
+        std::fs::write(real.join("file"), "x").unwrap();
+        let to_file = dir.path().join("to-file");
+        std::os::unix::fs::symlink(real.join("file"), &to_file).unwrap();
+        assert_eq!(normalize_path(to_file.to_str().unwrap(), None).unwrap(), canon_real.join("file").to_str().unwrap());
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        let canon_dir = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(normalize_path(dangling.join("x").to_str().unwrap(), None).unwrap(), canon_dir.join("dangling/x").to_str().unwrap());
+        assert_eq!(normalize_path(real.join("file/sub").to_str().unwrap(), None).unwrap(), canon_real.join("file/sub").to_str().unwrap());
     }
 
     #[test]

@@ -264,24 +264,10 @@ impl Conn {
     }
 
     fn flush_deferred(&self) {
-        let held = std::mem::take(&mut *lock(&self.deferred));
-        if !held.is_empty() {
-            let _ = self.write(&held);
-        }
-    }
-
-    /// Holds a request back for `flush_deferred` (the first one registers this connection).
-    fn defer(self: &Arc<Self>, buf: &[u8]) {
         let mut d = lock(&self.deferred);
-        if d.is_empty() {
-            lock(&DEFERRED).push(Arc::downgrade(self));
-        }
-        d.extend_from_slice(buf);
-        // a long turn sends as it goes, so the server works while the callers are still asking
-        if d.len() >= FLUSH_AT {
-            let held = std::mem::take(&mut *d);
-            drop(d);
-            let _ = self.write(&held);
+        if !d.is_empty() {
+            let _ = self.write(&d);
+            d.clear();
         }
     }
 
@@ -393,20 +379,37 @@ impl Conn {
 
     fn send(self: &Arc<Self>, req: &Request, defer: bool, deadline: Instant, compensate: Option<Compensate>) -> Result<oneshot::Receiver<Result<Box<RawValue>, CallError>>, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let too_big = |len: usize| {
+            CallError::Failed(Error::invalid(format!("this request is {len} bytes, more than the shared lock store takes in one call ({MAX_FRAME} bytes)")))
+        };
+        let (tx, rx) = oneshot::channel();
+        if defer {
+            // framed straight into the held-back requests
+            let mut d = lock(&self.deferred);
+            let start = d.len();
+            frame(&mut d, &Outgoing { id, req });
+            if d.len() - start - 4 > MAX_FRAME {
+                let len = d.len() - start;
+                d.truncate(start);
+                return Err(too_big(len));
+            }
+            lock(&self.slots).insert(id, Slot::Waiting { tx, deadline, compensate });
+            if start == 0 {
+                lock(&DEFERRED).push(Arc::downgrade(self));
+            }
+            // a long turn sends as it goes, so the server works while the callers are still asking
+            if d.len() >= FLUSH_AT {
+                let _ = self.write(&d);
+                d.clear();
+            }
+            return Ok(rx);
+        }
         let mut buf = Vec::with_capacity(256);
         frame(&mut buf, &Outgoing { id, req });
         if buf.len() - 4 > MAX_FRAME {
-            return Err(CallError::Failed(Error::invalid(format!(
-                "this request is {} bytes, more than the shared lock store takes in one call ({MAX_FRAME} bytes)",
-                buf.len()
-            ))));
+            return Err(too_big(buf.len()));
         }
-        let (tx, rx) = oneshot::channel();
         lock(&self.slots).insert(id, Slot::Waiting { tx, deadline, compensate });
-        if defer {
-            self.defer(&buf);
-            return Ok(rx);
-        }
         self.flush_deferred(); // in order: what was held back goes first
         if let Err(e) = self.write(&buf) {
             lock(&self.slots).remove(&id);

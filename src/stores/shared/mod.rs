@@ -88,13 +88,44 @@ struct Shared {
     /// Rung when the role changes (a takeover finished).
     changed: Notify,
     /// Client only: the locks this process holds, by (namespace, path), as the server last said.
-    held: Mutex<HashMap<(String, String), LockRecord>>,
+    held: Mutex<Held>,
     /// Client only: waiters queued on the server, by waiter id.
     waiting: Mutex<HashMap<String, Queued>>,
     /// Keys local listeners want pushed, with how many listen to each.
     subs: Mutex<HashMap<String, usize>>,
     lost: RwLock<Option<LostListener>>,
     closing: AtomicBool,
+}
+
+/// The locks a client holds: namespace -> path -> record (looked up by &str, no key built).
+#[derive(Default)]
+struct Held(HashMap<String, HashMap<String, LockRecord>>);
+
+impl Held {
+    fn get(&self, ns: &str, path: &str) -> Option<&LockRecord> {
+        self.0.get(ns)?.get(path)
+    }
+
+    fn insert(&mut self, ns: &str, rec: LockRecord) {
+        match self.0.get_mut(ns) {
+            Some(m) => {
+                m.insert(rec.path.clone(), rec);
+            }
+            None => {
+                self.0.insert(ns.to_owned(), HashMap::from([(rec.path.clone(), rec)]));
+            }
+        }
+    }
+
+    fn remove(&mut self, ns: &str, path: &str) -> Option<LockRecord> {
+        self.0.get_mut(ns)?.remove(path)
+    }
+
+    fn retain(&mut self, ns: &str, keep: impl FnMut(&String, &mut LockRecord) -> bool) {
+        if let Some(m) = self.0.get_mut(ns) {
+            m.retain(keep);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -464,7 +495,7 @@ impl Shared {
         for q in lock(&self.waiting).values() {
             let _ = s.store.requeue(&q.ns, &q.paths, &q.req, &Waiter { id: String::new(), ticket: q.ticket, ticket_from: "sled" }, &q.waits_for);
         }
-        lock(&self.held).clear();
+        lock(&self.held).0.clear();
         lock(&self.waiting).clear();
         {
             let mut role = self.role.write().unwrap_or_else(|p| p.into_inner());
@@ -520,8 +551,8 @@ impl Shared {
 
     fn held_by_namespace(&self) -> Vec<(String, Vec<LockRecord>)> {
         let mut by: HashMap<String, Vec<LockRecord>> = HashMap::new();
-        for ((ns, _), rec) in lock(&self.held).iter() {
-            by.entry(ns.clone()).or_default().push(rec.clone());
+        for (ns, recs) in lock(&self.held).0.iter() {
+            by.entry(ns.clone()).or_default().extend(recs.values().cloned());
         }
         by.into_iter().collect()
     }
@@ -535,7 +566,7 @@ impl Shared {
                 Reasserted::Conflict { holder } => ("conflict", holder),
                 Reasserted::Expired => ("expired", Value::Null),
             };
-            lock(&self.held).remove(&(ns.to_owned(), rec.path.clone()));
+            lock(&self.held).remove(ns, &rec.path);
             let event = json!({ "reason": reason, "namespace": ns, "path": rec.path, "sessionId": rec.session_id, "lost": rec, "holder": holder });
             if reason == "conflict" {
                 eprintln!(
@@ -557,23 +588,23 @@ impl Shared {
 
     fn prior_holds(&self, ns: &str, paths: &[String], session_id: &str) -> Vec<u32> {
         let held = lock(&self.held);
-        paths.iter().map(|p| held.get(&(ns.to_owned(), p.clone())).filter(|r| r.session_id == session_id).map_or(0, |r| r.hold_count)).collect()
+        paths.iter().map(|p| held.get(ns, p).filter(|r| r.session_id == session_id).map_or(0, |r| r.hold_count)).collect()
     }
 
     fn granted(&self, ns: &str, recs: &[LockRecord]) {
         let mut held = lock(&self.held);
         for r in recs {
-            held.insert((ns.to_owned(), r.path.clone()), r.clone());
+            held.insert(ns, r.clone());
         }
     }
 
     fn released(&self, ns: &str, path: &str, session_id: &str) {
         let mut held = lock(&self.held);
-        let k = (ns.to_owned(), path.to_owned());
-        if let Some(r) = held.get_mut(&k).filter(|r| r.session_id == session_id) {
+        let Some(m) = held.0.get_mut(ns) else { return };
+        if let Some(r) = m.get_mut(path).filter(|r| r.session_id == session_id) {
             r.hold_count = r.hold_count.saturating_sub(1);
             if r.hold_count == 0 {
-                held.remove(&k);
+                m.remove(path);
             }
         }
     }
@@ -720,7 +751,7 @@ impl Store for SharedStore {
             return s.release_all(ns, filter).await;
         }
         let n = self.exec(Request::ReleaseAll { ns: ns.into(), filter: filter.clone() }, None).await?;
-        lock(&self.shared.held).retain(|(n, _), r| n != ns || !filter.matches(r));
+        lock(&self.shared.held).retain(ns, |_, r| !filter.matches(r));
         Ok(n)
     }
 
@@ -730,13 +761,12 @@ impl Store for SharedStore {
         }
         let r: Option<LockRecord> = self.exec(Request::Renew { ns: ns.into(), path: path.into(), session: session_id.into(), ttl_ms }, None).await?;
         let mut held = lock(&self.shared.held);
-        let k = (ns.to_owned(), path.to_owned());
         match &r {
-            Some(rec) => {
-                held.insert(k, rec.clone());
-            }
+            Some(rec) => held.insert(ns, rec.clone()),
             None => {
-                held.remove(&k).filter(|h| h.session_id != session_id).map(|h| held.insert(k, h));
+                if held.get(ns, path).is_some_and(|h| h.session_id == session_id) {
+                    held.remove(ns, path);
+                }
             }
         }
         Ok(r)
@@ -756,9 +786,8 @@ impl Store for SharedStore {
         let r: Option<LockRecord> = self.exec(Request::ForceRelease { ns: ns.into(), path: path.into() }, None).await?;
         if let Some(gone) = &r {
             let mut held = lock(&self.shared.held);
-            let k = (ns.to_owned(), path.to_owned());
-            if held.get(&k).is_some_and(|h| h.token == gone.token) {
-                held.remove(&k);
+            if held.get(ns, path).is_some_and(|h| h.token == gone.token) {
+                held.remove(ns, path);
             }
         }
         Ok(r)
