@@ -74,6 +74,9 @@ pub struct Compensate {
     pub session: String,
 }
 
+/// Where a call's answer arrives.
+type Answer = oneshot::Receiver<Result<Box<RawValue>, CallError>>;
+
 enum Slot {
     /// A caller waits; past `deadline` the reader thread fails it with ETIMEDOUT (no timer per call).
     Waiting { tx: oneshot::Sender<Result<Box<RawValue>, CallError>>, deadline: Instant, compensate: Option<Compensate> },
@@ -251,8 +254,10 @@ impl Conn {
 
     /// How many keys this client wants pushed; with any, the reader thread reads all the time.
     pub fn set_listening(&self, keys: usize) {
-        self.listening.store(keys, Ordering::Release);
-        self.poke();
+        let before = self.listening.swap(keys, Ordering::AcqRel);
+        if (before == 0) != (keys == 0) {
+            self.poke(); // the reader thread starts or stops reading all the time
+        }
     }
 
     /// Sends a request that wants no answer (listen, unlisten, a compensating release).
@@ -307,6 +312,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads what has arrived: the answer to `rx`'s call if it is there.
+    fn try_answer(&self, rx: &mut Answer) -> Option<Result<Box<RawValue>, CallError>> {
+        self.pump(false);
+        match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(CallError::Lost)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+        }
+    }
+
     /// Sends `req` and waits for its answer until `deadline` (`compensate`: how to give back a
     /// grant that comes after the caller gave up).
     pub async fn call(self: &Arc<Self>, req: &Request, deadline: Instant, compensate: Option<Compensate>) -> Result<Box<RawValue>, CallError> {
@@ -315,11 +330,8 @@ impl Conn {
         if spin {
             let spin_until = Instant::now() + SPIN;
             loop {
-                self.pump(false);
-                match rx.try_recv() {
-                    Ok(r) => return r,
-                    Err(oneshot::error::TryRecvError::Closed) => return Err(CallError::Lost),
-                    Err(oneshot::error::TryRecvError::Empty) => {}
+                if let Some(answer) = self.try_answer(&mut rx) {
+                    return answer;
                 }
                 if Instant::now() >= spin_until {
                     break;
@@ -362,11 +374,8 @@ impl Conn {
         self.async_waiters.fetch_add(1, Ordering::AcqRel);
         self.poke();
         let r = loop {
-            self.pump(false);
-            match rx.try_recv() {
-                Ok(r) => break r,
-                Err(oneshot::error::TryRecvError::Closed) => break Err(CallError::Lost),
-                Err(oneshot::error::TryRecvError::Empty) => {}
+            if let Some(answer) = self.try_answer(&mut rx) {
+                break answer;
             }
             if Instant::now() >= deadline {
                 break Err(CallError::Failed(Error::Timeout("the new lock server did not answer the re-assertion in time".into())));
@@ -377,7 +386,7 @@ impl Conn {
         r
     }
 
-    fn send(self: &Arc<Self>, req: &Request, defer: bool, deadline: Instant, compensate: Option<Compensate>) -> Result<oneshot::Receiver<Result<Box<RawValue>, CallError>>, CallError> {
+    fn send(self: &Arc<Self>, req: &Request, defer: bool, deadline: Instant, compensate: Option<Compensate>) -> Result<Answer, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let too_big = |len: usize| {
             CallError::Failed(Error::invalid(format!("this request is {len} bytes, more than the shared lock store takes in one call ({MAX_FRAME} bytes)")))
