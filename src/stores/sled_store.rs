@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::journal::{Change, Journal};
+use super::journal::{Change, Journal, NextFile};
 use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
 use crate::core::lock::{decide, locked_error, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
@@ -147,9 +147,13 @@ impl Folder {
     /// held only to take the changes (sled's batch runs outside it).
     fn sync_to_disk(&self) -> Result<()> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let journal_err = |e: std::io::Error| Error::backend(format!("sled folder {}: cannot start a new journal: {e}", self.path.display()));
+        // the next journal file is made outside the lock: creating a file can take milliseconds
+        let next = self.lock().journal.next_file();
+        let next = next.map(NextFile::create).transpose().map_err(journal_err)?;
         let (changes, rotated) = {
             let mut p = self.lock();
-            let rotated = p.journal.rotate().map_err(|e| Error::backend(format!("sled folder {}: cannot start a new journal: {e}", self.path.display())))?;
+            let rotated = p.journal.rotate(next).map_err(journal_err)?;
             let changes = Arc::new(std::mem::take(&mut p.map));
             if !changes.is_empty() {
                 p.flushing = Some(changes.clone());
