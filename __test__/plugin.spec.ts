@@ -1,7 +1,7 @@
 // The plugin's hooks, called as opencode calls them (shapes from opencode 1.18.33), on sled and Redis.
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { FileLockPlugin } from '../plugin/file-lock.ts'
-import { filesTouchedBy, patchPaths } from '../plugin/tools.ts'
+import { FileLockPlugin } from '../plugin/src/file-lock.ts'
+import { filesTouchedBy, patchPaths } from '../plugin/src/tools.ts'
 import { acquireLock, forceRelease, getLock, listLocks, RedisCache, SledCache } from '../lib/index.js'
 import { cachesOn, useRedis } from './helpers/backends'
 import { startRedis } from './helpers/redis-server'

@@ -3,17 +3,65 @@
 // overwriting the first one's work. Before it blocks, a tool waits a little (waitMs) for the holder
 // to finish: most tools hold a file for seconds, so a short wait usually ends in a normal write.
 //
-// Install: put `export { FileLockPlugin } from 'opencode-file-lock/plugin'` in
-// `.opencode/plugin/file-lock.ts` (or ~/.config/opencode/plugin/) with the package installed beside it.
-// opencode calls every function a plugin module exports, so this module exports exactly one.
+// Install: `npx opencode-file-lock install-plugin`, or put
+// `export { FileLockPlugin } from 'opencode-file-lock/plugin'` in `.opencode/plugin/file-lock.ts`
+// (or ~/.config/opencode/plugin/) with the package installed beside it. opencode calls every
+// function a plugin module exports, so this module exports exactly one.
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { filesTouchedBy } from './tools.ts'
 
-// The native addon is CommonJS; createRequire loads it the same way under Bun (opencode) and Node.
-const lib = createRequire(import.meta.url)('../lib/index.js') as typeof import('../lib/index.js')
-type Cache = import('../lib/index.js').Cache
-type LostLockEvent = import('../lib/index.js').LostLockEvent
+type Lib = typeof import('../../lib/index.js')
+type Cache = import('../../lib/index.js').Cache
+type LostLockEvent = import('../../lib/index.js').LostLockEvent
+
+/**
+ * The library, or why it cannot load (usually: the native addon is not installed). The addon is
+ * CommonJS; createRequire loads it the same way under Bun (opencode) and Node.
+ */
+function loadLib(): { lib: Lib } | { error: Error } {
+  try {
+    return { lib: createRequire(import.meta.url)('../../lib/index.js') as Lib }
+  } catch (e) {
+    return { error: e instanceof Error ? e : new Error(String(e)) }
+  }
+}
+
+let toldMissing = false
+/**
+ * Hooks that refuse every write the plugin would have locked: without the addon there is no lock,
+ * and a write that runs unlocked is what this plugin exists to prevent. Said once on stderr too.
+ */
+function refusingHooks(error: Error): Hooks {
+  const why = (error as { code?: string }).code === 'ENOADDON' ? error.message : `it could not load its library (${error.message})`
+  if (!toldMissing) {
+    toldMissing = true
+    console.error(`[opencode-file-lock] ${why} Until this is fixed, every write, edit and patch opencode tries is refused.`)
+  }
+  return {
+    'tool.execute.before': async (input: ToolInput, output: ToolOutput) => {
+      if (filesTouchedBy(input?.tool, output?.args) === null) return
+      throw new Error(`opencode-file-lock refused this ${input?.tool} call because it cannot lock files: ${why} The call was not run, so no file was changed without a lock.`)
+    },
+  }
+}
+
+/** What opencode passes to a plugin (the parts this plugin reads). */
+export interface PluginInput {
+  directory?: string
+  worktree?: string
+  [key: string]: unknown
+}
+interface ToolInput {
+  tool: string
+  sessionID?: string
+  callID?: string
+}
+interface ToolOutput {
+  args?: unknown
+}
+/** The hooks this plugin gives opencode. */
+export type Hooks = Record<string, (...args: any[]) => Promise<void>>
 
 export type LockScope = 'call' | 'turn'
 
@@ -46,12 +94,19 @@ interface Held {
  * Called by opencode with its plugin input (`directory`, `worktree`, ...) and the options from its
  * config; called by a test, the first argument may carry the options itself.
  */
-export const FileLockPlugin = async (input: any = {}, options: any = {}) => {
+export const FileLockPlugin = async (input: PluginInput & FileLockOptions = {}, options: FileLockOptions = {}): Promise<Hooks> => {
+  const loaded = loadLib()
+  if ('error' in loaded) return refusingHooks(loaded.error)
+  const lib = loaded.lib
   const opts: FileLockOptions & { redisCache?: Cache } = { ...(options ?? {}) }
   for (const k of OPTION_KEYS) if (input?.[k] !== undefined) (opts as any)[k] = input[k]
   const env = process.env
-  const debug = /^(1|true|yes|on)$/i.test(env.DEBUG_FILE_LOCK_CACHE ?? '')
-  const log = (msg: string) => debug && console.error(`[opencode-file-lock] ${msg}`)
+  const debug = flag(env, 'DEBUG_FILE_LOCK_CACHE') ?? flag(env, 'DEBUG_MODE') ?? false
+  // ENABLE_LOCK_RENEWAL=false: a lock lives its TTL and no longer, however long the tool runs
+  const renewal = flag(env, 'ENABLE_LOCK_RENEWAL') ?? true
+  const log = (msg: string): void => {
+    if (debug) console.error(`[opencode-file-lock] ${msg}`)
+  }
   const agentId = opts.agentId ?? env.FILE_LOCK_AGENT_ID ?? `opencode@${os.hostname()}:${process.pid}`
   const baseDir: string = opts.baseDir ?? input?.directory ?? input?.worktree ?? process.cwd()
   const scope: LockScope = opts.scope ?? (env.FILE_LOCK_SCOPE === 'turn' ? 'turn' : 'call')
@@ -117,7 +172,7 @@ export const FileLockPlugin = async (input: any = {}, options: any = {}) => {
   // While a tool (or a turn) runs longer than a fraction of the TTL, its locks are renewed.
   const renewEvery = Math.max(250, Math.floor((ttlMs ?? 300_000) / 3))
   const startRenewing = (key: string, sessionID: string, paths: () => Iterable<string>) => {
-    if (renewers.has(key)) return
+    if (!renewal || renewers.has(key)) return
     let busy = false // a slow store must not stack renewals up
     const timer = setInterval(async () => {
       if (busy) return
@@ -199,7 +254,7 @@ export const FileLockPlugin = async (input: any = {}, options: any = {}) => {
     )
   }
 
-  const hooks: Record<string, any> = {
+  const hooks: Hooks = {
     'tool.execute.before': async (input: any, output: any) => {
       const files = filesTouchedBy(input?.tool, output?.args)
       if (!files || files.length === 0) return
@@ -294,6 +349,15 @@ export const FileLockPlugin = async (input: any = {}, options: any = {}) => {
     },
   }
   return hooks
+}
+
+/** A true/false environment variable, or undefined when unset; any other value is an error naming it. */
+function flag(env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = env[name]?.trim().toLowerCase()
+  if (v === undefined || v === '') return undefined
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'off'].includes(v)) return false
+  throw new Error(`opencode-file-lock: ${name} must be true or false, got ${JSON.stringify(env[name])}`)
 }
 
 /** waitMs from the options, else FILE_LOCK_WAIT_MS, else 5000; a bad value is an error naming its source. */
