@@ -3,7 +3,7 @@
 // it answers at once when it finished inside the call (sled, and usually the shared store's
 // client), or null, and then its answer comes back later under `id`; one wake-up of the JS thread
 // settles every answer that arrived meanwhile.
-const native = require('../index.js')
+const native = require('./native.js')
 const { fromNative } = require('./errors.js')
 
 let bridge

@@ -2,7 +2,7 @@
 // File locks stored through a Cache: the record lives at the normalized path, so
 // `cache.get(path)` returns {sessionId, agentId, path, timestamp, expiresAt, token, holdCount}.
 // Each function is one native call: normalization, the atomic store operation and the record.
-const native = require('../index.js')
+const native = require('./native.js')
 const { Cache } = require('./cache.js')
 const { fromNative, invalid } = require('./errors.js')
 const check = require('./check.js')

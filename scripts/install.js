@@ -1,23 +1,19 @@
 #!/usr/bin/env node
 'use strict'
-// npm install hook: use a prebuilt binary when one fits this platform (an npm/<platform> package
-// or a local .node file that is newer than the sources); otherwise build from source with cargo.
+// npm install hook. An installed package normally finds its binary in the prebuilt package for
+// this platform (an optional dependency); then there is nothing to do. Otherwise it builds the
+// addon from the shipped sources with cargo: in a git checkout into ./target (kept, incremental),
+// in an installed package into a temporary target folder that is removed afterwards, so nothing
+// big is left in node_modules. cargo's own progress goes to the terminal: npm hides a
+// dependency's install output.
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
+const { ROOT, PKG, platformSuffix, prebuiltPackage, isCheckout } = require('../lib/platform.js')
 
-const root = path.resolve(__dirname, '..')
-const log = (msg) => console.error(`[opencode-file-lock] ${msg}`)
-
-function platformSuffix() {
-  const { platform, arch } = process
-  if (platform === 'linux') {
-    const glibc = process.report?.getReport?.().header?.glibcVersionRuntime
-    return `linux-${arch}-${glibc ? 'gnu' : 'musl'}`
-  }
-  if (platform === 'win32') return `win32-${arch}-msvc`
-  return `${platform}-${arch}`
-}
+const log = (msg) => console.error(`[${PKG.name}] ${msg}`)
+const local = path.join(ROOT, `${PKG.name}.${platformSuffix()}.node`)
 
 function newestSourceMtime() {
   let newest = 0
@@ -26,59 +22,80 @@ function newestSourceMtime() {
     if (st.isDirectory()) for (const f of fs.readdirSync(p)) visit(path.join(p, f))
     else newest = Math.max(newest, st.mtimeMs)
   }
-  for (const p of ['src', 'Cargo.toml', 'Cargo.lock', 'build.rs']) if (fs.existsSync(path.join(root, p))) visit(path.join(root, p))
+  for (const p of ['src', 'Cargo.toml', 'Cargo.lock', 'build.rs']) if (fs.existsSync(path.join(ROOT, p))) visit(path.join(ROOT, p))
   return newest
 }
 
-function binaryIsCurrent(file) {
-  if (!fs.existsSync(file)) return false
-  return fs.statSync(file).mtimeMs >= newestSourceMtime()
-}
-
 function prebuiltLoads() {
+  const pkg = prebuiltPackage()
+  if (!pkg) return false
   try {
-    require(path.join(root, 'index.js'))
+    require(pkg)
     return true
   } catch {
     return false
   }
 }
 
-function build(target) {
-  const cargo = spawnSync('cargo', ['--version'], { encoding: 'utf8' })
-  if (cargo.status !== 0) {
-    log(`no prebuilt binary fits ${platformSuffix()} and cargo is not installed.`)
-    log('Install Rust (https://rustup.rs) and run `npm rebuild opencode-file-lock`, or use a supported platform.')
-    process.exit(1)
+/** Where cargo's progress goes: the terminal when there is one (npm would hide it), else our stderr. */
+function progressOutput() {
+  if (process.platform === 'win32' || isCheckout()) return 'inherit'
+  try {
+    return fs.openSync('/dev/tty', 'w')
+  } catch {
+    return 'inherit'
   }
-  log(`building the native addon from source for ${platformSuffix()} (cargo build --release, about a minute)...`)
+}
+
+function noCargo() {
+  const suffix = platformSuffix()
+  const pkg = prebuiltPackage()
+  if (pkg) {
+    log(`no prebuilt binary for ${suffix} is installed: it comes in ${pkg}@${PKG.version}, an optional dependency that was left out`)
+    log('(npm leaves optional dependencies out with --omit=optional or --no-optional, or when the registry does not have them),')
+    log('and building from source needs Rust, which is not installed (no cargo on PATH). Fix one of:')
+    log(`  - install again with optional dependencies: npm install ${PKG.name}@${PKG.version}`)
+    log(`  - or add the binary package yourself: npm install ${pkg}@${PKG.version}`)
+    log('  - or install Rust (https://rustup.rs) and install again: the addon is then built from source (about a minute)')
+  } else {
+    log(`no prebuilt binary is published for ${suffix}, and building from source needs Rust, which is not installed (no cargo on PATH).`)
+    log(`Fix: install Rust (https://rustup.rs), then install ${PKG.name} again; it builds the addon from source (about a minute).`)
+  }
+  process.exit(1)
+}
+
+function build() {
+  if (spawnSync('cargo', ['--version'], { encoding: 'utf8' }).status !== 0) return noCargo()
+  const checkout = isCheckout()
+  const targetDir = checkout ? (process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target')) : fs.mkdtempSync(path.join(os.tmpdir(), `${PKG.name}-build-`))
+  const out = progressOutput()
+  log(`building the native addon from source for ${platformSuffix()} with cargo (about a minute on 2 cores)${checkout ? '' : `; cargo's progress is on your terminal, its build folder ${targetDir} is removed afterwards`}...`)
   const t = Date.now()
-  const r = spawnSync('cargo', ['build', '--release', '--lib'], { cwd: root, stdio: 'inherit' })
-  if (r.status !== 0) {
-    log('cargo build failed; see the output above.')
-    process.exit(r.status ?? 1)
+  try {
+    const args = ['build', '--release', '--lib', ...(checkout ? [] : ['--locked'])]
+    const r = spawnSync('cargo', args, { cwd: ROOT, stdio: ['ignore', out, out], env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
+    if (r.status !== 0) {
+      log(`cargo build failed (exit ${r.status ?? r.signal}); its output is above${out === 'inherit' ? '' : ' on the terminal'}.`)
+      process.exit(r.status ?? 1)
+    }
+    const lib = { win32: 'opencode_file_lock.dll', darwin: 'libopencode_file_lock.dylib' }[process.platform] ?? 'libopencode_file_lock.so'
+    fs.copyFileSync(path.join(targetDir, 'release', lib), local)
+  } finally {
+    if (typeof out === 'number') fs.closeSync(out)
+    if (!checkout) fs.rmSync(targetDir, { recursive: true, force: true })
   }
-  const lib = { win32: 'opencode_file_lock.dll', darwin: 'libopencode_file_lock.dylib' }[process.platform] ?? 'libopencode_file_lock.so'
-  const targetDir = process.env.CARGO_TARGET_DIR ?? path.join(root, 'target')
-  fs.copyFileSync(path.join(targetDir, 'release', lib), target)
-  log(`built ${path.basename(target)} in ${((Date.now() - t) / 1000).toFixed(0)} s`)
+  log(`built ${path.basename(local)} in ${((Date.now() - t) / 1000).toFixed(0)} s`)
 }
 
 function main() {
   if (process.env.OPENCODE_FILE_LOCK_SKIP_BUILD === '1') return
-  const local = path.join(root, `opencode-file-lock.${platformSuffix()}.node`)
-  const hasSources = fs.existsSync(path.join(root, 'src'))
-  if (fs.existsSync(local)) {
-    // a checkout rebuilds when the sources changed since the binary was made
-    if (!hasSources || binaryIsCurrent(local)) return
-    return build(local)
+  if (isCheckout()) {
+    // a developer's tree: rebuild whenever the sources changed since the binary was made
+    if (fs.existsSync(local) && fs.statSync(local).mtimeMs >= newestSourceMtime()) return
+    return build()
   }
-  if (prebuiltLoads()) return // an npm/<platform> package fits
-  if (!hasSources) {
-    log(`no prebuilt binary fits ${platformSuffix()} and the package has no sources to build from.`)
-    process.exit(1)
-  }
-  build(local)
+  if (prebuiltLoads() || fs.existsSync(local)) return
+  build()
 }
 
 main()
