@@ -88,6 +88,8 @@ export interface EnvConfig {
   ttlMs: number
   failMode: string
   debug: boolean
+  metrics: boolean
+  notes: Array<string>
   redis: NativeRedisOptions
 }
 

@@ -2,7 +2,7 @@
 // The level-cache `Cache<T>` contract over a native store. Every call goes through the bridge:
 // sled calls (and most calls of a shared store's client) finish inside the call, so the promise
 // is already settled; Redis calls settle when their answer arrives.
-const native = require('../index.js')
+const native = require('./native.js')
 const { FileLockError, fromNative, invalid } = require('./errors.js')
 const { run, cancel, getBridge } = require('./bridge.js')
 const check = require('./check.js')
@@ -293,7 +293,10 @@ const ENV_KEYS = [
   'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_USERNAME', 'REDIS_DATABASE', 'REDIS_TLS',
   'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY', 'REDIS_WAIT_REPLICAS', 'REDIS_WAIT_TIMEOUT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS_CA',
   'DEBUG_FILE_LOCK_CACHE', 'XDG_STATE_HOME', 'HOME', 'USERPROFILE', 'TMPDIR',
+  // the deployment guide's feature flags and pool sizes (see docs/configuration.md)
+  'USE_REDIS_CACHE', 'ENABLE_DISTRIBUTED_LOCKS', 'ENABLE_METRICS', 'DEBUG_MODE', 'REDIS_POOL_MIN', 'REDIS_POOL_MAX', 'REDIS_POOL_TIMEOUT',
 ]
+const said = new Set()
 
 /** The configuration the environment describes (a bad variable is EINVAL naming it). */
 function configFromEnv(env = process.env) {
@@ -313,6 +316,7 @@ function configFromEnv(env = process.env) {
 async function openCache(overrides) {
   const o = check.obj(overrides, 'openCache options')
   const c = configFromEnv(o.env ?? process.env)
+  for (const note of c.notes) if (!said.has(note) && said.add(note)) console.error(`[opencode-file-lock] note: ${note}`)
   const backend = o.backend ?? c.backend
   const namespace = o.namespace ?? c.namespace
   const defaultTtlMs = o.defaultTtlMs ?? c.ttlMs

@@ -140,6 +140,8 @@ pub struct EnvConfig {
     pub ttl_ms: f64,
     pub fail_mode: String,
     pub debug: bool,
+    pub metrics: bool,
+    pub notes: Vec<String>,
     pub redis: NativeRedisOptions,
 }
 
@@ -161,6 +163,8 @@ pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> 
         ttl_ms: c.ttl_ms as f64,
         fail_mode: if c.fail_mode == FailMode::Open { "open" } else { "closed" }.into(),
         debug: c.debug,
+        metrics: c.metrics,
+        notes: c.notes,
         redis: NativeRedisOptions {
             url: r.url,
             host: Some(r.host),

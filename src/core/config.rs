@@ -112,6 +112,10 @@ pub struct CacheConfig {
     pub redis: RedisOptions,
     pub fail_mode: FailMode,
     pub debug: bool,
+    /// ENABLE_METRICS (default on; metrics.rs reads the switch itself).
+    pub metrics: bool,
+    /// One-line notes about variables that are accepted but change nothing here (said once).
+    pub notes: Vec<String>,
 }
 
 fn parse_num<T: std::str::FromStr>(env: &HashMap<String, String>, name: &str) -> Result<Option<T>> {
@@ -198,17 +202,64 @@ pub fn parse_sentinels(list: &str) -> std::result::Result<Vec<(String, u16)>, St
         .collect()
 }
 
-pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
-    let backend = match env.get("FILE_LOCK_CACHE_BACKEND").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("") | Some("sled") | Some("leveldb") => Backend::Sled,
-        Some("redis") => Backend::Redis,
-        Some("hybrid") => Backend::Hybrid,
+/// FILE_LOCK_CACHE_BACKEND, with the deployment guide's feature flags: USE_REDIS_CACHE (true
+/// means redis when no backend is named) and ENABLE_DISTRIBUTED_LOCKS (true: locks shared between
+/// machines, so redis or hybrid; false: this machine only, so sled). Contradictions are errors.
+fn backend_from_env(env: &HashMap<String, String>) -> Result<Backend> {
+    let named = match env.get("FILE_LOCK_CACHE_BACKEND").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => None,
+        Some("sled") | Some("leveldb") => Some(Backend::Sled),
+        Some("redis") => Some(Backend::Redis),
+        Some("hybrid") => Some(Backend::Hybrid),
         Some(other) => {
             return Err(Error::invalid(format!(
                 "FILE_LOCK_CACHE_BACKEND must be sled, redis or hybrid (leveldb means sled), got {other:?}"
             )))
         }
     };
+    let use_redis = parse_bool(env, "USE_REDIS_CACHE")?;
+    let backend = match (named, use_redis) {
+        (Some(Backend::Sled), Some(true)) | (Some(Backend::Redis | Backend::Hybrid), Some(false)) => {
+            return Err(Error::invalid(format!(
+                "USE_REDIS_CACHE={} contradicts FILE_LOCK_CACHE_BACKEND={}: unset one of them",
+                use_redis.unwrap_or_default(),
+                env["FILE_LOCK_CACHE_BACKEND"].trim()
+            )))
+        }
+        (Some(b), _) => b,
+        (None, Some(true)) => Backend::Redis,
+        (None, _) => Backend::Sled,
+    };
+    match (parse_bool(env, "ENABLE_DISTRIBUTED_LOCKS")?, backend) {
+        (Some(true), Backend::Sled) => Err(Error::invalid(
+            "ENABLE_DISTRIBUTED_LOCKS=true asks for locks shared between machines, which the sled store (shared by the processes of one machine) cannot give: set FILE_LOCK_CACHE_BACKEND=redis or hybrid (and REDIS_URL), or unset ENABLE_DISTRIBUTED_LOCKS",
+        )),
+        (Some(false), Backend::Redis | Backend::Hybrid) => Err(Error::invalid(
+            "ENABLE_DISTRIBUTED_LOCKS=false asks for locks on this machine only, but the configured backend (FILE_LOCK_CACHE_BACKEND or USE_REDIS_CACHE) shares them through Redis: unset one of them",
+        )),
+        _ => Ok(backend),
+    }
+}
+
+/// REDIS_POOL_MIN/MAX/TIMEOUT size a connection pool; one multiplexed connection has none to
+/// size. Checked like any number, then named in a note rather than silently dropped.
+fn pool_note(env: &HashMap<String, String>) -> Result<Option<String>> {
+    let mut set = Vec::new();
+    for name in ["REDIS_POOL_MIN", "REDIS_POOL_MAX", "REDIS_POOL_TIMEOUT"] {
+        if parse_num::<u64>(env, name)?.is_some() {
+            set.push(name);
+        }
+    }
+    Ok((!set.is_empty()).then(|| {
+        format!(
+            "{} accepted and not used: each process keeps one multiplexed Redis connection that carries every call at once, so there is no pool to size",
+            set.join(", ") + if set.len() == 1 { " is" } else { " are" }
+        )
+    }))
+}
+
+pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
+    let backend = backend_from_env(env)?;
     let fail_mode = match env.get("FILE_LOCK_FAIL_MODE").map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("open") => FailMode::Open,
         Some("closed") => FailMode::Closed,
@@ -217,6 +268,7 @@ pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
     let ttl_ms = parse_num(env, "FILE_LOCK_TTL_MS")?.unwrap_or(DEFAULT_LOCK_TTL_MS);
     check_ttl(ttl_ms).map_err(|_| Error::invalid(format!("FILE_LOCK_TTL_MS must be between 1 and a year in milliseconds, got {ttl_ms}")))?;
     let redis = if backend == Backend::Sled { RedisOptions::default() } else { redis_from_env(env)? };
+    let debug = parse_bool(env, "DEBUG_FILE_LOCK_CACHE")?.or(parse_bool(env, "DEBUG_MODE")?).unwrap_or(false);
     Ok(CacheConfig {
         backend,
         sled_path: env.get("FILE_LOCK_PATH").filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default_sled_path(env)),
@@ -224,7 +276,9 @@ pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
         ttl_ms,
         redis,
         fail_mode,
-        debug: parse_bool(env, "DEBUG_FILE_LOCK_CACHE")?.unwrap_or(false),
+        debug,
+        metrics: parse_bool(env, "ENABLE_METRICS")?.unwrap_or(true),
+        notes: pool_note(env)?.into_iter().collect(),
     })
 }
 
@@ -275,6 +329,40 @@ mod tests {
         assert!(e.to_string().contains("REDIS_PORT"));
         let e = config_from_env(&env(&[("FILE_LOCK_CACHE_BACKEND", "redis"), ("REDIS_URL", "http://u:hunter2@h")])).unwrap_err();
         assert!(e.to_string().contains("REDIS_URL") && !e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn feature_flags_pick_the_backend_or_refuse_contradictions() {
+        let backend = |pairs: &[(&str, &str)]| config_from_env(&env(pairs)).map(|c| c.backend);
+        assert_eq!(backend(&[("USE_REDIS_CACHE", "true")]).unwrap(), Backend::Redis);
+        assert_eq!(backend(&[("USE_REDIS_CACHE", "false")]).unwrap(), Backend::Sled);
+        assert_eq!(backend(&[("USE_REDIS_CACHE", "true"), ("FILE_LOCK_CACHE_BACKEND", "hybrid")]).unwrap(), Backend::Hybrid);
+        assert_eq!(backend(&[("ENABLE_DISTRIBUTED_LOCKS", "true"), ("USE_REDIS_CACHE", "true")]).unwrap(), Backend::Redis);
+        assert_eq!(backend(&[("ENABLE_DISTRIBUTED_LOCKS", "false")]).unwrap(), Backend::Sled);
+        for (pairs, named) in [
+            (&[("USE_REDIS_CACHE", "true"), ("FILE_LOCK_CACHE_BACKEND", "sled")][..], "USE_REDIS_CACHE"),
+            (&[("USE_REDIS_CACHE", "false"), ("FILE_LOCK_CACHE_BACKEND", "redis")][..], "USE_REDIS_CACHE"),
+            (&[("ENABLE_DISTRIBUTED_LOCKS", "true")][..], "ENABLE_DISTRIBUTED_LOCKS"),
+            (&[("ENABLE_DISTRIBUTED_LOCKS", "false"), ("FILE_LOCK_CACHE_BACKEND", "hybrid")][..], "ENABLE_DISTRIBUTED_LOCKS"),
+            (&[("USE_REDIS_CACHE", "perhaps")][..], "USE_REDIS_CACHE"),
+            (&[("ENABLE_METRICS", "sometimes")][..], "ENABLE_METRICS"),
+            (&[("DEBUG_MODE", "loud")][..], "DEBUG_MODE"),
+            (&[("REDIS_POOL_MAX", "ten")][..], "REDIS_POOL_MAX"),
+        ] {
+            let e = backend(pairs).unwrap_err();
+            assert_eq!(e.code(), "EINVAL");
+            assert!(e.to_string().contains(named), "{e}");
+        }
+    }
+
+    #[test]
+    fn debug_mode_metrics_and_pool_sizes_are_read() {
+        let c = config_from_env(&env(&[("DEBUG_MODE", "true"), ("ENABLE_METRICS", "false"), ("REDIS_POOL_MIN", "2"), ("REDIS_POOL_TIMEOUT", "5000")])).unwrap();
+        assert!(c.debug && !c.metrics);
+        assert_eq!(c.notes.len(), 1);
+        assert!(c.notes[0].starts_with("REDIS_POOL_MIN, REDIS_POOL_TIMEOUT are accepted and not used"), "{}", c.notes[0]);
+        let c = config_from_env(&env(&[])).unwrap();
+        assert!(!c.debug && c.metrics && c.notes.is_empty());
     }
 
     #[test]

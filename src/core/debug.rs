@@ -1,10 +1,11 @@
-//! `DEBUG_FILE_LOCK_CACHE=true`: one stderr line per lock decision and backend switch, never a secret
+//! `DEBUG_FILE_LOCK_CACHE=true` (or the deployment guide's `DEBUG_MODE=true`): one stderr line per lock decision and backend switch, never a secret
 //! (messages name servers as host:port and carry no credentials).
 
 use std::sync::LazyLock;
 
 static ON: LazyLock<bool> = LazyLock::new(|| {
-    std::env::var("DEBUG_FILE_LOCK_CACHE").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    let on = |name: &str| std::env::var(name).ok().map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+    on("DEBUG_FILE_LOCK_CACHE").or_else(|| on("DEBUG_MODE")).unwrap_or(false)
 });
 
 pub fn enabled() -> bool {

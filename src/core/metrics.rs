@@ -82,6 +82,21 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `ENABLE_METRICS=false` turns counting off for the process (read once, as debug.rs reads its
+/// switch); config.rs checks the value, so a bad one fails at start naming the variable.
+static ENABLED: LazyLock<bool> = LazyLock::new(|| {
+    !std::env::var("ENABLE_METRICS").is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off"))
+});
+
+pub fn enabled() -> bool {
+    *ENABLED
+}
+
+/// The registry to count into, or None when metrics are off.
+fn recording() -> Option<std::sync::MutexGuard<'static, Registry>> {
+    enabled().then(registry)
+}
+
 /// Escapes a label value for the text format.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -90,19 +105,21 @@ fn label(v: &str) -> String {
 /// One acquire that was willing to wait: counted with the others, timed apart from them (a
 /// wait of seconds is not a slow acquire).
 pub fn waiting_acquisition(status: &'static str, agent_id: &str, took: Duration) {
-    let mut r = registry();
+    let Some(mut r) = recording() else { return };
     count_acquisition(&mut r, status, agent_id);
     r.wait_duration.entry(status).or_insert_with(|| Histogram::with(WAIT_BUCKETS)).observe(took.as_secs_f64());
 }
 
 /// A lock this process held is gone; `reason` is expired, released or conflict.
 pub fn lost(reason: &str) {
-    *registry().lost.entry(reason.to_owned()).or_default() += 1;
+    if let Some(mut r) = recording() {
+        *r.lost.entry(reason.to_owned()).or_default() += 1;
+    }
 }
 
 /// One acquire: `status` is granted, refused or error.
 pub fn acquisition(status: &'static str, agent_id: &str, took: Duration) {
-    let mut r = registry();
+    let Some(mut r) = recording() else { return };
     count_acquisition(&mut r, status, agent_id);
     r.acquisition_duration.entry(status).or_default().observe(took.as_secs_f64());
 }
@@ -120,7 +137,7 @@ fn count_acquisition(r: &mut Registry, status: &'static str, agent_id: &str) {
 }
 
 pub fn redis_operation(operation: &str, status: &'static str, took: Duration) {
-    let mut r = registry();
+    let Some(mut r) = recording() else { return };
     r.redis_duration.entry((operation.to_owned(), status)).or_default().observe(took.as_secs_f64());
     if status == "connection_error" || status == "timeout" {
         *r.redis_errors.entry(operation.to_owned()).or_default() += 1;
@@ -128,26 +145,37 @@ pub fn redis_operation(operation: &str, status: &'static str, took: Duration) {
 }
 
 pub fn backend_switch(to: &'static str) {
-    *registry().backend_switches.entry(to).or_default() += 1;
+    if let Some(mut r) = recording() {
+        *r.backend_switches.entry(to).or_default() += 1;
+    }
 }
 
 /// This process's shared sled store found its server gone and now serves (`server`) or is a
 /// client of the process that serves (`client`).
 pub fn shared_takeover(became: &'static str) {
-    *registry().takeovers.entry(became).or_default() += 1;
+    if let Some(mut r) = recording() {
+        *r.takeovers.entry(became).or_default() += 1;
+    }
 }
 
 pub fn shared_rejected() {
-    registry().shared_rejected += 1;
+    if let Some(mut r) = recording() {
+        r.shared_rejected += 1;
+    }
 }
 
 pub fn recovery_conflict() {
-    registry().recovery_conflicts += 1;
+    if let Some(mut r) = recording() {
+        r.recovery_conflicts += 1;
+    }
 }
 
 /// The Prometheus text exposition of everything counted so far; `active_locks` is the live lock
 /// count of the store being scraped (all processes), when known.
 pub fn render(active_locks: Option<usize>) -> String {
+    if !enabled() {
+        return "# opencode-file-lock metrics are off in this process (ENABLE_METRICS=false)\n".into();
+    }
     let r = registry();
     let mut out = String::new();
     out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, aborted, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
