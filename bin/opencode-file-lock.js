@@ -10,9 +10,11 @@ const os = require('node:os')
 const path = require('node:path')
 
 const ROOT = path.resolve(__dirname, '..')
+const { PKG, isCheckout } = require('../lib/platform.js')
 const PLUGIN_FILE = "export { FileLockPlugin } from 'opencode-file-lock/plugin'\n"
 
 const HELP = `usage: opencode-file-lock <command> [options] [--json]
+       opencode-file-lock --version
 
 commands:
   status                      which store serves, and its health (exit 1 when unhealthy)
@@ -26,6 +28,13 @@ commands:
                               copy live entries with their remaining TTL, then verify every key
   rollback [--from redis://...] [--to sled:<folder>]
                               migrate Redis back to sled (defaults: REDIS_URL and FILE_LOCK_PATH)
+  backup --to <file.json> [--from <store>]
+                              write every live entry with its remaining TTL to a file (default
+                              store: the configured one); verified by reading the file back
+  restore --from <file.json> [--to <store>]
+                              write a backup's entries back with the TTLs they had left; entries
+                              already there unchanged are not written again
+  --version                   print the version
   demo                        simulated agents contending for files on a temporary sled folder
   install-plugin              set up the opencode plugin
       --project <dir> | --global   --from <npm spec>   --no-npm   --force
@@ -39,6 +48,7 @@ examples:
   npx opencode-file-lock release /home/me/repo/src/app.ts --force --by ops-oncall
   npx opencode-file-lock migrate --from leveldb:/tmp/opencode/file-locks --to redis://127.0.0.1:6379
   npx opencode-file-lock rollback --from redis://127.0.0.1:6379 --to sled:/var/lib/file-locks
+  npx opencode-file-lock backup --to locks-backup.json
   npx opencode-file-lock install-plugin --global
 `
 
@@ -161,14 +171,14 @@ const commands = {
     })
   },
 
-  async migrate(argv, defaults = {}) {
+  async migrate(argv, defaults = {}, verb = 'migrate') {
     const o = parseArgs(argv, ['from', 'to'], ['json'])
     const { migrate } = require('../lib/migrate.js')
     const from = o.from ?? defaults.from
     const to = o.to ?? defaults.to
-    if (!from || !to) throw new UsageError('migrate needs --from and --to')
+    if (!from || !to) throw new UsageError(`${verb} needs --from and --to`)
     const t = Date.now()
-    const r = await migrate({ from, to, progress: (c) => console.error(`[opencode-file-lock] read ${c.read}, written ${c.written}, unchanged ${c.unchanged}, skipped ${c.skipped}, failed ${c.failed}...`) })
+    const r = await migrate({ from, to, progress: (c) => console.error(`[opencode-file-lock] ${verb}: read ${c.read}, written ${c.written}, unchanged ${c.unchanged}, skipped ${c.skipped}, failed ${c.failed}...`) })
     r.seconds = (Date.now() - t) / 1000
     print(r, o.json, (c) =>
       [
@@ -178,6 +188,18 @@ const commands = {
       ].join('\n'),
     )
     return r.failed === 0 && r.mismatched === 0 ? 0 : 1
+  },
+
+  async backup(argv) {
+    const o = parseArgs(argv, ['from', 'to'], ['json'])
+    if (!o.to) throw new UsageError('backup needs --to <file.json>')
+    return commands.migrate([...argv.filter((a, i) => a !== '--to' && argv[i - 1] !== '--to'), '--to', `json:${o.to}`], { from: 'env' }, 'backup')
+  },
+
+  async restore(argv) {
+    const o = parseArgs(argv, ['from', 'to'], ['json'])
+    if (!o.from) throw new UsageError('restore needs --from <file.json>')
+    return commands.migrate([...argv.filter((a, i) => a !== '--from' && argv[i - 1] !== '--from'), '--from', `json:${o.from}`], { to: 'env' }, 'restore')
   },
 
   async rollback(argv) {
@@ -197,9 +219,9 @@ const commands = {
     if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
     const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config')
     const target = o.global ? path.join(configHome, 'opencode') : path.join(path.resolve(o.project ?? '.'), '.opencode')
-    const fromCheckout = fs.existsSync(path.join(ROOT, 'src')) && fs.existsSync(path.join(ROOT, 'Cargo.toml'))
-    const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version
-    const spec = o.from ?? (fromCheckout ? `file:${ROOT}` : `^${version}`)
+    // a registry spec, unless this runs from a developer's git checkout (an npx cache or another
+    // project's node_modules is no place for a dependency to point at)
+    const spec = o.from ?? (isCheckout() ? `file:${ROOT}` : `^${PKG.version}`)
 
     fs.mkdirSync(path.join(target, 'plugin'), { recursive: true })
     const pkgPath = path.join(target, 'package.json')
@@ -222,7 +244,7 @@ const commands = {
     fs.writeFileSync(pluginPath, PLUGIN_FILE)
     console.log(`plugin      ${pluginPath}`)
     if (!o['no-npm']) {
-      console.log(`npm install in ${target} (builds the native addon from source if no prebuilt binary fits)...`)
+      console.log(`npm install in ${target} (brings the prebuilt native addon for this platform)...`)
       const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: target, stdio: 'inherit' })
       if (r.status !== 0) {
         console.error(`opencode-file-lock: npm install in ${target} failed (exit ${r.status})`)
@@ -230,14 +252,18 @@ const commands = {
       }
     }
     console.log(`\ndone. opencode now locks files before write, edit and apply_patch in ${o.global ? 'every project' : path.dirname(target)}.`)
-    console.log('locks live in sled under ~/.local/state/opencode-file-lock by default (one opencode process at a time);')
-    console.log('for several processes or machines set FILE_LOCK_CACHE_BACKEND=redis and REDIS_URL (see the README).')
+    console.log('locks live in sled under ~/.local/state/opencode-file-lock by default, shared by every opencode of this user on this machine;')
+    console.log('for several machines set FILE_LOCK_CACHE_BACKEND=redis and REDIS_URL (see docs/configuration.md).')
     return 0
   },
 }
 
 async function main() {
   const [command, ...rest] = process.argv.slice(2)
+  if (command === '--version' || command === '-v' || command === '-V' || command === 'version') {
+    console.log(`${PKG.name} ${PKG.version}`)
+    return 0
+  }
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     console.log(HELP)
     return command ? 0 : 2
@@ -251,14 +277,19 @@ async function main() {
   return run(rest)
 }
 
+/** Exits once stdout and stderr have written everything (a pipe takes large outputs in pieces). */
+function exit(code) {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
+}
+
 main().then(
-  (code) => process.exit(code ?? 0),
+  (code) => exit(code ?? 0),
   (e) => {
     if (e instanceof UsageError) {
       console.error(`opencode-file-lock: ${e.message}\n\n${HELP}`)
-      process.exit(2)
+      return exit(2)
     }
     console.error(`opencode-file-lock: ${e.code ? `[${e.code}] ` : ''}${e.message}`)
-    process.exit(e.code === 'EINVAL' ? 2 : 1)
+    exit(e.code === 'EINVAL' ? 2 : 1)
   },
 )

@@ -1,33 +1,58 @@
 'use strict'
 // Copies every live entry from one store to another in the shared wire format: from the legacy
 // LevelDB store the TypeScript plugin left (level-cache: utf8 keys `ns\u241Fkey`, JSON {v,x}), from
-// Redis, or from sled; to Redis or sled. Expired entries are skipped, the rest keep their remaining
-// TTL, entries the target already holds unchanged are not written again (so a second run changes
-// nothing), and a verification pass reads every migrated key back.
+// Redis, sled, the configured store or a backup file; to Redis, sled, the configured store or a
+// backup file. Expired entries are skipped, the rest keep their remaining TTL, entries the target
+// already holds unchanged are not written again (so a second run changes nothing), and a
+// verification pass reads every copied key back.
 const { isDeepStrictEqual } = require('node:util')
-const { SledCache, RedisCache } = require('./cache.js')
+const { SledCache, RedisCache, openCache } = require('./cache.js')
 const { invalid } = require('./errors.js')
+const backupFile = require('./backup-file.js')
 
-/** `leveldb:<folder>`, `sled:<folder>`, `redis://...` or `rediss://...`. */
+const redact = (spec) => spec.replace(/\/\/[^@/]*@/, '//***@')
+
+/** `leveldb:<folder>`, `sled:<folder>`, `redis://...`, `rediss://...`, `json:<file>` or `env` (the configured store). */
 function parseStore(spec, role) {
-  if (typeof spec !== 'string' || !spec) throw invalid(`--${role} needs a store: leveldb:<folder>, sled:<folder> or redis://host:port`)
+  if (typeof spec !== 'string' || !spec) throw invalid(`--${role} needs a store: leveldb:<folder>, sled:<folder>, redis://host:port or json:<file>`)
+  if (spec === 'env') return { kind: 'env' }
   if (spec.startsWith('leveldb:')) return { kind: 'leveldb', folder: spec.slice(8) }
   if (spec.startsWith('sled:')) return { kind: 'sled', folder: spec.slice(5) }
+  if (spec.startsWith('json:')) return { kind: 'json', file: spec.slice(5) }
   if (spec.startsWith('redis://') || spec.startsWith('rediss://')) return { kind: 'redis', url: spec }
-  throw invalid(`--${role} ${JSON.stringify(spec.replace(/\/\/[^@/]*@/, '//***@'))} is not leveldb:<folder>, sled:<folder> or redis://...`)
+  throw invalid(`--${role} ${JSON.stringify(redact(spec))} is not leveldb:<folder>, sled:<folder>, redis://... or json:<file>`)
 }
 
 /** Opens a store with no namespace, so keys are the raw `ns\u241Fkey` storage keys. */
-async function openStore(store) {
+async function openStore(store, role) {
   if (store.kind === 'sled') return SledCache.open({ path: store.folder, namespace: '' })
   if (store.kind === 'redis') return RedisCache.connect({ url: store.url, namespace: '' })
-  throw invalid('leveldb can only be read (--from), not written')
+  if (store.kind === 'env') return openCache({ namespace: '' })
+  if (store.kind === 'json' && role === 'to') return backupFile.writer(store.file)
+  throw invalid(`${store.kind} can only be read (--from), not written`)
 }
 
-/** Every entry of the source as {key, value, expiresAt}, or {key, error} when unreadable. */
+/** classic-level is an optional peer: only reading a legacy LevelDB folder needs it. */
+function classicLevel() {
+  try {
+    return require('classic-level')
+  } catch (e) {
+    if (e.code !== 'MODULE_NOT_FOUND') throw e
+    throw invalid('reading a LevelDB folder needs the optional package classic-level, which is not installed: run `npm install classic-level@3` beside opencode-file-lock, then migrate again')
+  }
+}
+
+/** Milliseconds an entry that expires at `expiresAt` has left: undefined without expiry, <= 0 when gone. */
+const remaining = (expiresAt) => (typeof expiresAt === 'number' ? expiresAt - Date.now() : undefined)
+
+/** Every entry of the source as {key, value, ttlMs}, or {key, error} when unreadable. */
 async function* readSource(store) {
+  if (store.kind === 'json') {
+    yield* backupFile.read(store.file)
+    return
+  }
   if (store.kind === 'leveldb') {
-    const { ClassicLevel } = require('classic-level')
+    const { ClassicLevel } = classicLevel()
     const db = new ClassicLevel(store.folder, { keyEncoding: 'utf8', valueEncoding: 'utf8', createIfMissing: false })
     try {
       await db.open()
@@ -44,16 +69,16 @@ async function* readSource(store) {
           continue
         }
         if (env === null || typeof env !== 'object' || !('v' in env)) yield { key, error: 'not a {v,x} record' }
-        else yield { key, value: env.v, expiresAt: typeof env.x === 'number' ? env.x : undefined }
+        else yield { key, value: env.v, ttlMs: remaining(env.x) }
       }
     } finally {
       await db.close()
     }
     return
   }
-  const cache = await openStore(store)
+  const cache = await openStore(store, 'from')
   try {
-    for await (const [key, value, expiresAt] of cache.entriesWithExpiry()) yield { key, value, expiresAt }
+    for await (const [key, value, expiresAt] of cache.entriesWithExpiry()) yield { key, value, ttlMs: remaining(expiresAt) }
   } finally {
     await cache.close()
   }
@@ -69,8 +94,8 @@ async function migrate({ from, to, progress = () => {}, every = 1000 }) {
   if (target.kind === 'leveldb') throw invalid('--to cannot be leveldb: the legacy store is only read')
   const counts = { read: 0, written: 0, unchanged: 0, skipped: 0, failed: 0, verified: 0, mismatched: 0, targetEntries: 0 }
   const failures = []
-  const migrated = new Map()
-  const out = await openStore(target)
+  const copied = new Map()
+  const out = await openStore(target, 'to')
   try {
     for await (const e of readSource(source)) {
       counts.read++
@@ -80,25 +105,26 @@ async function migrate({ from, to, progress = () => {}, every = 1000 }) {
         failures.push({ key: e.key, error: e.error })
         continue
       }
-      const now = Date.now()
-      if (e.expiresAt !== undefined && e.expiresAt <= now) {
+      if (e.ttlMs !== undefined && e.ttlMs <= 0) {
         counts.skipped++
         continue
       }
       try {
         if (isDeepStrictEqual(await out.get(e.key), e.value)) counts.unchanged++
         else {
-          await out.set(e.key, e.value, e.expiresAt === undefined ? undefined : { ttlMs: Math.max(1, Math.round(e.expiresAt - now)) })
+          await out.set(e.key, e.value, e.ttlMs === undefined ? undefined : { ttlMs: Math.max(1, Math.round(e.ttlMs)) })
           counts.written++
         }
-        migrated.set(e.key, e.value)
+        copied.set(e.key, e.value)
       } catch (err) {
         counts.failed++
         failures.push({ key: e.key, error: `${err.code ?? ''} ${err.message}`.trim() })
       }
     }
-    // verification: every migrated key reads back equal (entries that expired meanwhile excepted)
-    for (const [key, value] of migrated) {
+    // a backup file is written (atomically) here and read back from disk for the verification
+    await out.flush?.()
+    // verification: every copied key reads back equal (entries that expired meanwhile excepted)
+    for (const [key, value] of copied) {
       const back = await out.get(key)
       if (isDeepStrictEqual(back, value)) counts.verified++
       else if (back !== undefined) counts.mismatched++
@@ -110,4 +136,4 @@ async function migrate({ from, to, progress = () => {}, every = 1000 }) {
   return { ...counts, failures: failures.slice(0, 20) }
 }
 
-module.exports = { migrate, parseStore }
+module.exports = { migrate, parseStore, redact }
