@@ -109,6 +109,19 @@ export async function startConfigured(template: string, values: Record<string, s
   }
 }
 
+/** Any redis-server / redis-sentinel command line (for example one taken from a compose file), killed by pid. */
+export async function startCommand(argv: string[], ready: RegExp): Promise<{ pid: number; kill(): Promise<void> }> {
+  const child = await launchWith(argv, ready)
+  return {
+    pid: child.pid!,
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      process.kill(child.pid!, 'SIGKILL')
+      await waitExit(child)
+    },
+  }
+}
+
 function launchWith([cmd, ...args]: string[], ready: RegExp): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -124,6 +137,7 @@ function launchWith([cmd, ...args]: string[], ready: RegExp): Promise<ChildProce
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
+    child.once('error', (e) => { clearTimeout(timer); live.delete(child); reject(e) })
     child.once('exit', (code) => { clearTimeout(timer); live.delete(child); reject(new Error(`${cmd} exited ${code}: ${out}`)) })
   })
 }
