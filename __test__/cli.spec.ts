@@ -13,7 +13,7 @@ const BIN = path.resolve(__dirname, '../bin/opencode-file-lock.js')
 const SEP = '\u241F'
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 110_000 })
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 110_000, maxBuffer: 64 << 20 })
   let json: any
   try {
     json = JSON.parse(r.stdout)
@@ -137,5 +137,73 @@ describe('demo command', () => {
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toContain('two holders at once:   never')
     expect(r.stdout).toMatch(/handed over on release: [1-9]\d* times/) // the waiting agent got a file at its release
+  })
+})
+
+describe('backup and restore', () => {
+  const redis = useRedis()
+
+  it('backs Redis up to a file with remaining TTLs, verified; restores it into sled, idempotently', async () => {
+    const url = `redis://127.0.0.1:${redis().port}/0`
+    const src = await RedisCache.connect({ url, namespace: 'locks' })
+    await src.clear()
+    for (let i = 0; i < 300; i++) await acquireLock(`/bk/file-${i}.ts`, 'agent-b', `ses_${i % 7}`, src, { ttlMs: 600_000 })
+    await src.set('forever', { note: 'no ttl' })
+    await src.set('gone', 1, { ttlMs: 1 })
+    await new Promise((r) => setTimeout(r, 20))
+    await src.close()
+    const file = path.join(tmpDir('ofl-backup-'), 'locks.json')
+    const backup = cli(['backup', '--to', file, '--json'], { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: url })
+    expect(backup.code, backup.stderr).toBe(0)
+    expect(backup.json).toMatchObject({ read: 301, written: 301, skipped: 0, failed: 0, verified: 301, mismatched: 0, targetEntries: 301 })
+    const doc = JSON.parse(require('node:fs').readFileSync(file, 'utf8'))
+    expect(doc).toMatchObject({ format: 'opencode-file-lock-backup', version: 1, count: 301 })
+    const lock = doc.entries.find((e: any) => e.key === `locks${SEP}/bk/file-3.ts`)
+    expect(lock.value).toMatchObject({ sessionId: 'ses_3', agentId: 'agent-b' })
+    expect(lock.ttlMs).toBeGreaterThan(590_000)
+    expect(lock.ttlMs).toBeLessThanOrEqual(600_000)
+    expect(doc.entries.find((e: any) => e.key === `locks${SEP}forever`).ttlMs).toBeUndefined()
+
+    const sled = tmpDir('ofl-restored-')
+    const restore = cli(['restore', '--from', file, '--json'], { FILE_LOCK_PATH: sled })
+    expect(restore.code, restore.stderr).toBe(0)
+    expect(restore.json).toMatchObject({ read: 301, written: 301, unchanged: 0, failed: 0, verified: 301 })
+    expect(cli(['restore', '--from', file, '--json'], { FILE_LOCK_PATH: sled }).json).toMatchObject({ read: 301, written: 0, unchanged: 301, verified: 301 })
+    const c = await SledCache.open({ path: sled, namespace: 'locks' })
+    expect(await getLock('/bk/file-3.ts', c)).toMatchObject({ sessionId: 'ses_3' })
+    await expect(acquireLock('/bk/file-3.ts', 'intruder', 'ses_x', c)).rejects.toMatchObject({ code: 'ELOCKED' })
+    await c.close()
+  })
+
+  it('a missing or foreign backup file is refused (exit 2) and nothing is written', () => {
+    const sled = tmpDir('ofl-restored-')
+    const missing = cli(['restore', '--from', '/nonexistent/backup.json'], { FILE_LOCK_PATH: sled })
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toContain('does not exist')
+    const foreign = path.join(tmpDir('ofl-backup-'), 'x.json')
+    require('node:fs').writeFileSync(foreign, JSON.stringify({ hello: 'world' }))
+    const bad = cli(['restore', '--from', foreign], { FILE_LOCK_PATH: sled })
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('is not an opencode-file-lock backup')
+    expect(cli(['backup'], { FILE_LOCK_PATH: sled }).code).toBe(2)
+    expect(cli(['list', '--json'], { FILE_LOCK_PATH: sled }).json).toEqual([])
+  })
+})
+
+describe('version and large outputs', () => {
+  it('--version prints the package version', () => {
+    const r = cli(['--version'])
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toBe(`opencode-file-lock ${require('../package.json').version}`)
+  })
+
+  it('list --json of 5,000 locks reaches a pipe whole', async () => {
+    const folder = tmpDir('ofl-cli-big-')
+    const c = await SledCache.open({ path: folder, namespace: 'locks' })
+    for (let i = 0; i < 5000; i++) await acquireLock(`/big/a-rather-long-folder-name/file-${i}.ts`, 'agent', `ses_${i % 3}`, c)
+    await c.close()
+    const r = cli(['list', '--json'], { FILE_LOCK_PATH: folder })
+    expect(r.stdout.length).toBeGreaterThan(1_000_000)
+    expect(r.json).toHaveLength(5000)
   })
 })
