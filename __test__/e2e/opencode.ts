@@ -47,30 +47,47 @@ export interface Harness {
   stop(): Promise<void>
 }
 
-/** One fake model, isolated opencode folders, and a template .opencode with this package installed. */
-export async function startHarness(): Promise<Harness> {
+/** One fake model and isolated opencode folders (XDG_*), with `env` added to opencode's environment. */
+export async function startModel(env: Record<string, string> = {}): Promise<Harness> {
   const root = tmpDir('ofl-e2e-')
   const fake = track(spawn(process.execPath, [path.join(__dirname, 'fake-llm.mjs'), '0', path.join(root, 'fake.log')], { stdio: ['ignore', 'pipe', 'pipe'] }))
   const [, port] = await waitLine(fake, /LISTENING (\d+)/, 'fake llm', 10_000)
-  const env: Record<string, string> = {
-    ...(process.env as Record<string, string>),
-    XDG_CONFIG_HOME: path.join(root, 'home/config'),
-    XDG_DATA_HOME: path.join(root, 'home/data'),
-    XDG_CACHE_HOME: path.join(root, 'home/cache'),
-    XDG_STATE_HOME: path.join(root, 'home/state'),
-    OPENCODE_DISABLE_AUTOUPDATE: '1',
-    OPENCODE_DISABLE_MODELS_FETCH: '1',
-    OPENCODE_DISABLE_SHARE: '1',
-    OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
-    DEBUG_FILE_LOCK_CACHE: 'true',
+  return {
+    root,
+    llmPort: Number(port),
+    env: {
+      ...(process.env as Record<string, string>),
+      XDG_CONFIG_HOME: path.join(root, 'home/config'),
+      XDG_DATA_HOME: path.join(root, 'home/data'),
+      XDG_CACHE_HOME: path.join(root, 'home/cache'),
+      XDG_STATE_HOME: path.join(root, 'home/state'),
+      OPENCODE_DISABLE_AUTOUPDATE: '1',
+      OPENCODE_DISABLE_MODELS_FETCH: '1',
+      OPENCODE_DISABLE_SHARE: '1',
+      OPENCODE_DISABLE_LSP_DOWNLOAD: '1',
+      DEBUG_FILE_LOCK_CACHE: 'true',
+      ...env,
+    },
+    stop: async () => void fake.kill('SIGTERM'),
   }
-  const h: Harness = { root, llmPort: Number(port), env, stop: async () => void fake.kill('SIGTERM') }
-  // What a user does: the one-command installer writes .opencode/package.json and the plugin file,
-  // and opencode installs the package at start (as it installs @opencode-ai/plugin there). Done
-  // once; projects copy the installed .opencode.
-  const template = path.join(root, 'template')
-  const installer = spawnSync(process.execPath, [path.join(REPO, 'bin/opencode-file-lock.js'), 'install-plugin', '--project', template, '--no-npm'], { encoding: 'utf8' })
-  if (installer.status !== 0) throw new Error(`install-plugin failed: ${installer.stderr}`)
+}
+
+/**
+ * What a user does: `install` writes .opencode/package.json and the plugin file into the template
+ * project (by default the installer of this checkout, --no-npm), and opencode installs the
+ * package at start, as it installs @opencode-ai/plugin there. Done once; projects copy the
+ * installed .opencode.
+ */
+export async function startHarness(opts: { env?: Record<string, string>; install?: (template: string) => void } = {}): Promise<Harness> {
+  const h = await startModel(opts.env)
+  const template = path.join(h.root, 'template')
+  const install =
+    opts.install ??
+    ((dir: string) => {
+      const installer = spawnSync(process.execPath, [path.join(REPO, 'bin/opencode-file-lock.js'), 'install-plugin', '--project', dir, '--no-npm'], { encoding: 'utf8' })
+      if (installer.status !== 0) throw new Error(`install-plugin failed: ${installer.stderr}`)
+    })
+  install(template)
   writeProjectFiles(h, template)
   const warm = await run(h, template, 'warm up\nFINAL ready')
   if (warm.code !== 0 || !fs.existsSync(path.join(template, '.opencode/node_modules/opencode-file-lock'))) {
