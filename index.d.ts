@@ -73,7 +73,7 @@ export interface Completions {
 }
 
 /**
- * Reads the environment variables the seeds name (passed in as an object, so callers can
+ * Reads the environment variables of the deployment guide (passed in as an object, so callers can
  * hand over `process.env`). A bad value is an EINVAL naming the variable.
  */
 export declare function configFromEnv(env: Record<string, string>): EnvConfig

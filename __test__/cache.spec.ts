@@ -7,7 +7,7 @@ describe.each(BACKENDS)('Cache on %s', (backend) => {
   useRedis()
   const open = cachesOn(backend)
 
-  it('stores and retrieves lock records (seed test)', async () => {
+  it('stores and retrieves lock records (from the deployment guide)', async () => {
     const cache = await open({ defaultTtlMs: 5000 })
     const rec = { sessionId: 'test-session', timestamp: Date.now(), agentId: 'test-agent' }
     await cache.set('file:/test/path', rec)
@@ -28,7 +28,7 @@ describe.each(BACKENDS)('Cache on %s', (backend) => {
     for (const [i, v] of values.entries()) expect(await cache.get(`k${i}`)).toEqual(v)
   })
 
-  it('respects TTL expiration (seed test)', async () => {
+  it('respects TTL expiration (from the deployment guide)', async () => {
     const cache = await open()
     await cache.set('file:/test/path', { sessionId: 's' }, { ttlMs: 100 })
     expect(await cache.get('file:/test/path')).toBeDefined()

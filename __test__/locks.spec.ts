@@ -1,4 +1,4 @@
-// Lock semantics on every backend: the seed guide's lock-operation tests and more.
+// Lock semantics on every backend: the deployment guide's lock-operation tests and more.
 import { describe, expect, it } from 'vitest'
 import {
   acquireLock, acquireLocks, getLock, listLocks, normalizePath, releaseAllLocks, releaseLock, renewLock
@@ -10,7 +10,7 @@ describe.each(BACKENDS)('locks on %s', (backend) => {
   useRedis()
   const open = cachesOn(backend)
 
-  it('acquires a lock and stores the record under the normalized path (seed test)', async () => {
+  it('acquires a lock and stores the record under the normalized path (from the deployment guide)', async () => {
     const cache = await open({ defaultTtlMs: 5000 })
     const before = Date.now()
     const result = await acquireLock('/test/file.txt', 'test-agent', 'test-session', cache)
@@ -22,7 +22,7 @@ describe.each(BACKENDS)('locks on %s', (backend) => {
     expect(lock.token).toBeGreaterThan(0)
   })
 
-  it('refuses a second session with ELOCKED, naming the holder (seed test)', async () => {
+  it('refuses a second session with ELOCKED, naming the holder (from the deployment guide)', async () => {
     const cache = await open({ defaultTtlMs: 5000 })
     await acquireLock('/test/file.txt', 'agent-1', 'session-1', cache)
     const err = await acquireLock('/test/file.txt', 'agent-2', 'session-2', cache).catch((e) => e)
@@ -36,7 +36,7 @@ describe.each(BACKENDS)('locks on %s', (backend) => {
     await expect(acquireLock('/test/file.txt', 'agent-2', 'session-2', cache)).rejects.toThrow('File /test/file.txt is locked by another agent')
   })
 
-  it('lets the same session re-acquire, counting holds (seed test)', async () => {
+  it('lets the same session re-acquire, counting holds (from the deployment guide)', async () => {
     const cache = await open()
     const p = await acquireLock('/test/file.txt', 'agent-1', 's', cache)
     await expect(acquireLock('/test/file.txt', 'agent-1', 's', cache)).resolves.toBe(p)
@@ -47,7 +47,7 @@ describe.each(BACKENDS)('locks on %s', (backend) => {
     expect(await cache.get(p)).toBeUndefined()
   })
 
-  it('releases correctly, and never for another session (seed test)', async () => {
+  it('releases correctly, and never for another session (from the deployment guide)', async () => {
     const cache = await open()
     const p = await acquireLock('/test/file.txt', 'agent-1', 'test-session', cache)
     expect(await cache.get(p)).toBeDefined()

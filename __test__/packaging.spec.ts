@@ -73,4 +73,14 @@ describe('packaging', () => {
     expect(files.filter((f) => f.endsWith('.node') || f.startsWith('target/') || f.startsWith('__test__/') || f.startsWith('plugin/src/'))).toEqual([])
     expect(packed.size).toBeLessThan(1_000_000)
   })
+
+  it('the README is a short first screen for the opencode user; docs and comments carry no project-history words', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')
+    expect(readme.split('\n').length).toBeLessThan(150)
+    const headings = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1])
+    expect(headings.slice(0, 3)).toEqual(['Install into opencode', 'What an agent sees', 'Configuration'])
+    for (const link of readme.matchAll(/\]\(((?:docs\/)?[\w.-]+\.md)\)/g)) expect(fs.existsSync(path.join(ROOT, link[1])), link[1]).toBe(true)
+    const files = execFileSync('git', ['ls-files', 'README.md', 'CONTRIBUTING.md', 'docs', 'src', 'lib', 'plugin/src', 'bin', 'scripts', 'deploy'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean)
+    for (const f of files) expect(fs.readFileSync(path.join(ROOT, f), 'utf8'), f).not.toMatch(/\bthe seeds?\b|\bseeds'|\bissue \d+/i)
+  })
 })

@@ -39,7 +39,7 @@ describe.each(['sled', 'redis'] as const)('plugin hooks on %s', (backend) => {
   const call = (tool: string, sessionID: string, callID: string) => ({ tool, sessionID, callID })
   const write = (filePath: string) => ({ args: { filePath } })
 
-  it('locks before a write and unlocks after it (seed test)', async () => {
+  it('locks before a write and unlocks after it (from the deployment guide)', async () => {
     const { cache, hooks } = await plugin()
     await hooks['tool.execute.before'](call('write', 's1', 'c1'), { args: { filePath: '/test/file.txt' } })
     expect(await cache.get('/test/file.txt')).toMatchObject({ agentId: 'test-agent', sessionId: 's1' })
@@ -47,13 +47,13 @@ describe.each(['sled', 'redis'] as const)('plugin hooks on %s', (backend) => {
     expect(await cache.get('/test/file.txt')).toBeUndefined()
   })
 
-  it('ignores reads (seed test)', async () => {
+  it('ignores reads (from the deployment guide)', async () => {
     const { cache, hooks } = await plugin()
     await hooks['tool.execute.before'](call('read', 's1', 'c1'), { args: { filePath: '/test/file.txt' } })
     expect(await cache.get('/test/file.txt')).toBeUndefined()
   })
 
-  it('session.end releases everything the agent holds (seed test)', async () => {
+  it('session.end releases everything the agent holds (from the deployment guide)', async () => {
     const { cache, hooks } = await plugin()
     await cache.set('/test/file1.txt', { sessionId: 'test-session', timestamp: Date.now(), agentId: 'test-agent' })
     await cache.set('/test/file2.txt', { sessionId: 'test-session', timestamp: Date.now(), agentId: 'test-agent' })

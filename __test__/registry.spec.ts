@@ -95,6 +95,13 @@ describe('installed from a registry, with no compiler', () => {
     )
     const esm = sh(process.execPath, ['index.mjs'], dir)
     expect(esm.stdout.trim(), esm.out).toBe('locked /user/a.txt')
+    // the README's library quick start, pasted into a file as it says
+    const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8')
+    const quickStart = readme.slice(readme.indexOf('## Use it as a library')).match(/```js\n([\s\S]*?)```/)![1]
+    fs.writeFileSync(path.join(dir, 'lock.mjs'), quickStart)
+    const pasted = sh(process.execPath, ['lock.mjs'], dir)
+    expect(pasted.status, pasted.out).toBe(0)
+    expect(pasted.stdout).toContain(`locked ${fs.realpathSync(dir)}/src/app.ts`)
     // the CLI from the package: --version, the demo (examples/ ships), and migrate without classic-level
     expect(sh('npx', ['opencode-file-lock', '--version'], dir).stdout.trim()).toBe(`opencode-file-lock ${version}`)
     const demo = sh('npx', ['opencode-file-lock', 'demo'], dir)

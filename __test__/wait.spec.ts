@@ -1,4 +1,4 @@
-// Waiting for a lock (issue 7): woken by the release itself, FIFO, abortable, no ghosts; and
+// Waiting for a lock: woken by the release itself, FIFO, abortable, no ghosts; and
 // lost-lock reports. Runs on sled (in-process wake-ups) and Redis (pub/sub wake-ups).
 import { spawn } from 'node:child_process'
 import path from 'node:path'

@@ -205,7 +205,7 @@ function report(results, extras) {
   }
   const client = (c) => get('native-sled-client', c)
   if (client(1) || client(50)) {
-    console.log('\nshared sled store seen from a client process, against its targets (issue 11):\n')
+    console.log('\nshared sled store seen from a client process, against its targets:\n')
     console.log('| measure | value | target |')
     console.log('|---|---:|---|')
     if (client(1)) console.log(`| client pair p50 at c=1 | ${fmt(client(1).p50us, 1)} µs | under 60 µs |`)

@@ -1,6 +1,6 @@
 // Public typings of opencode-file-lock (the generated ../index.d.ts types the raw binding).
 
-export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED' | 'ELOST' | 'EABORTED'
+export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED' | 'ELOST' | 'EABORTED' | 'ENOADDON'
 
 /** Every error this package raises. `holder` is set for ELOCKED. */
 export declare class FileLockError extends Error {

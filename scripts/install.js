@@ -69,7 +69,8 @@ function build() {
   const checkout = isCheckout()
   const targetDir = checkout ? (process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target')) : fs.mkdtempSync(path.join(os.tmpdir(), `${PKG.name}-build-`))
   const out = progressOutput()
-  log(`building the native addon from source for ${platformSuffix()} with cargo (about a minute on 2 cores)${checkout ? '' : `; cargo's progress is on your terminal, its build folder ${targetDir} is removed afterwards`}...`)
+  const where = typeof out === 'number' ? "; cargo's progress is on your terminal" : ''
+  log(`building the native addon from source for ${platformSuffix()} with cargo (about a minute on 2 cores)${where}${checkout ? '' : `; its build folder ${targetDir} is removed afterwards`}...`)
   const t = Date.now()
   try {
     const args = ['build', '--release', '--lib', ...(checkout ? [] : ['--locked'])]

@@ -290,7 +290,7 @@ export const FileLockPlugin = async (input = {}, options = {}) => {
                 log(`event ${event?.type} handling failed: ${e.message}`);
             }
         },
-        /** The seed plugin's key: releases a session's locks, or with no session every lock of this agent. */
+        /** The old TypeScript plugin's key: releases a session's locks, or with no session every lock of this agent. */
         'session.end': async (arg) => {
             const sessionID = arg?.sessionID ?? arg?.sessionId ?? arg?.properties?.sessionID;
             if (sessionID)

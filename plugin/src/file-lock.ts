@@ -319,7 +319,7 @@ export const FileLockPlugin = async (input: PluginInput & FileLockOptions = {}, 
       }
     },
 
-    /** The seed plugin's key: releases a session's locks, or with no session every lock of this agent. */
+    /** The old TypeScript plugin's key: releases a session's locks, or with no session every lock of this agent. */
     'session.end': async (arg?: any) => {
       const sessionID = arg?.sessionID ?? arg?.sessionId ?? arg?.properties?.sessionID
       if (sessionID) return releaseSession(sessionID, 'session end')

@@ -145,7 +145,7 @@ pub struct EnvConfig {
     pub redis: NativeRedisOptions,
 }
 
-/// Reads the environment variables the seeds name (passed in as an object, so callers can
+/// Reads the environment variables of the deployment guide (passed in as an object, so callers can
 /// hand over `process.env`). A bad value is an EINVAL naming the variable.
 #[napi]
 pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> {

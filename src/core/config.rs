@@ -1,4 +1,4 @@
-//! Configuration from the environment (names as the seeds give them) and from options objects.
+//! Configuration from the environment (names as the deployment guide gives them) and from options objects.
 //! A bad value fails at start with a message naming the variable, never showing a secret.
 
 use std::collections::HashMap;

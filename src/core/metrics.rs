@@ -1,5 +1,5 @@
 //! Prometheus metrics, counted in Rust for the whole process, rendered as text by `render()`.
-//! Names and labels follow the seeds' deployment guide. Label values cannot explode: agent ids past
+//! Names and labels follow the deployment guide's. Label values cannot explode: agent ids past
 //! the first `MAX_AGENTS` are counted as "other", and operations are a fixed set of names.
 
 use std::collections::BTreeMap;
