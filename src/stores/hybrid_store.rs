@@ -31,7 +31,7 @@ use crate::core::time::now_ms;
 use crate::core::wait::{Attempt, Waiter};
 use crate::core::wake::Listening;
 
-use super::redis_store::RedisStore;
+use super::redis::RedisStore;
 use super::shared::SharedStore;
 use crate::core::config::RedisOptions;
 use crate::core::lost::LostListener;

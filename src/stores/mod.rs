@@ -2,7 +2,7 @@
 
 pub mod hybrid_store;
 mod journal;
-pub mod redis_store;
+pub mod redis;
 pub mod shared;
 pub mod sled_store;
 
@@ -19,7 +19,7 @@ use crate::core::wait::{Attempt, Waiter};
 use crate::core::wake::Listening;
 
 pub use hybrid_store::HybridStore;
-pub use redis_store::RedisStore;
+pub use redis::RedisStore;
 pub use shared::SharedStore;
 pub use sled_store::SledStore;
 

@@ -1,0 +1,133 @@
+//! Running one interaction with Redis under the command timeout, with its metrics and the one
+//! mapping of its failures to error codes.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redis::{AsyncCommands, RedisError, Value as RValue};
+
+use crate::core::envelope::namespace_prefix;
+use crate::core::error::{Error, Result};
+use crate::core::lock::LockRecord;
+use crate::core::metrics;
+
+use super::keys::{glob_escape, INTERNAL};
+use super::RedisStore;
+
+pub(super) fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+impl RedisStore {
+    /// Runs one Redis interaction under the command timeout and maps its failure once.
+    pub(super) async fn run<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        let started = Instant::now();
+        let r = self.run_timed(what, fut).await;
+        let status = match &r {
+            Ok(_) => "ok",
+            Err(Error::Timeout(_)) => "timeout",
+            Err(Error::Backend(m)) if m.contains("unreachable") => "connection_error",
+            Err(_) => "error",
+        };
+        metrics::redis_operation(what, status, started.elapsed());
+        r
+    }
+
+    pub(super) async fn run_timed<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        let inner = &self.inner;
+        match tokio::time::timeout(inner.command_timeout, fut).await {
+            Ok(Ok(v)) => {
+                inner.unreachable.store(false, Ordering::Relaxed);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if e.is_timeout() {
+                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
+                } else if is_connection_error(&e) || e.code() == Some("READONLY") {
+                    // READONLY: the server we talk to was demoted to a replica by a failover
+                    self.find_new_primary();
+                    inner.unreachable.store(true, Ordering::Relaxed);
+                    *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                    Err(Error::backend(format!("{} is unreachable ({what}): {e}", inner.target)))
+                } else {
+                    Err(Error::backend(format!("{} failed {what}: {e}", inner.target)))
+                }
+            }
+            Err(_) if inner.unreachable.load(Ordering::Relaxed) => {
+                self.find_new_primary();
+                let last = inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(Error::backend(format!(
+                    "{} is unreachable: no answer to {what} within {} ms while reconnecting (last error: {last})",
+                    inner.target,
+                    inner.command_timeout.as_millis()
+                )))
+            }
+            Err(_) => Err(Error::Timeout(format!(
+                "{} did not answer {what} within {} ms",
+                inner.target,
+                inner.command_timeout.as_millis()
+            ))),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<Duration> {
+        let mut c = self.conn()?;
+        let t = Instant::now();
+        let _: String = self.run("PING", redis::cmd("PING").query_async(&mut c)).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Every key of a namespace (internal keys excluded), one SCAN page at a time.
+    pub(super) async fn scan_keys(&self, ns: &str, cursor: u64, count: usize) -> Result<(u64, Vec<String>)> {
+        let mut c = self.conn()?;
+        let pattern = format!("{}*", glob_escape(&namespace_prefix(ns)));
+        let (next, keys): (u64, Vec<String>) = self
+            .run(
+                "SCAN",
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(count).query_async(&mut c),
+            )
+            .await?;
+        Ok((next, keys.into_iter().filter(|k| !k.starts_with(INTERNAL)).collect()))
+    }
+
+    /// Every (key, raw value) of the namespace. Lock namespaces hold thousands of keys, not
+    /// millions, so collecting them is cheaper than streaming through callbacks.
+    pub(super) async fn all_entries(&self, ns: &str) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            if !keys.is_empty() {
+                let mut c = self.conn()?;
+                let values: Vec<Option<String>> = self.run("MGET", c.mget(&keys)).await?;
+                out.extend(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))));
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// What a script's {'corrupt'} answer means: the value there is not a lock record.
+pub(super) fn not_a_lock(path: &str) -> Error {
+    Error::Corrupt(format!("the record at {path:?} is not a lock record; it was left in place"))
+}
+
+/// A script's answer that is a lock record (JSON), nothing (false), or {'corrupt'}.
+pub(super) fn record_reply(r: RValue, what: &str, path: &str) -> Result<Option<LockRecord>> {
+    match r {
+        RValue::BulkString(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::backend(format!("{what} returned a bad record: {e}"))),
+        RValue::Array(_) => Err(not_a_lock(path)),
+        _ => Ok(None),
+    }
+}
+
+pub(super) fn px_for(expires_at: i64, now: i64) -> i64 {
+    (expires_at - now).max(1)
+}
+
