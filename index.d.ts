@@ -44,7 +44,10 @@ export declare class NativeCache {
   /** "1" when the key existed. */
   del(id: number, key: string): string | null
   batch(id: number, ops: Array<NativeBatchOp>): string | null
-  /** One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null}. */
+  /**
+   * One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null,
+   * "now": the store's clock}.
+   */
   scan(id: number, cursor: string | undefined | null, count: number): string | null
   sweepExpired(id: number): string | null
   clear(id: number): string | null

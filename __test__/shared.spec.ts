@@ -188,7 +188,7 @@ describe('only the same user, only our protocol', () => {
       fs.chmodSync(path.dirname(folder), 0o755)
       fs.chmodSync(folder, 0o755)
       fs.chmodSync(socket, 0o777)
-      const script = `const s = require('net').connect(${JSON.stringify(socket)}); const h = Buffer.from(JSON.stringify({hello:'opencode-file-lock',protocol:1,version:'0',pid:process.pid}));
+      const script = `const s = require('net').connect(${JSON.stringify(socket)}); const h = Buffer.from(JSON.stringify({hello:'opencode-file-lock',protocol:2,version:'0',pid:process.pid}));
         const len = Buffer.alloc(4); len.writeUInt32LE(h.length); let connected = false; s.on('connect', () => { connected = true; s.write(Buffer.concat([len, h])) });
         let got = 0; s.on('data', (d) => (got += d.length)); s.on('close', () => console.log(JSON.stringify({ connected, got }))); s.on('error', () => {})`
       const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8', cwd: '/', timeout: 10_000 })

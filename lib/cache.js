@@ -154,7 +154,10 @@ class Cache {
     for await (const [k, v] of this.entriesWithExpiry(opts)) yield [k, v]
   }
 
-  /** Live entries as [key, value, expiresAt | undefined] (epoch ms): what migrations copy. */
+  /**
+   * Live entries as [key, value, expiresAt | undefined, ttlMs | undefined]: the expiry (epoch ms,
+   * the store's clock) and what is left of the TTL by the store's clock. What migrations copy.
+   */
   async *entriesWithExpiry(opts) {
     const limit = check.obj(opts, 'options').limit
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) throw invalid('limit must be a whole number >= 0')
@@ -165,7 +168,7 @@ class Cache {
       for (const [key, value, expiresAt] of page.items) {
         if (limit !== undefined && n >= limit) return
         n++
-        yield [key, value, expiresAt ?? undefined]
+        yield [key, value, expiresAt ?? undefined, expiresAt == null ? undefined : expiresAt - page.now]
       }
       cursor = page.cursor
     } while (cursor != null)

@@ -63,8 +63,8 @@ export declare class Cache<T = any> {
   /** All or nothing. */
   batch(ops: ReadonlyArray<BatchOp<T>>): Promise<void>
   entries(opts?: { limit?: number }): AsyncIterableIterator<[string, T]>
-  /** Like entries(), with each entry's expiry (epoch ms) or undefined: what migrations copy. */
-  entriesWithExpiry(opts?: { limit?: number }): AsyncIterableIterator<[string, T, number | undefined]>
+  /** Like entries(), with each entry's expiry (epoch ms, the store's clock) and what is left of its TTL by the store's clock (ms), or undefined: what migrations copy. */
+  entriesWithExpiry(opts?: { limit?: number }): AsyncIterableIterator<[string, T, number | undefined, number | undefined]>
   /** Deletes expired entries of this namespace; returns how many. */
   sweepExpired(): Promise<number>
   /** A view of the same store under `${namespace}/${ns}`. */

@@ -42,7 +42,10 @@ function classicLevel() {
   }
 }
 
-/** Milliseconds an entry that expires at `expiresAt` has left: undefined without expiry, <= 0 when gone. */
+/**
+ * Milliseconds a legacy LevelDB entry has left: its expiry was written by the old plugin on this
+ * machine's clock, the only clock it has. (Stores say what is left by their own clocks.)
+ */
 const remaining = (expiresAt) => (typeof expiresAt === 'number' ? expiresAt - Date.now() : undefined)
 
 /** Every entry of the source as {key, value, ttlMs}, or {key, error} when unreadable. */
@@ -78,7 +81,7 @@ async function* readSource(store) {
   }
   const cache = await openStore(store, 'from')
   try {
-    for await (const [key, value, expiresAt] of cache.entriesWithExpiry()) yield { key, value, ttlMs: remaining(expiresAt) }
+    for await (const [key, value, , ttlMs] of cache.entriesWithExpiry()) yield { key, value, ttlMs }
   } finally {
     await cache.close()
   }

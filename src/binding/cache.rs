@@ -148,7 +148,8 @@ impl NativeCache {
         self.run(id, |h| async move { h.batch(items).await.map(|_| String::new()) })
     }
 
-    /// One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null}.
+    /// One page as JSON: {"items": [[key, value, expiresAt|null], ...], "cursor": string|null,
+    /// "now": the store's clock}.
     #[napi]
     pub fn scan(&self, id: u32, cursor: Option<String>, count: u32) -> napi::Result<Option<String>> {
         self.run(id, |h| async move {
@@ -158,7 +159,7 @@ impl NativeCache {
                 .into_iter()
                 .filter_map(|(k, v, x)| RawValue::from_string(v).ok().map(|v| (k, v, x)))
                 .collect();
-            Ok(serde_json::json!({ "items": items, "cursor": page.cursor }).to_string())
+            Ok(serde_json::json!({ "items": items, "cursor": page.cursor, "now": page.now }).to_string())
         })
     }
 

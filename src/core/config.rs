@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::error::{Error, Result};
-use super::lock::{check_ttl, DEFAULT_LOCK_TTL_MS};
+use super::lock::{check_ttl, DEFAULT_LOCK_TTL_MS, MAX_TTL_MS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -266,7 +266,7 @@ pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
         Some(other) => return Err(Error::invalid(format!("FILE_LOCK_FAIL_MODE must be open or closed, got {other:?}"))),
     };
     let ttl_ms = parse_num(env, "FILE_LOCK_TTL_MS")?.unwrap_or(DEFAULT_LOCK_TTL_MS);
-    check_ttl(ttl_ms).map_err(|_| Error::invalid(format!("FILE_LOCK_TTL_MS must be between 1 and a year in milliseconds, got {ttl_ms}")))?;
+    check_ttl(ttl_ms).map_err(|_| Error::invalid(format!("FILE_LOCK_TTL_MS must be between 1 and {MAX_TTL_MS} milliseconds (24.8 days), got {ttl_ms}")))?;
     let redis = if backend == Backend::Sled { RedisOptions::default() } else { redis_from_env(env)? };
     let debug = parse_bool(env, "DEBUG_FILE_LOCK_CACHE")?.or(parse_bool(env, "DEBUG_MODE")?).unwrap_or(false);
     Ok(CacheConfig {

@@ -9,9 +9,14 @@ pub enum Error {
     Locked { message: String, holder: Value },
     #[error("{0}")]
     Invalid(String),
-    /// The store cannot be reached or refused the operation (connection refused, folder in use, ...).
+    /// The store refused the operation (a server error, a folder in use, a replica that did not
+    /// acknowledge, ...).
     #[error("{0}")]
     Backend(String),
+    /// The store cannot be reached: the connection was refused or dropped. Same code as Backend;
+    /// unlike it, a reason for the hybrid to fail over.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0}")]
     Timeout(String),
     /// A stored record is not in the wire format; it is left in place for an operator to inspect.
@@ -32,7 +37,7 @@ impl Error {
         match self {
             Error::Locked { .. } => "ELOCKED",
             Error::Invalid(_) => "EINVAL",
-            Error::Backend(_) => "EBACKEND",
+            Error::Backend(_) | Error::Unreachable(_) => "EBACKEND",
             Error::Timeout(_) => "ETIMEDOUT",
             Error::Corrupt(_) => "ECORRUPT",
             Error::Closed(_) => "ECLOSED",
@@ -49,9 +54,10 @@ impl Error {
         Error::Backend(msg.into())
     }
 
-    /// Failures that mean "the store is not answering": the hybrid fails over on these and only these.
+    /// Failures that mean "the store is not answering": the hybrid fails over on these and only
+    /// these. A server that answers with an error (NOPERM, OOM, BUSY, ...) is answering.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Backend(_) | Error::Timeout(_))
+        matches!(self, Error::Unreachable(_) | Error::Timeout(_))
     }
 
     pub fn holder(&self) -> Option<&Value> {

@@ -12,11 +12,10 @@ use tokio::sync::Notify;
 
 use super::envelope::{nested_namespace, validate_json, validate_namespace};
 use super::error::{Error, Result};
-use super::lock::{check_id, check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS};
+use super::lock::{check_id, check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS, MAX_PATHS, MAX_TTL_MS};
 use super::lost::{LostListener, LostWatch, Spawn};
 use super::path::{is_lexically_normal, normalize_path};
 use super::store::{BatchOp, Page, Store};
-use super::time::now_ms;
 use super::{debug, metrics};
 
 pub struct Handle<S: Store> {
@@ -43,7 +42,7 @@ impl<S: Store> Handle<S> {
     pub fn new(store: S, ns: &str, default_ttl_ms: Option<u64>, spawn: Spawn) -> Result<Self> {
         validate_namespace(ns)?;
         if let Some(t) = default_ttl_ms {
-            check_ttl(t).map_err(|_| Error::invalid(format!("defaultTtlMs must be between 1 and a year in milliseconds, got {t}")))?;
+            check_ttl(t).map_err(|_| Error::invalid(format!("defaultTtlMs must be between 1 and {MAX_TTL_MS} milliseconds (24.8 days), got {t}")))?;
         }
         Ok(Handle { store: Arc::new(store), ns: ns.to_owned(), default_ttl_ms, watch: LostWatch::new(spawn) })
     }
@@ -67,8 +66,10 @@ impl<S: Store> Handle<S> {
         Ok(Handle { store: self.store.clone(), ns: nested_namespace(&self.ns, ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone() })
     }
 
-    fn expiry(&self, ttl_ms: Option<u64>) -> Option<i64> {
-        ttl_ms.or(self.default_ttl_ms).map(|t| now_ms() + t as i64)
+    /// A cache value's TTL: its own, else the cache's default; the store turns it into an expiry
+    /// on its own clock.
+    fn ttl(&self, ttl_ms: Option<u64>) -> Option<u64> {
+        ttl_ms.or(self.default_ttl_ms)
     }
 
     fn lock_ttl(&self, ttl_ms: Option<u64>) -> Result<u64> {
@@ -84,7 +85,7 @@ impl<S: Store> Handle<S> {
 
     pub async fn set(&self, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
         validate_json(value_json)?;
-        self.store.set(&self.ns, key, value_json, self.expiry(ttl_ms)).await
+        self.store.set(&self.ns, key, value_json, self.ttl(ttl_ms)).await
     }
 
     pub async fn del(&self, key: &str) -> Result<bool> {
@@ -97,7 +98,7 @@ impl<S: Store> Handle<S> {
             .map(|it| match it {
                 BatchItem::Put { key, value_json, ttl_ms } => {
                     validate_json(&value_json)?;
-                    Ok(BatchOp::Put { expires_at: self.expiry(ttl_ms), key, value_json })
+                    Ok(BatchOp::Put { ttl_ms: self.ttl(ttl_ms), key, value_json })
                 }
                 BatchItem::Del { key } => Ok(BatchOp::Del { key }),
             })
@@ -123,6 +124,9 @@ impl<S: Store> Handle<S> {
         if paths.is_empty() {
             return Err(Error::invalid("at least one path is required"));
         }
+        if paths.len() > MAX_PATHS {
+            return Err(Error::invalid(format!("acquireLocks takes at most {MAX_PATHS} paths at once, got {}; take them in several calls", paths.len())));
+        }
         let req = LockRequest::new(session_id, agent_id, Some(self.lock_ttl(ttl_ms)?))?;
         let mut normalized: Vec<String> = Vec::with_capacity(paths.len());
         for p in paths {
@@ -145,7 +149,7 @@ impl<S: Store> Handle<S> {
         };
         self.observe_acquire(a, &r, started, wait.map(|(w, _)| w));
         let recs = r?;
-        self.watch.acquired(&self.store, &self.ns, &recs);
+        self.watch.acquired(&self.store, &self.ns, &recs, Duration::from_millis(a.req.ttl_ms));
         Ok(a.paths.clone())
     }
 
@@ -247,7 +251,10 @@ impl<S: Store> Handle<S> {
         let path = normalize_path(path, None)?;
         let ttl = self.lock_ttl(ttl_ms)?;
         match self.store.renew(&self.ns, &path, session_id, ttl).await? {
-            Some(r) => Ok(r),
+            Some(r) => {
+                self.watch.renewed(&self.ns, &path, session_id, Duration::from_millis(ttl));
+                Ok(r)
+            }
             None => Err(self.lost_error(&path, session_id).await),
         }
     }

@@ -11,8 +11,12 @@ use super::time::{human_duration, iso8601};
 
 /// Locks never live forever: a holder that dies must not block a file for good.
 pub const DEFAULT_LOCK_TTL_MS: u64 = 300_000;
-/// Upper bound on a TTL, to catch seconds-for-milliseconds mistakes (a year).
-pub const MAX_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+/// Upper bound on a lock's TTL: the longest a timer can wait (2^31-1 ms, 24.8 days). Holders
+/// renew on timers (a JS timer past this fires at once, in a loop), and it catches
+/// seconds-for-milliseconds mistakes.
+pub const MAX_TTL_MS: u64 = 2_147_483_647;
+/// The most paths one acquire takes: more would be one script too big for the server to run.
+pub const MAX_PATHS: usize = 1000;
 
 /// The record stored (as `v`) under the normalized path. Fields the legacy TypeScript plugin wrote
 /// (`sessionId`, `agentId`, `timestamp`) keep their names; unknown fields are carried along.
@@ -132,6 +136,15 @@ impl LockFilter {
     }
 }
 
+/// The fencing token of a value that is a lock record (a cheap look first); stores raise their
+/// counters above tokens written through them, so later grants stay above.
+pub fn token_of(value_json: &str) -> Option<u64> {
+    if !value_json.contains("\"token\"") {
+        return None;
+    }
+    serde_json::from_str::<LockRecord>(value_json).ok().map(|r| r.token).filter(|t| *t > 0)
+}
+
 /// What an acquire does to one path.
 #[derive(Debug)]
 pub enum Decision {
@@ -160,7 +173,8 @@ pub fn decide(path: &str, existing: Option<&Entry>, req: &LockRequest, now: i64)
             // The record says it expired even though the envelope did not: treat as free.
         } else if rec.session_id == req.session_id {
             rec.hold_count = rec.hold_count.saturating_add(1);
-            rec.expires_at = expires_at;
+            // never shorter: another call of this session may still rely on the longer expiry
+            rec.expires_at = rec.expires_at.max(expires_at);
             rec.agent_id.clone_from(&req.agent_id);
             return Ok(Decision::Reenter(rec));
         } else {
@@ -267,6 +281,10 @@ mod tests {
         let e = entry_of(&rec, Some(1100));
         let Decision::Reenter(again) = decide("/p", Some(&e), &req("s1"), 200).unwrap() else { panic!() };
         assert_eq!((again.hold_count, again.token, again.timestamp, again.expires_at), (2, 7, 100, 1200));
+        // a re-entry with a shorter TTL keeps the longer expiry
+        let short = LockRequest::new("s1", "agent", Some(10)).unwrap();
+        let Decision::Reenter(kept) = decide("/p", Some(&e), &short, 200).unwrap() else { panic!() };
+        assert_eq!(kept.expires_at, 1100);
         let Decision::Refuse(holder) = decide("/p", Some(&e), &req("s2"), 200).unwrap() else { panic!() };
         assert_eq!(holder["sessionId"], "s1");
         // expired: free again

@@ -3,20 +3,23 @@
 //! process acquires through the cache is watched by a small task that sleeps until the lock's
 //! expiry or a release announcement for its key, then looks at the store. Nothing is watched
 //! while no listener is set, so the fast path pays nothing for it.
+//!
+//! Expiry is the store's business: the watch counts the TTL it was granted on this process's
+//! monotonic clock (an expiry can only be later than that), and whether the lock is still there
+//! is what the store says. No wall-clock time of this process is compared with a record's.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::lock::{parse_record, LockFilter, LockRecord};
 use super::store::Store;
-use super::time::now_ms;
 use super::wake::Listening;
 
 /// Receives each lost-lock event: {reason, path, sessionId, lost, holder}.
@@ -25,12 +28,35 @@ pub type LostListener = Arc<dyn Fn(Value) + Send + Sync>;
 pub type Spawn = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
 
 /// How long after a lock's expiry its watch looks: the store expires it at that instant.
-const GRACE_MS: i64 = 25;
+const GRACE: Duration = Duration::from_millis(25);
 /// How soon a watch looks again when the store did not answer.
-const RETRY_MS: i64 = 1_000;
+const RETRY: Duration = Duration::from_millis(1_000);
 /// The longest a watch sleeps without looking: an announcement it missed (a Redis subscriber
 /// reconnecting, a user without channel rights) is noticed this late at worst.
-const LOOK_EVERY_MS: i64 = 5_000;
+const LOOK_EVERY: Duration = Duration::from_millis(5_000);
+
+/// The earliest a watched lock can expire, on this process's monotonic clock: milliseconds since
+/// `EPOCH`, raised by re-entries and renewals (which never shorten a lock).
+struct Deadline(AtomicU64);
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Deadline {
+    fn after(ttl: Duration) -> Arc<Deadline> {
+        let d = Arc::new(Deadline(AtomicU64::new(0)));
+        d.extend(ttl);
+        d
+    }
+
+    fn extend(&self, ttl: Duration) {
+        let at = (Instant::now() + ttl).saturating_duration_since(*EPOCH).as_millis() as u64;
+        self.0.fetch_max(at, Ordering::AcqRel);
+    }
+
+    fn instant(&self) -> Instant {
+        *EPOCH + Duration::from_millis(self.0.load(Ordering::Acquire))
+    }
+}
 
 type Key = (String, String, String); // namespace, path, session
 
@@ -42,6 +68,7 @@ struct Tracked {
     holds: u32,
     token: u64,
     agent_id: String,
+    deadline: Arc<Deadline>,
     stop: Arc<Notify>,
     /// What release announcements for the key notify; notified by hand, it makes the watch look now.
     wake: Arc<Notify>,
@@ -95,8 +122,8 @@ impl LostWatch {
         }
     }
 
-    /// Starts watching locks just granted (or counts one more hold of one already watched).
-    pub fn acquired<S: Store>(self: &Arc<Self>, store: &Arc<S>, ns: &str, recs: &[LockRecord]) {
+    /// Starts watching locks just granted for `ttl` (or counts one more hold of one already watched).
+    pub fn acquired<S: Store>(self: &Arc<Self>, store: &Arc<S>, ns: &str, recs: &[LockRecord], ttl: Duration) {
         if !self.enabled() {
             return;
         }
@@ -107,16 +134,17 @@ impl LostWatch {
                 if t.token == rec.token {
                     t.holds += 1;
                     t.agent_id.clone_from(&rec.agent_id); // a re-entry records its agent, as the store does
+                    t.deadline.extend(ttl);
                     continue;
                 }
                 t.stop.notify_one(); // a new grant of the path: the old watch has nothing to say
             }
-            let (stop, wake) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-            held.insert(k, Tracked { holds: 1, token: rec.token, agent_id: rec.agent_id.clone(), stop: stop.clone(), wake: wake.clone() });
+            let (stop, wake, deadline) = (Arc::new(Notify::new()), Arc::new(Notify::new()), Deadline::after(ttl));
+            held.insert(k, Tracked { holds: 1, token: rec.token, agent_id: rec.agent_id.clone(), deadline: deadline.clone(), stop: stop.clone(), wake: wake.clone() });
             drop(held);
             // listening from now, not from when the task first runs: a release in between counts
             let listening = store.listen(ns, std::slice::from_ref(&rec.path), &wake);
-            (self.spawn)(Box::pin(watch(Arc::downgrade(self), store.clone(), ns.to_owned(), rec.clone(), stop, (wake, listening))));
+            (self.spawn)(Box::pin(watch(Arc::downgrade(self), store.clone(), ns.to_owned(), rec.clone(), deadline, stop, (wake, listening))));
         }
     }
 
@@ -151,6 +179,13 @@ impl LostWatch {
         });
     }
 
+    /// A renewal pushed the lock's expiry out to at least `ttl` from now.
+    pub fn renewed(&self, ns: &str, path: &str, session_id: &str, ttl: Duration) {
+        if let Some(t) = self.held().get(&key(ns, path, session_id)) {
+            t.deadline.extend(ttl);
+        }
+    }
+
     /// Makes the watch of a lock look at the store now (a renew found it gone).
     pub fn check_now(&self, ns: &str, path: &str, session_id: &str) {
         if let Some(t) = self.held().get(&key(ns, path, session_id)) {
@@ -178,34 +213,35 @@ impl LostWatch {
 }
 
 /// One lock's watch: sleeps until its expiry or a release announcement, then looks.
-async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, mut rec: LockRecord, stop: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
+async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, rec: LockRecord, deadline: Arc<Deadline>, stop: Arc<Notify>, listening: (Arc<Notify>, Vec<Listening>)) {
     let (wake, _listening) = listening;
+    let mut retry_at: Option<Instant> = None;
     loop {
-        let until = if rec.expires_at > 0 { (rec.expires_at + GRACE_MS - now_ms()).min(LOOK_EVERY_MS) } else { LOOK_EVERY_MS };
+        let now = Instant::now();
+        let due = retry_at.take().unwrap_or_else(|| (deadline.instant() + GRACE).max(now + Duration::from_millis(1)));
         tokio::select! {
             _ = stop.notified() => return,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(until.max(1) as u64)) => {}
+            _ = tokio::time::sleep(due.saturating_duration_since(now).min(LOOK_EVERY)) => {}
         }
-        let now = now_ms();
+        // the store says whether the lock is still there: an entry it returns is live by its clock
         let current = match store.get(&ns, &rec.path).await {
             Ok(entry) => entry.and_then(|e| parse_record(&rec.path, &e).ok()),
             Err(e) if e.code() == "ECLOSED" => return,
             Err(_) => {
-                rec.expires_at = rec.expires_at.max(now + RETRY_MS - GRACE_MS);
+                retry_at = Some(Instant::now() + RETRY);
                 continue;
             }
         };
         match current {
-            Some(c) if c.session_id == rec.session_id && c.token == rec.token && (c.expires_at == 0 || c.expires_at > now) => {
-                rec.expires_at = c.expires_at; // renewed: sleep until the new expiry
-            }
+            Some(c) if c.session_id == rec.session_id && c.token == rec.token => {} // still ours (perhaps renewed)
             other => {
                 let Some(owner) = owner.upgrade() else { return };
                 if !owner.untrack(&ns, &rec) {
                     return; // released by this process meanwhile
                 }
-                let reason = if rec.expires_at > 0 && now >= rec.expires_at { "expired" } else { "released" };
+                // gone before the TTL it was granted for could run out: someone freed it
+                let reason = if Instant::now() >= deadline.instant() { "expired" } else { "released" };
                 let holder = other.map(|h| serde_json::to_value(h).unwrap_or(Value::Null)).unwrap_or(Value::Null);
                 owner.report(json!({
                     "reason": reason,
@@ -246,18 +282,18 @@ mod tests {
         let long = LockRequest::new("s1", "a1", Some(60_000)).unwrap();
 
         let recs = store.acquire("ns", &["/expires".into()], &short).await.unwrap();
-        watch.acquired(&store, "ns", &recs);
+        watch.acquired(&store, "ns", &recs, Duration::from_millis(100));
         let e = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
         assert_eq!((e["reason"].as_str(), e["path"].as_str()), (Some("expired"), Some("/expires")));
 
         let recs = store.acquire("ns", &["/forced".into()], &long).await.unwrap();
-        watch.acquired(&store, "ns", &recs);
+        watch.acquired(&store, "ns", &recs, Duration::from_secs(60));
         store.force_release("ns", "/forced").await.unwrap().expect("it was held");
         let e = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
         assert_eq!((e["reason"].as_str(), e["path"].as_str()), (Some("released"), Some("/forced")));
 
         let recs = store.acquire("ns", &["/mine".into()], &long).await.unwrap();
-        watch.acquired(&store, "ns", &recs);
+        watch.acquired(&store, "ns", &recs, Duration::from_secs(60));
         watch.releasing("ns", "/mine", "s1");
         assert!(store.release("ns", "/mine", "s1").await.unwrap());
         assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err(), "an own release is no loss");

@@ -4,6 +4,7 @@ pub mod config;
 pub mod envelope;
 pub mod error;
 pub mod handle;
+pub mod held;
 pub mod lock;
 pub mod lost;
 pub mod metrics;

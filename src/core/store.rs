@@ -16,16 +16,19 @@ use super::wake::Listening;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum BatchOp {
-    Put { key: String, value_json: String, expires_at: Option<i64> },
+    /// `ttl_ms`: how long it lives, on the store's clock (the store writes the expiry).
+    Put { key: String, value_json: String, ttl_ms: Option<u64> },
     Del { key: String },
 }
 
-/// One page of `entries()`: logical keys, the JSON of their values and their expiries, and where
-/// to go on.
+/// One page of `entries()`: logical keys, the JSON of their values and their expiries, where to
+/// go on, and the store's clock when it was read (so a caller can tell what is left of each TTL
+/// without comparing its own clock with the store's).
 #[derive(Debug, Default)]
 pub struct Page {
     pub items: Vec<(String, String, Option<i64>)>,
     pub cursor: Option<String>,
+    pub now: i64,
 }
 
 pub trait Store: Send + Sync + 'static {
@@ -33,7 +36,8 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     fn get(&self, ns: &str, key: &str) -> impl Future<Output = Result<Option<Entry>>> + Send;
-    fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> impl Future<Output = Result<()>> + Send;
+    /// `ttl_ms`: how long it lives; the store sets the expiry on its own clock.
+    fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> impl Future<Output = Result<()>> + Send;
     fn del(&self, ns: &str, key: &str) -> impl Future<Output = Result<bool>> + Send;
     /// All or nothing.
     fn batch(&self, ns: &str, ops: &[BatchOp]) -> impl Future<Output = Result<()>> + Send;
@@ -48,7 +52,7 @@ pub trait Store: Send + Sync + 'static {
     fn release(&self, ns: &str, path: &str, session_id: &str) -> impl Future<Output = Result<bool>> + Send;
     /// Deletes every matching lock whatever its hold count; returns how many.
     fn release_all(&self, ns: &str, filter: &LockFilter) -> impl Future<Output = Result<u64>> + Send;
-    /// Pushes the expiry of a live lock held by `session_id` out to now + ttl; None when not held.
+    /// Pushes the expiry of a live lock held by `session_id` out to now + ttl (never in); None when not held.
     fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> impl Future<Output = Result<Option<LockRecord>>> + Send;
     fn list_locks(&self, ns: &str, filter: &LockFilter) -> impl Future<Output = Result<Vec<LockRecord>>> + Send;
     /// Deletes the lock on `path` whoever holds it (an operator's forced release), announcing it

@@ -64,9 +64,10 @@ impl Default for Waiter {
 #[derive(Debug)]
 pub enum Attempt {
     Granted(Vec<LockRecord>),
-    /// Refused; the waiter is queued under `ticket`. Nothing can change before `retry_at` (epoch
-    /// ms) except through a release, which wakes the waiter.
-    Blocked { error: Error, retry_at: i64, ticket: u64 },
+    /// Refused; the waiter is queued under `ticket`. Nothing can change for `retry_in_ms` (by the
+    /// store's clock: the holder's expiry, a waiter's lease) except through a release, which wakes
+    /// the waiter.
+    Blocked { error: Error, retry_in_ms: i64, ticket: u64 },
 }
 
 /// A queued waiter, as the sled store keeps it in memory.
@@ -208,12 +209,12 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
         }
     };
     loop {
-        let (error, retry_at) = match store.try_acquire_queued(ns, paths, req, &me).await {
+        let (error, retry_in_ms) = match store.try_acquire_queued(ns, paths, req, &me).await {
             Ok(Attempt::Granted(recs)) => return Ok(recs),
-            Ok(Attempt::Blocked { error, retry_at, ticket }) => {
+            Ok(Attempt::Blocked { error, retry_in_ms, ticket }) => {
                 me.ticket = ticket;
                 me.ticket_from = store.backend();
-                (error, retry_at)
+                (error, retry_in_ms)
             }
             Err(e) => {
                 leave(me).await;
@@ -225,7 +226,7 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
             leave(me).await;
             return Err(waited(error, started.elapsed()));
         }
-        let until_retry = Duration::from_millis((retry_at - now_ms()).clamp(1, REFRESH_MS) as u64);
+        let until_retry = Duration::from_millis(retry_in_ms.clamp(1, REFRESH_MS) as u64);
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(until_retry.min(deadline - now)) => {}

@@ -4,19 +4,26 @@
 //!   fallback knows the locks already granted when Redis goes away.
 //! - When a call fails with EBACKEND/ETIMEDOUT the hybrid switches to sled (fail open) or refuses
 //!   (fail closed). Redis is probed again at most once per `recheck`.
-//! - Before Redis serves again, what changed on the fallback is written back: locks with `SET NX`
-//!   (a lock another process took in Redis meanwhile wins, and ours is reported lost through the
-//!   listener), locks released during the outage are deleted if the same session still holds them
-//!   in Redis, plain cache values are written over (last writer wins).
+//! - Failover is for a Redis that cannot be reached or does not answer; a Redis that answers with
+//!   an error (NOPERM, OOM, BUSY, a WAIT shortfall) gives the caller that error.
+//! - Before Redis serves again, every lock held through this hybrid is put back into Redis (the
+//!   ones granted before the outage too: Redis may have restarted empty), same record and token;
+//!   a lock another process took in Redis meanwhile wins, and ours is reported lost through the
+//!   listener. Locks released during the outage are deleted if the same session still holds them
+//!   in Redis, plain cache values are written over (last writer wins). No call runs while this
+//!   happens, so none slips between the two stores.
+//! - The same put-back runs when Redis, while serving, turns out to have lost its data.
+//! - Fencing tokens do not go backward across a switch: every record mirrored into sled raises
+//!   sled's counter, every record put back raises Redis's, and both follow the clock.
 //!
 //! What it cannot promise: during a partition, two processes on different sled folders can each
-//! grant the same file; the conflict is detected and reported at recovery, not prevented. Fencing
-//! tokens granted on the fallback come from sled's counter, not Redis's. Use fail-closed mode
-//! where exclusion across machines must hold during an outage.
+//! grant the same file; the conflict is detected and reported at recovery, not prevented. Use
+//! fail-closed mode where exclusion across machines must hold during an outage.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -25,13 +32,14 @@ use crate::core::config::FailMode;
 use crate::core::{debug, metrics};
 use crate::core::envelope::Entry;
 use crate::core::error::{Error, Result};
+use crate::core::held::{settle, HeldLocks, Reasserted};
 use crate::core::lock::{parse_record, LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
 use crate::core::wait::{Attempt, Waiter};
 use crate::core::wake::Listening;
 
-use super::redis::RedisStore;
+use super::redis::{RedisStore, RestartHook};
 use super::shared::SharedStore;
 use crate::core::config::RedisOptions;
 use crate::core::lost::LostListener;
@@ -53,18 +61,29 @@ pub struct HybridStore {
     recheck: Duration,
     debug: bool,
     state: Mutex<State>,
+    /// Keys changed on the fallback that are not held locks: written back at recovery.
     touched: Mutex<HashMap<(String, String), Touched>>,
-    lost: Mutex<Option<LostListener>>,
+    rec: Arc<Recovery>,
 }
 
 struct State {
-    on_fallback: bool,
     since_ms: i64,
     next_probe: Instant,
     switches: u64,
     last_error: String,
-    recovered: u64,
-    conflicts: u64,
+}
+
+/// What putting locks back into Redis needs, shared with the Redis store's restart watch.
+struct Recovery {
+    /// Every lock held through this hybrid, on either store: put back into Redis at recovery and
+    /// whenever Redis turns out to have lost its data.
+    held: HeldLocks,
+    lost: RwLock<Option<LostListener>>,
+    /// Calls hold it shared; putting locks back holds it alone, so no call runs in between.
+    gate: tokio::sync::RwLock<()>,
+    on_fallback: AtomicBool,
+    recovered: AtomicU64,
+    conflicts: AtomicU64,
 }
 
 impl HybridStore {
@@ -76,7 +95,7 @@ impl HybridStore {
         let sled = tokio::task::spawn_blocking(move || SharedStore::open(&path)).await.map_err(|e| Error::backend(format!("opening the sled fallback failed: {e}")))??;
         let (redis, down) = match RedisStore::connect(opts).await {
             Ok(r) => (r, None),
-            Err(e) if e.is_unavailable() && fail_mode == FailMode::Open => (RedisStore::connect_lazy(opts, &e)?, Some(e.to_string())),
+            Err(e) if e.is_unavailable() && fail_mode == FailMode::Open => (RedisStore::connect_lazy(opts, &e).await?, Some(e.to_string())),
             Err(e) => return Err(e),
         };
         Ok(HybridStore::new(redis, sled, fail_mode, recheck, debug, down))
@@ -84,23 +103,44 @@ impl HybridStore {
 
     /// `down_since_start`: Redis could not be reached at open; serve from sled until a probe succeeds.
     pub fn new(redis: RedisStore, sled: SharedStore, fail_mode: FailMode, recheck: Duration, debug: bool, down_since_start: Option<String>) -> Self {
+        let rec = Arc::new(Recovery {
+            held: HeldLocks::default(),
+            lost: RwLock::new(None),
+            gate: tokio::sync::RwLock::new(()),
+            on_fallback: AtomicBool::new(down_since_start.is_some()),
+            recovered: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
+        });
+        // Redis restarted empty while serving: put back what is held through this hybrid (while
+        // on the fallback, the switch back does that)
+        let (h, r) = (rec.clone(), redis.clone());
+        redis.set_restart_hook(RestartHook {
+            holding: Arc::new({
+                let h = rec.clone();
+                move || !h.on_fallback.load(Ordering::Acquire) && !h.held.is_empty()
+            }),
+            restarted: Arc::new(move || {
+                let (h, r) = (h.clone(), r.clone());
+                Box::pin(async move {
+                    let _alone = h.gate.write().await;
+                    if h.on_fallback.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if let Err(e) = put_back(&r, &h, "a restart of Redis").await {
+                        eprintln!("[opencode-file-lock] hybrid: could not put the held locks back into Redis after it restarted: {e}");
+                    }
+                })
+            }),
+        });
         HybridStore {
             redis,
             sled,
             fail_mode,
             recheck,
             debug,
-            state: Mutex::new(State {
-                on_fallback: down_since_start.is_some(),
-                since_ms: now_ms(),
-                next_probe: Instant::now() + recheck,
-                switches: 0,
-                last_error: down_since_start.unwrap_or_default(),
-                recovered: 0,
-                conflicts: 0,
-            }),
+            state: Mutex::new(State { since_ms: now_ms(), next_probe: Instant::now() + recheck, switches: 0, last_error: down_since_start.unwrap_or_default() }),
             touched: Mutex::new(HashMap::new()),
-            lost: Mutex::new(None),
+            rec,
         }
     }
 
@@ -115,15 +155,14 @@ impl HybridStore {
     }
 
     pub fn current_backend(&self) -> &'static str {
-        if self.state().on_fallback { "sled" } else { "redis" }
+        if self.rec.on_fallback.load(Ordering::Acquire) { "sled" } else { "redis" }
     }
 
     fn switch(&self, to_fallback: bool, why: &str) {
         let mut st = self.state();
-        if st.on_fallback == to_fallback {
+        if self.rec.on_fallback.swap(to_fallback, Ordering::AcqRel) == to_fallback {
             return;
         }
-        st.on_fallback = to_fallback;
         st.since_ms = now_ms();
         st.switches += 1;
         st.next_probe = Instant::now() + self.recheck;
@@ -136,36 +175,32 @@ impl HybridStore {
         self.log(&format!("now serving from {to} ({why})"));
     }
 
-    /// Whether this call goes to Redis: always while Redis serves; on the fallback, only after a
-    /// successful probe (at most one per `recheck`) and the write-back of the outage's changes.
-    async fn redis_serves(&self) -> bool {
-        {
+    /// Every call starts here: if the hybrid is on its fallback and a probe is due, it probes
+    /// Redis and, when it answers, switches back (see `recover`) before the call goes anywhere.
+    /// The guard it returns keeps a switch back from happening under the call.
+    async fn enter(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        let due = {
             let mut st = self.state();
-            if !st.on_fallback {
-                return true;
+            let due = self.rec.on_fallback.load(Ordering::Acquire) && Instant::now() >= st.next_probe;
+            if due {
+                st.next_probe = Instant::now() + self.recheck;
             }
-            if Instant::now() < st.next_probe {
-                return false;
-            }
-            st.next_probe = Instant::now() + self.recheck;
-        }
-        let probe = tokio::time::timeout(self.recheck.min(Duration::from_millis(500)), self.redis.ping()).await;
-        if !matches!(probe, Ok(Ok(_))) {
-            return false;
-        }
-        match self.recover().await {
-            Ok(()) => {
-                self.switch(false, "redis answers again; the fallback's changes are written back");
-                true
-            }
-            Err(e) => {
-                self.log(&format!("writing the fallback's changes back to redis failed: {e}; staying on sled"));
-                false
+            due
+        };
+        if due && matches!(tokio::time::timeout(self.recheck.min(Duration::from_millis(500)), self.redis.ping()).await, Ok(Ok(_))) {
+            // alone: calls under way finish first, later ones wait, so none slips between stores
+            let _alone = self.rec.gate.write().await;
+            if self.current_backend() == "sled" {
+                match self.recover().await {
+                    Ok(()) => self.switch(false, "redis answers again; every held lock and the fallback's changes are back in it"),
+                    Err(e) => self.log(&format!("writing the fallback's changes back to redis failed: {e}; staying on sled")),
+                }
             }
         }
+        self.rec.gate.read().await
     }
 
-    /// Writes what changed on the fallback into Redis (see the module comment).
+    /// Writes what the fallback knows into Redis (see the module comment).
     async fn recover(&self) -> Result<()> {
         let touched: Vec<_> = self.touched.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
         let mut rest = touched.into_iter();
@@ -174,7 +209,6 @@ impl HybridStore {
                 Ok(()) => {}
                 Err(e) if e.is_unavailable() => {
                     // Redis went away again: keep this key and the rest for the next probe
-                    // (a change made since the drain is newer than these: it wins)
                     let mut t = self.touched.lock().unwrap_or_else(|p| p.into_inner());
                     for (k, w) in std::iter::once(((ns, key), what)).chain(rest) {
                         t.entry(k).or_insert(w);
@@ -184,7 +218,7 @@ impl HybridStore {
                 Err(e) => self.log(&format!("could not write {key} back to redis: {e}")),
             }
         }
-        Ok(())
+        put_back(&self.redis, &self.rec, "Redis's outage").await
     }
 
     async fn recover_key(&self, ns: &str, key: &str, what: &Touched) -> Result<()> {
@@ -197,45 +231,20 @@ impl HybridStore {
             }
             Touched::Written => {
                 let Some(entry) = self.sled.get(ns, key).await? else { return Ok(()) };
-                match parse_record(key, &entry) {
-                    Ok(rec) if rec.path == key => self.recover_lock(ns, rec).await?,
-                    _ => self.redis.set(ns, key, entry.value.get(), entry.expires_at).await?,
+                if matches!(parse_record(key, &entry), Ok(rec) if rec.path == key) {
+                    return Ok(()); // a lock: put back with the held ones, if it is still held
                 }
+                // the fallback is this machine's folder: what is left of its TTL by this clock
+                let left = entry.expires_at.map(|x| (x - now_ms()).max(1) as u64);
+                self.redis.set(ns, key, entry.value.get(), left).await?;
             }
-        }
-        Ok(())
-    }
-
-    async fn recover_lock(&self, ns: &str, rec: LockRecord) -> Result<()> {
-        if self.redis.put_lock_if_absent(ns, &rec).await? {
-            self.state().recovered += 1;
-            return Ok(());
-        }
-        let theirs = self.redis.get(ns, &rec.path).await?;
-        let holder: Value = theirs.as_ref().and_then(|e| serde_json::from_str(e.value.get()).ok()).unwrap_or(Value::Null);
-        if holder.get("sessionId").and_then(Value::as_str) == Some(rec.session_id.as_str()) {
-            return Ok(()); // the same session holds it in Redis too: nothing was lost
-        }
-        // Another process took the file in Redis during the outage: Redis wins, ours is lost.
-        self.state().conflicts += 1;
-        metrics::recovery_conflict();
-        self.log(&format!("conflict on {}: session {} lost it to {}", rec.path, rec.session_id, holder));
-        match &theirs {
-            Some(e) => self.sled.set(ns, &rec.path, e.value.get(), e.expires_at).await?,
-            None => {
-                self.sled.del(ns, &rec.path).await?;
-            }
-        }
-        let event = json!({ "reason": "conflict", "namespace": ns, "path": rec.path, "sessionId": rec.session_id, "lost": rec, "holder": holder });
-        if let Some(listener) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            listener(event);
         }
         Ok(())
     }
 
     /// Runs `fut` on Redis if Redis serves. None: Redis is not serving (or just failed), use sled.
     async fn try_redis<T>(&self, fut: impl Future<Output = Result<T>>) -> Option<Result<T>> {
-        if !self.redis_serves().await {
+        if self.current_backend() == "sled" {
             return None;
         }
         match fut.await {
@@ -264,16 +273,41 @@ impl HybridStore {
         }
     }
 
-    /// Mirrors lock records Redis granted or renewed into sled (best effort: the mirror only
-    /// matters if Redis goes away).
-    async fn mirror_records(&self, ns: &str, recs: &[LockRecord]) {
+    /// Mirrors lock records Redis granted or renewed for `ttl` into sled (best effort: the mirror
+    /// only matters if Redis goes away). Each raises sled's fencing counter to its token.
+    async fn mirror_records(&self, ns: &str, recs: &[LockRecord], ttl: u64) {
         for rec in recs {
             let json = serde_json::to_string(rec).unwrap_or_default();
-            if let Err(e) = self.sled.set(ns, &rec.path, &json, Some(rec.expires_at)).await {
+            if let Err(e) = self.sled.set(ns, &rec.path, &json, Some(ttl)).await {
                 self.log(&format!("mirroring {} into sled failed: {e}", rec.path));
             }
         }
     }
+}
+
+/// Puts every lock held through the hybrid back into Redis (see `RedisStore::reassert`), and
+/// settles the ones another holder took meanwhile or that expired.
+async fn put_back(redis: &RedisStore, rec: &Recovery, after: &str) -> Result<()> {
+    let listener = rec.lost.read().unwrap_or_else(|p| p.into_inner()).clone();
+    for (ns, holds) in rec.held.snapshot() {
+        let outcomes = redis.reassert(&ns, &holds).await?;
+        for (h, outcome) in holds.iter().zip(outcomes) {
+            match outcome {
+                Reasserted::Restored => {
+                    rec.recovered.fetch_add(1, Ordering::Relaxed);
+                }
+                Reasserted::Conflict { .. } => {
+                    rec.conflicts.fetch_add(1, Ordering::Relaxed);
+                    metrics::recovery_conflict();
+                }
+                _ => {}
+            }
+            if settle(after, &ns, &h.rec, outcome, listener.as_ref()) {
+                rec.held.forget(&ns, &h.rec.path, Some(h.rec.token));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Store for HybridStore {
@@ -282,6 +316,7 @@ impl Store for HybridStore {
     }
 
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.get(ns, key)).await {
             return r;
         }
@@ -289,20 +324,22 @@ impl Store for HybridStore {
         self.sled.get(ns, key).await
     }
 
-    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
-        if let Some(r) = self.try_redis(self.redis.set(ns, key, value_json, expires_at)).await {
+    async fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
+        let _gate = self.enter().await;
+        if let Some(r) = self.try_redis(self.redis.set(ns, key, value_json, ttl_ms)).await {
             if r.is_ok() {
-                let _ = self.sled.set(ns, key, value_json, expires_at).await;
+                let _ = self.sled.set(ns, key, value_json, ttl_ms).await;
             }
             return r;
         }
         self.refuse_if_closed()?;
-        self.sled.set(ns, key, value_json, expires_at).await?;
+        self.sled.set(ns, key, value_json, ttl_ms).await?;
         self.touch(ns, [(key.to_owned(), Touched::Written)]);
         Ok(())
     }
 
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.del(ns, key)).await {
             if r.is_ok() {
                 let _ = self.sled.del(ns, key).await;
@@ -316,6 +353,7 @@ impl Store for HybridStore {
     }
 
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.batch(ns, ops)).await {
             if r.is_ok() {
                 let _ = self.sled.batch(ns, ops).await;
@@ -335,6 +373,7 @@ impl Store for HybridStore {
     }
 
     async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.scan(ns, cursor, count)).await {
             return r;
         }
@@ -345,6 +384,7 @@ impl Store for HybridStore {
     }
 
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.sweep_expired(ns)).await {
             let _ = self.sled.sweep_expired(ns).await;
             return r;
@@ -354,6 +394,7 @@ impl Store for HybridStore {
     }
 
     async fn clear(&self, ns: &str) -> Result<u64> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.clear(ns)).await {
             if r.is_ok() {
                 let _ = self.sled.clear(ns).await;
@@ -365,64 +406,96 @@ impl Store for HybridStore {
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
-        if let Some(r) = self.try_redis(self.redis.acquire(ns, paths, req)).await {
-            if let Ok(recs) = &r {
-                self.mirror_records(ns, recs).await;
+        let _gate = self.enter().await;
+        let recs = match self.try_redis(self.redis.acquire(ns, paths, req)).await {
+            Some(r) => {
+                let recs = r?;
+                self.mirror_records(ns, &recs, req.ttl_ms).await;
+                recs
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let recs = self.sled.acquire(ns, paths, req).await?;
-        self.touch(ns, paths.iter().map(|p| (p.clone(), Touched::Written)));
+            None => {
+                self.refuse_if_closed()?;
+                self.sled.acquire(ns, paths, req).await?
+            }
+        };
+        self.rec.held.granted(ns, &recs, Duration::from_millis(req.ttl_ms));
         Ok(recs)
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        if let Some(r) = self.try_redis(self.redis.release(ns, path, session_id)).await {
-            if matches!(r, Ok(true)) {
-                let _ = self.sled.release(ns, path, session_id).await;
+        let _gate = self.enter().await;
+        let released = match self.try_redis(self.redis.release(ns, path, session_id)).await {
+            Some(r) => {
+                if matches!(r, Ok(true)) {
+                    let _ = self.sled.release(ns, path, session_id).await;
+                }
+                r?
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let released = self.sled.release(ns, path, session_id).await?;
+            None => {
+                self.refuse_if_closed()?;
+                let released = self.sled.release(ns, path, session_id).await?;
+                if released {
+                    let what = if self.sled.get(ns, path).await?.is_some() { Touched::Written } else { Touched::Deleted { lock_session: Some(session_id.to_owned()) } };
+                    self.touch(ns, [(path.to_owned(), what)]);
+                }
+                released
+            }
+        };
         if released {
-            let what = if self.sled.get(ns, path).await?.is_some() { Touched::Written } else { Touched::Deleted { lock_session: Some(session_id.to_owned()) } };
-            self.touch(ns, [(path.to_owned(), what)]);
+            self.rec.held.released(ns, path, session_id);
         }
         Ok(released)
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
-        if let Some(r) = self.try_redis(self.redis.release_all(ns, filter)).await {
-            if r.is_ok() {
-                let _ = self.sled.release_all(ns, filter).await;
+        let _gate = self.enter().await;
+        let n = match self.try_redis(self.redis.release_all(ns, filter)).await {
+            Some(r) => {
+                if r.is_ok() {
+                    let _ = self.sled.release_all(ns, filter).await;
+                }
+                r?
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let held = self.sled.list_locks(ns, filter).await?;
-        let n = self.sled.release_all(ns, filter).await?;
-        self.touch(ns, held.into_iter().map(|r| (r.path, Touched::Deleted { lock_session: Some(r.session_id) })));
+            None => {
+                self.refuse_if_closed()?;
+                let held = self.sled.list_locks(ns, filter).await?;
+                let n = self.sled.release_all(ns, filter).await?;
+                self.touch(ns, held.into_iter().map(|r| (r.path, Touched::Deleted { lock_session: Some(r.session_id) })));
+                n
+            }
+        };
+        self.rec.held.released_all(ns, filter);
         Ok(n)
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
-        if let Some(r) = self.try_redis(self.redis.renew(ns, path, session_id, ttl_ms)).await {
-            if let Ok(Some(rec)) = &r {
-                self.mirror_records(ns, std::slice::from_ref(rec)).await;
+        let _gate = self.enter().await;
+        let r = match self.try_redis(self.redis.renew(ns, path, session_id, ttl_ms)).await {
+            Some(r) => {
+                let r = r?;
+                if let Some(rec) = &r {
+                    self.mirror_records(ns, std::slice::from_ref(rec), ttl_ms).await;
+                }
+                r
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let r = self.sled.renew(ns, path, session_id, ttl_ms).await?;
-        if r.is_some() {
-            self.touch(ns, [(path.to_owned(), Touched::Written)]);
+            None => {
+                self.refuse_if_closed()?;
+                let r = self.sled.renew(ns, path, session_id, ttl_ms).await?;
+                if r.is_some() {
+                    self.touch(ns, [(path.to_owned(), Touched::Written)]);
+                }
+                r
+            }
+        };
+        match &r {
+            Some(rec) => self.rec.held.renewed(ns, rec, Duration::from_millis(ttl_ms)),
+            None => self.rec.held.forget(ns, path, None),
         }
         Ok(r)
     }
 
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
+        let _gate = self.enter().await;
         if let Some(r) = self.try_redis(self.redis.list_locks(ns, filter)).await {
             return r;
         }
@@ -431,34 +504,49 @@ impl Store for HybridStore {
     }
 
     async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
-        if let Some(r) = self.try_redis(self.redis.force_release(ns, path)).await {
-            if r.is_ok() {
-                let _ = self.sled.force_release(ns, path).await;
+        let _gate = self.enter().await;
+        let r = match self.try_redis(self.redis.force_release(ns, path)).await {
+            Some(r) => {
+                if r.is_ok() {
+                    let _ = self.sled.force_release(ns, path).await;
+                }
+                r?
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let r = self.sled.force_release(ns, path).await?;
-        if let Some(rec) = &r {
-            self.touch(ns, [(path.to_owned(), Touched::Deleted { lock_session: Some(rec.session_id.clone()) })]);
+            None => {
+                self.refuse_if_closed()?;
+                let r = self.sled.force_release(ns, path).await?;
+                if let Some(rec) = &r {
+                    self.touch(ns, [(path.to_owned(), Touched::Deleted { lock_session: Some(rec.session_id.clone()) })]);
+                }
+                r
+            }
+        };
+        if let Some(gone) = &r {
+            self.rec.held.forget(ns, path, Some(gone.token));
         }
         Ok(r)
     }
 
     async fn try_acquire_queued(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter) -> Result<Attempt> {
+        let _gate = self.enter().await;
         // a ticket is a place in one store's queue: after a switch, queue afresh in the other
         let afresh = |from: &str| if waiter.ticket > 0 && waiter.ticket_from != from { Waiter { ticket: 0, ..waiter.clone() } } else { waiter.clone() };
         let (on_redis, on_sled) = (afresh("redis"), afresh("sled"));
-        if let Some(r) = self.try_redis(self.redis.try_acquire_queued(ns, paths, req, &on_redis)).await {
-            if let Ok(Attempt::Granted(recs)) = &r {
-                self.mirror_records(ns, recs).await;
+        let r = match self.try_redis(self.redis.try_acquire_queued(ns, paths, req, &on_redis)).await {
+            Some(r) => {
+                let r = r?;
+                if let Attempt::Granted(recs) = &r {
+                    self.mirror_records(ns, recs, req.ttl_ms).await;
+                }
+                r
             }
-            return r;
-        }
-        self.refuse_if_closed()?;
-        let r = self.sled.try_acquire_queued(ns, paths, req, &on_sled).await?;
-        if matches!(r, Attempt::Granted(_)) {
-            self.touch(ns, paths.iter().map(|p| (p.clone(), Touched::Written)));
+            None => {
+                self.refuse_if_closed()?;
+                self.sled.try_acquire_queued(ns, paths, req, &on_sled).await?
+            }
+        };
+        if let Attempt::Granted(recs) = &r {
+            self.rec.held.granted(ns, recs, Duration::from_millis(req.ttl_ms));
         }
         Ok(r)
     }
@@ -474,7 +562,7 @@ impl Store for HybridStore {
 
     fn set_lost_listener(&self, listener: LostListener) {
         self.sled.set_lost_listener(listener.clone());
-        *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        *self.rec.lost.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     fn listen(&self, ns: &str, paths: &[String], wake: &std::sync::Arc<tokio::sync::Notify>) -> Vec<Listening> {
@@ -494,13 +582,13 @@ impl Store for HybridStore {
         let healthy = redis["healthy"] == true || (self.fail_mode == FailMode::Open && sled["healthy"] == true);
         Ok(json!({
             "backend": "hybrid",
-            "currentBackend": if st.on_fallback { "sled" } else { "redis" },
+            "currentBackend": self.current_backend(),
             "servingSince": st.since_ms,
             "switches": st.switches,
             "failMode": if self.fail_mode == FailMode::Open { "open" } else { "closed" },
             "pendingRecovery": pending,
-            "recoveredLocks": st.recovered,
-            "recoveryConflicts": st.conflicts,
+            "recoveredLocks": self.rec.recovered.load(Ordering::Relaxed),
+            "recoveryConflicts": self.rec.conflicts.load(Ordering::Relaxed),
             "lastError": st.last_error,
             "healthy": healthy,
             "redis": redis,

@@ -47,8 +47,8 @@ impl Store for AnyStore {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
         dispatch!(self, s => s.get(ns, key).await)
     }
-    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
-        dispatch!(self, s => s.set(ns, key, value_json, expires_at).await)
+    async fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
+        dispatch!(self, s => s.set(ns, key, value_json, ttl_ms).await)
     }
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {
         dispatch!(self, s => s.del(ns, key).await)

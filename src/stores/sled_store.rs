@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
@@ -21,14 +21,20 @@ use serde_json::{json, Value};
 use super::journal::{Change, Journal, NextFile};
 use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
-use crate::core::lock::{decide, locked_error, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
+pub use crate::core::held::Reasserted;
+use crate::core::lock::{decide, locked_error, token_of, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::time::now_ms;
+use crate::core::time::{now_ms, now_us};
 use crate::core::wait::{queued_error, Attempt, Queues, Waiter, REFRESH_MS};
 use crate::core::wake::{Listening, WakeBus};
 
 /// How long a write may stay in memory before it is in sled and on disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Where the fencing floor is kept: the highest token this folder knows of, when it was raised by
+/// a token from elsewhere (a hybrid's Redis, a migration, a takeover). Not an envelope, so no walk
+/// over entries sees it.
+const FENCE_KEY: &[u8] = "\u{241E}ofl:fence".as_bytes();
 
 /// sled takes an exclusive file lock per open, even inside one process: one `Folder` per path,
 /// shared by every cache that opens it, counted so the last `close()` lets the folder go.
@@ -61,20 +67,6 @@ impl Pending {
     }
 }
 
-/// What a client's re-assertion of a lock it holds found (see `stores::shared`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-#[serde(tag = "outcome", rename_all = "camelCase")]
-pub enum Reasserted {
-    /// The store has it as the client does.
-    Kept,
-    /// The store had lost it (or never saw the grant); it is written back, same record and token.
-    Restored,
-    /// Another session holds the path now.
-    Conflict { holder: Value },
-    /// It expired meanwhile; nothing is written back.
-    Expired,
-}
-
 struct Folder {
     path: PathBuf,
     db: sled::Db,
@@ -87,6 +79,10 @@ struct Folder {
     /// Releases wake waiters and lost-lock watches of every cache on this folder.
     bus: Arc<WakeBus>,
     stopped: AtomicBool,
+    /// The last fencing token handed out or seen. Tokens follow the clock (microseconds), so they
+    /// stay ahead of every earlier grant across restarts; this keeps them ahead of tokens that
+    /// came from elsewhere, and apart within one microsecond.
+    last_token: AtomicU64,
 }
 
 impl Folder {
@@ -131,6 +127,23 @@ impl Folder {
     fn write(&self, pending: &mut Pending, changes: Vec<Change>) -> Result<()> {
         pending.write(&self.path, changes)
     }
+
+    /// A new fencing token: after every token handed out or seen, and not behind the clock.
+    fn next_token(&self) -> u64 {
+        let floor = now_us();
+        let prev = self.last_token.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some((t + 1).max(floor))).unwrap_or(0);
+        (prev + 1).max(floor)
+    }
+
+    /// A token written from elsewhere (a lock record set directly, re-asserted or brought back):
+    /// later grants must be above it. Kept in the folder when it raises the floor.
+    fn saw_token(&self, pending: &mut Pending, token: u64) -> Result<()> {
+        if self.last_token.fetch_max(token, Ordering::AcqRel) >= token {
+            return Ok(());
+        }
+        self.write(pending, vec![(FENCE_KEY.to_vec(), Some(token.to_string().into_bytes()))])
+    }
+
 
     /// Moves the pending changes into sled as one batch; they stay pending if sled refuses them.
     /// The caller holds both locks (`lock_for_scan`).
@@ -308,6 +321,9 @@ impl SledStore {
 /// marks a retry of a request whose answer was lost with its server: a path it already raised to
 /// `prior + 1` holds is not raised again.
 fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, resume: Option<&[u32]>) -> Result<Attempt> {
+    if paths.len() > crate::core::lock::MAX_PATHS {
+        return Err(Error::invalid(format!("an acquire takes at most {} paths", crate::core::lock::MAX_PATHS)));
+    }
     let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
     let now = now_ms();
     let mut p = f.lock();
@@ -350,11 +366,10 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
     if let Some((error, retry_at)) = blocked {
         let waits_for = error.holder().and_then(|h| h["sessionId"].as_str()).unwrap_or("").to_owned();
         let ticket = waiter.map_or(0, |w| q.enqueue(&keys, w, req, &waits_for, now));
-        return Ok(Attempt::Blocked { error, retry_at, ticket });
+        return Ok(Attempt::Blocked { error, retry_in_ms: retry_at - now, ticket });
     }
     for rec in granted.iter_mut().filter(|r| r.token == 0) {
-        // generate_id is monotonic across restarts: a fencing token
-        rec.token = f.db.generate_id().map_err(|e| f.err(e))? + 1;
+        rec.token = f.next_token();
     }
     let writes = granted.iter().zip(keys.iter()).zip(&changed).filter(|(_, c)| **c).map(|((rec, key), _)| (key.clone().into_bytes(), record_bytes(rec))).collect();
     f.write(&mut p, writes)?;
@@ -384,6 +399,7 @@ fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
     for old in journal.take_older() {
         let _ = std::fs::remove_file(old);
     }
+    let fence = db.get(FENCE_KEY).ok().flatten().and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
     Ok(Folder {
         path: path.to_owned(),
         db,
@@ -392,6 +408,7 @@ fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
         queues: Mutex::new(Queues::default()),
         bus,
         stopped: AtomicBool::new(false),
+        last_token: AtomicU64::new(fence),
     })
 }
 
@@ -445,6 +462,7 @@ impl SledStore {
         let mut out = Vec::with_capacity(recs.len());
         let mut writes = Vec::new();
         for rec in recs {
+            f.saw_token(&mut p, rec.token)?;
             let key = storage_key(ns, &rec.path);
             let outcome = match f.live_record(&p, &rec.path, &key, now) {
                 Ok(Some(cur)) if cur.session_id == rec.session_id => Reasserted::Kept,
@@ -499,10 +517,14 @@ impl Store for SledStore {
         Ok(None)
     }
 
-    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
+    async fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
         validate_key(key)?;
         let f = self.shared()?;
+        let expires_at = ttl_ms.map(|t| now_ms() + t as i64);
         let mut p = f.lock();
+        if let Some(token) = token_of(value_json) {
+            f.saw_token(&mut p, token)?;
+        }
         f.write(&mut p, vec![(storage_key(ns, key).into_bytes(), Some(encode(value_json, expires_at).into_bytes()))])
     }
 
@@ -519,12 +541,15 @@ impl Store for SledStore {
     }
 
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
+        let now = now_ms();
         let mut changes = Vec::with_capacity(ops.len());
+        let mut tokens = Vec::new();
         for op in ops {
             match op {
-                BatchOp::Put { key, value_json, expires_at } => {
+                BatchOp::Put { key, value_json, ttl_ms } => {
                     validate_key(key)?;
-                    changes.push((storage_key(ns, key).into_bytes(), Some(encode(value_json, *expires_at).into_bytes())));
+                    tokens.extend(token_of(value_json));
+                    changes.push((storage_key(ns, key).into_bytes(), Some(encode(value_json, ttl_ms.map(|t| now + t as i64)).into_bytes())));
                 }
                 BatchOp::Del { key } => {
                     validate_key(key)?;
@@ -534,6 +559,9 @@ impl Store for SledStore {
         }
         let f = self.shared()?;
         let mut p = f.lock();
+        for t in tokens {
+            f.saw_token(&mut p, t)?;
+        }
         f.write(&mut p, changes) // all under one lock and one journal write: nobody sees half a batch
     }
 
@@ -543,7 +571,7 @@ impl Store for SledStore {
         let count = count.max(1);
         let (_flush, mut p) = f.lock_for_scan();
         let items = self.live_entries(&f, &mut p, ns, cursor, count)?;
-        let mut page = Page::default();
+        let mut page = Page { now: now_ms(), ..Page::default() };
         if items.len() >= count {
             // The cursor is the full storage key of the last item; the next page starts after it.
             page.cursor = items.last().map(|(k, _, _)| k.clone());
@@ -666,7 +694,8 @@ impl Store for SledStore {
         let now = now_ms();
         let mut p = f.lock();
         let Some(mut rec) = f.live_record(&p, path, &key, now)?.filter(|r| r.session_id == session_id) else { return Ok(None) };
-        rec.expires_at = now + ttl_ms as i64;
+        // never in: another call of this session may rely on the later expiry
+        rec.expires_at = rec.expires_at.max(now + ttl_ms as i64);
         f.write(&mut p, vec![(key.into_bytes(), record_bytes(&rec))])?;
         Ok(Some(rec))
     }

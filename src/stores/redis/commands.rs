@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use redis::{AsyncCommands, RedisError, Value as RValue};
+use redis::{AsyncCommands, FromRedisValue, RedisError, ScriptInvocation, Value as RValue};
 
 use crate::core::envelope::namespace_prefix;
 use crate::core::error::{Error, Result};
@@ -15,6 +15,15 @@ use crate::core::metrics;
 use super::keys::{glob_escape, INTERNAL};
 use super::RedisStore;
 
+fn status_of<T>(r: &Result<T>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(Error::Timeout(_)) => "timeout",
+        Err(Error::Unreachable(_)) => "connection_error",
+        Err(_) => "error",
+    }
+}
+
 pub(super) fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_unrecoverable_error()
 }
@@ -23,50 +32,66 @@ impl RedisStore {
     /// Runs one Redis interaction under the command timeout and maps its failure once.
     pub(super) async fn run<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         let started = Instant::now();
-        let r = self.run_timed(what, fut).await;
-        let status = match &r {
-            Ok(_) => "ok",
-            Err(Error::Timeout(_)) => "timeout",
-            Err(Error::Backend(m)) if m.contains("unreachable") => "connection_error",
-            Err(_) => "error",
-        };
-        metrics::redis_operation(what, status, started.elapsed());
+        let r = self.run_for(what, self.inner.command_timeout, fut).await;
+        metrics::redis_operation(what, status_of(&r), started.elapsed());
         r
     }
 
-    pub(super) async fn run_timed<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    /// Runs a script on the main connection.
+    pub(super) async fn script<T: FromRedisValue>(&self, what: &str, inv: &ScriptInvocation<'_>) -> Result<T> {
+        self.script_within(what, inv, self.inner.command_timeout).await
+    }
+
+    /// Runs a script, waiting up to `timeout` for its answer.
+    pub(super) async fn script_within<T: FromRedisValue>(&self, what: &str, inv: &ScriptInvocation<'_>, timeout: Duration) -> Result<T> {
+        let mut c = self.conn()?;
+        let started = Instant::now();
+        let r = self.run_for(what, timeout, inv.invoke_async(&mut c)).await;
+        metrics::redis_operation(what, status_of(&r), started.elapsed());
+        r
+    }
+
+    /// The server's clock, epoch ms: what decides whether an entry read outside a script is live.
+    pub(super) async fn server_ms(&self) -> Result<i64> {
+        let mut c = self.conn()?;
+        let (s, us): (i64, i64) = self.run("TIME", redis::cmd("TIME").query_async(&mut c)).await?;
+        Ok(s * 1000 + us / 1000)
+    }
+
+    async fn run_for<T>(&self, what: &str, timeout: Duration, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         let inner = &self.inner;
-        match tokio::time::timeout(inner.command_timeout, fut).await {
+        match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(v)) => {
                 inner.unreachable.store(false, Ordering::Relaxed);
                 Ok(v)
             }
             Ok(Err(e)) => {
                 if e.is_timeout() {
-                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, inner.command_timeout.as_millis())))
+                    Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, timeout.as_millis())))
                 } else if is_connection_error(&e) || e.code() == Some("READONLY") {
                     // READONLY: the server we talk to was demoted to a replica by a failover
                     self.find_new_primary();
                     inner.unreachable.store(true, Ordering::Relaxed);
                     *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                    Err(Error::backend(format!("{} is unreachable ({what}): {e}", inner.target)))
+                    Err(Error::Unreachable(format!("{} is unreachable ({what}): {e}", inner.target)))
                 } else {
+                    // the server answered, with an error (NOPERM, OOM, BUSY, WRONGTYPE, ...)
                     Err(Error::backend(format!("{} failed {what}: {e}", inner.target)))
                 }
             }
             Err(_) if inner.unreachable.load(Ordering::Relaxed) => {
                 self.find_new_primary();
                 let last = inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Err(Error::backend(format!(
+                Err(Error::Unreachable(format!(
                     "{} is unreachable: no answer to {what} within {} ms while reconnecting (last error: {last})",
                     inner.target,
-                    inner.command_timeout.as_millis()
+                    timeout.as_millis()
                 )))
             }
             Err(_) => Err(Error::Timeout(format!(
                 "{} did not answer {what} within {} ms",
                 inner.target,
-                inner.command_timeout.as_millis()
+                timeout.as_millis()
             ))),
         }
     }
@@ -127,7 +152,4 @@ pub(super) fn record_reply(r: RValue, what: &str, path: &str) -> Result<Option<L
     }
 }
 
-pub(super) fn px_for(expires_at: i64, now: i64) -> i64 {
-    (expires_at - now).max(1)
-}
 

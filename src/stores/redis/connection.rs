@@ -1,5 +1,6 @@
 //! Reaching Redis: a URL or host/port/credentials, TLS, and Sentinel (asking the sentinels for
-//! the primary, and again after a failover).
+//! the primary, and again after a failover). A store configured with sentinels only ever talks to
+//! the primary they name: never to host/port, not even while no sentinel answers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -16,21 +17,69 @@ use super::RedisStore;
 /// What a Sentinel-backed store needs to find the primary again after a failover.
 pub struct SentinelState {
     pub opts: RedisOptions,
-    pub primary: Mutex<(String, u16)>,
+    /// None until a sentinel has named one (a hybrid that started while none answered).
+    pub primary: Mutex<Option<(String, u16)>>,
     pub resolving: AtomicBool,
 }
 
-/// Asks each sentinel in turn for the current primary of the configured master name.
+/// The options with a URL's user, password, database and TLS written out, for connecting to the
+/// primary the sentinels name (the URL's host is not where that is).
+fn without_url(opts: &RedisOptions) -> Result<RedisOptions> {
+    let Some(url) = &opts.url else { return Ok(opts.clone()) };
+    let info = url_info(url)?;
+    let s = info.redis_settings();
+    Ok(RedisOptions {
+        url: None,
+        username: s.username().map(str::to_owned).or_else(|| opts.username.clone()),
+        password: s.password().map(str::to_owned).or_else(|| opts.password.clone()),
+        database: if s.db() != 0 { s.db() } else { opts.database },
+        tls: opts.tls || matches!(info.addr(), ConnectionAddr::TcpTls { .. }),
+        ..opts.clone()
+    })
+}
+
+fn url_info(url: &str) -> Result<ConnectionInfo> {
+    url.into_connection_info().map_err(|_| Error::invalid(format!("REDIS_URL / url is not a valid Redis URL: {}", redact_url(url))))
+}
+
+/// A client for `info`, over TLS (trusting `tls_ca_file` when given) if the address says so.
+fn client_for(info: ConnectionInfo, opts: &RedisOptions, target: &str) -> Result<redis::Client> {
+    if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        // rustls needs a process-wide crypto provider; installing it twice is harmless
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let root_cert = match &opts.tls_ca_file {
+            None => None,
+            Some(f) => Some(std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?),
+        };
+        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert })
+    } else {
+        redis::Client::open(info)
+    }
+    .map_err(|e| Error::invalid(format!("{target}: {e}")))
+}
+
+fn tcp_info(host: &str, port: u16, tls: bool) -> Result<ConnectionInfo> {
+    if tls {
+        ConnectionAddr::TcpTls { host: host.to_owned(), port, insecure: false, tls_params: None }.into_connection_info()
+    } else {
+        (host, port).into_connection_info()
+    }
+    .map_err(|e| Error::invalid(format!("bad Redis address {host}:{port}: {e}")))
+}
+
+/// Asks each sentinel in turn for the current primary of the configured master name. Sentinels
+/// are reached as the servers are: over TLS when TLS is on, with the sentinel password.
 pub(super) async fn resolve_primary(opts: &RedisOptions) -> Result<(String, u16)> {
+    let plain = without_url(opts)?;
     let timeout = Duration::from_millis(opts.connect_timeout_ms);
     let mut last = String::from("no sentinel configured");
     for (host, port) in &opts.sentinels {
-        let mut info = (host.as_str(), *port).into_connection_info().map_err(|e| Error::invalid(format!("bad sentinel {host}:{port}: {e}")))?;
+        let mut info = tcp_info(host, *port, plain.tls)?;
         if let Some(pw) = &opts.sentinel_password {
             info = info.clone().set_redis_settings(info.redis_settings().clone().set_password(pw));
         }
+        let client = client_for(info, &plain, &format!("sentinel {host}:{port}"))?;
         let ask = async {
-            let client = redis::Client::open(info)?;
             let mut c = client.get_multiplexed_async_connection().await?;
             redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&opts.sentinel_master).query_async::<Option<(String, String)>>(&mut c).await
         };
@@ -45,22 +94,14 @@ pub(super) async fn resolve_primary(opts: &RedisOptions) -> Result<(String, u16)
             Err(_) => last = format!("sentinel {host}:{port} did not answer within {} ms", timeout.as_millis()),
         }
     }
-    Err(Error::backend(format!("no sentinel named a primary for {:?}: {last}", opts.sentinel_master)))
+    Err(Error::Unreachable(format!("no sentinel named a primary for {:?}: {last}", opts.sentinel_master)))
 }
 
 pub(super) fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
     if let Some(url) = &opts.url {
-        return url
-            .as_str()
-            .into_connection_info()
-            .map_err(|_| Error::invalid(format!("REDIS_URL / url is not a valid Redis URL: {}", redact_url(url))));
+        return url_info(url);
     }
-    let info = if opts.tls {
-        ConnectionAddr::TcpTls { host: opts.host.clone(), port: opts.port, insecure: false, tls_params: None }.into_connection_info()
-    } else {
-        (opts.host.as_str(), opts.port).into_connection_info()
-    }
-    .map_err(|e| Error::invalid(format!("bad Redis host/port: {e}")))?;
+    let info = tcp_info(&opts.host, opts.port, opts.tls)?;
     let mut settings = info.redis_settings().clone().set_db(opts.database);
     if let Some(u) = &opts.username {
         settings = settings.set_username(u);
@@ -100,18 +141,7 @@ pub fn prepare(opts: &RedisOptions) -> Result<Prepared> {
     let info = connection_info(opts)?;
     let target = describe(&info);
     let db = info.redis_settings().db();
-    let client = if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
-        // rustls needs a process-wide crypto provider; installing it twice is harmless
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let root_cert = match &opts.tls_ca_file {
-            None => None,
-            Some(f) => Some(std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?),
-        };
-        redis::Client::build_with_tls(info, redis::TlsCertificates { client_tls: None, root_cert })
-    } else {
-        redis::Client::open(info)
-    }
-    .map_err(|e| Error::invalid(format!("{target}: {e}")))?;
+    let client = client_for(info, opts, &target)?;
     let connect_timeout = Duration::from_millis(opts.connect_timeout_ms);
     let command_timeout = Duration::from_millis(opts.command_timeout_ms);
     let config = ConnectionManagerConfig::new()
@@ -124,6 +154,18 @@ pub fn prepare(opts: &RedisOptions) -> Result<Prepared> {
     Ok(Prepared { wait, db, client, config, target, connect_timeout, command_timeout })
 }
 
+/// The options for talking to the primary at host:port, as the sentinel-backed store does.
+fn primary_options(opts: &RedisOptions, host: &str, port: u16) -> Result<RedisOptions> {
+    Ok(RedisOptions { host: host.to_owned(), port, sentinels: Vec::new(), ..without_url(opts)? })
+}
+
+/// What a store without sentinels names its server by, and a placeholder for one with them
+/// until a sentinel answers.
+fn sentinel_target(opts: &RedisOptions) -> String {
+    let list: Vec<String> = opts.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    format!("redis primary {:?} of sentinels {}", opts.sentinel_master, list.join(","))
+}
+
 impl RedisStore {
     /// Connects, failing within the connect timeout when Redis cannot be reached. With sentinels,
     /// to the primary they name, and again to the new one after a failover.
@@ -132,8 +174,8 @@ impl RedisStore {
             (opts.clone(), None)
         } else {
             let (host, port) = resolve_primary(opts).await?;
-            let direct = RedisOptions { host: host.clone(), port, url: None, ..opts.clone() };
-            (direct, Some(SentinelState { opts: opts.clone(), primary: Mutex::new((host, port)), resolving: AtomicBool::new(false) }))
+            let direct = primary_options(opts, &host, port)?;
+            (direct, Some(SentinelState { opts: opts.clone(), primary: Mutex::new(Some((host, port))), resolving: AtomicBool::new(false) }))
         };
         let p = prepare(&direct)?;
         let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
@@ -154,19 +196,33 @@ impl RedisStore {
             .await
             .map_err(|_| too_slow())?
             .map_err(|e| connect_error(&p.target, &e))?;
-        Ok(Self::from_parts(conn, &p, None, sentinel))
+        let store = Self::from_parts(Some(conn), &p, None, sentinel);
+        store.start_watching_restarts().await;
+        Ok(store)
     }
 
-    /// A store whose connection is made on first use: for a hybrid that starts while Redis is down.
-    pub fn connect_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
-        let p = prepare(opts)?;
-        let conn = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone())
-            .map_err(|e| connect_error(&p.target, &e))?;
-        Ok(Self::from_parts(conn, &p, Some(why), None))
+    /// A store whose connection is made on first use: for a hybrid that starts while Redis is
+    /// down. With sentinels, the primary is asked for on first use too; host/port are not used.
+    pub async fn connect_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
+        let store = if opts.sentinels.is_empty() {
+            let p = prepare(opts)?;
+            let conn = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()).map_err(|e| connect_error(&p.target, &e))?;
+            Self::from_parts(Some(conn), &p, Some(why), None)
+        } else {
+            // a placeholder client (never connected) until a sentinel names the primary
+            let mut p = prepare(&primary_options(opts, "127.0.0.1", 0)?)?;
+            p.target = sentinel_target(opts);
+            let sentinel = SentinelState { opts: opts.clone(), primary: Mutex::new(None), resolving: AtomicBool::new(false) };
+            let store = Self::from_parts(None, &p, Some(why), Some(sentinel));
+            store.find_new_primary();
+            store
+        };
+        store.start_watching_restarts().await;
+        Ok(store)
     }
 
     /// With Sentinel: asks the sentinels (in the background, one at a time) which server is the
-    /// primary now, and switches the connection to it if it changed.
+    /// primary now, and switches the connections to it if it changed.
     pub(super) fn find_new_primary(&self) {
         let Some(sentinel) = &self.inner.sentinel else { return };
         if sentinel.resolving.swap(true, Ordering::AcqRel) {
@@ -176,14 +232,12 @@ impl RedisStore {
         tokio::spawn(async move {
             let s = me.inner.sentinel.as_ref().expect("checked above");
             if let Ok((host, port)) = resolve_primary(&s.opts).await {
-                let changed = *s.primary.lock().unwrap_or_else(|p| p.into_inner()) != (host.clone(), port);
+                let changed = *s.primary.lock().unwrap_or_else(|p| p.into_inner()) != Some((host.clone(), port));
                 if changed {
-                    let direct = RedisOptions { host: host.clone(), port, url: None, ..s.opts.clone() };
-                    if let Ok(p) = prepare(&direct) {
+                    if let Ok(p) = primary_options(&s.opts, &host, port).and_then(|o| prepare(&o)) {
                         if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
-                            *me.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = conn;
-                            *me.inner.pubsub_client.write().unwrap_or_else(|p| p.into_inner()) = p.client.clone();
-                            *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = (host, port);
+                            me.switch_server(conn, p.client.clone());
+                            *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = Some((host, port));
                         }
                     }
                 }
@@ -193,7 +247,6 @@ impl RedisStore {
             s.resolving.store(false, Ordering::Release);
         });
     }
-
 }
 
 pub(super) fn connect_error(target: &str, e: &RedisError) -> Error {
@@ -201,9 +254,9 @@ pub(super) fn connect_error(target: &str, e: &RedisError) -> Error {
     let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
         || ["WRONGPASS", "NOAUTH", "invalid password", "invalid username-password"].iter().any(|m| text.contains(m));
     if auth {
+        // answering, and refusing: not a reason to fail over
         Error::backend(format!("{target} refused the credentials (check REDIS_USERNAME / REDIS_PASSWORD)"))
     } else {
-        Error::backend(format!("cannot connect to {target}: {text}"))
+        Error::Unreachable(format!("cannot connect to {target}: {text}"))
     }
 }
-

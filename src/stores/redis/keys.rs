@@ -29,3 +29,15 @@ pub fn glob_escape(s: &str) -> String {
     out
 }
 
+
+/// One marker per database: planted by the first process that looks, gone when the server loses
+/// its data (see `restart`).
+pub fn epoch_key() -> String {
+    format!("{INTERNAL}epoch")
+}
+
+/// The fencing counter of the namespace a storage key belongs to (`ns\u{241F}key`; a raw key
+/// without a namespace belongs to "").
+pub fn fence_key_of(storage_key: &str) -> String {
+    fence_key(storage_key.split_once('\u{241F}').map_or("", |(ns, _)| ns))
+}

@@ -1,30 +1,37 @@
 //! Redis: one shared `ConnectionManager` (reconnects by itself), every multi-step lock operation a
-//! Lua script run atomically on the server, every call bounded by the configured timeout.
+//! Lua script run atomically on the server, every call bounded by the configured timeout. Every
+//! expiry is decided on the server's clock (`TIME` inside the scripts).
 //!
 //! - `connection`: reaching the server (URL, TLS, Sentinel) and following a failover;
 //! - `commands`: running one interaction under the timeout, with its metrics and error mapping;
 //! - `pubsub`: release announcements turned into wake-ups;
+//! - `restart`: noticing that the server lost its data, and putting back the locks held here;
 //! - `store`: the `Store` implementation, on the scripts in `scripts` and `lua/`.
 
 mod commands;
 mod connection;
 mod keys;
 mod pubsub;
+mod restart;
 mod scripts;
 mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
 use crate::core::error::{Error, Result};
+use crate::core::held::HeldLocks;
+use crate::core::lost::LostListener;
 use crate::core::wake::WakeBus;
 
 use connection::{Prepared, SentinelState};
 use keys::INTERNAL;
+
+pub use restart::RestartHook;
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -32,8 +39,14 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    /// Replaced when Sentinel names a new primary.
-    conn: std::sync::RwLock<ConnectionManager>,
+    /// None until a sentinel names a primary; replaced when Sentinel names a new one.
+    conn: RwLock<Option<ConnectionManager>>,
+    /// WAIT's own connection (made on first use): a WAIT blocks its connection, and must not hold
+    /// up the other calls.
+    wait_conn: Mutex<Option<ConnectionManager>>,
+    /// The client connections are made from (replaced with the primary's).
+    client: RwLock<redis::Client>,
+    config: ConnectionManagerConfig,
     sentinel: Option<SentinelState>,
     /// `redis 127.0.0.1:6379 db 0`: how errors name the server, never with credentials.
     target: String,
@@ -50,25 +63,33 @@ struct Inner {
     channel: String,
     /// Waiters and lost-lock watches of this process, woken by the subscriber.
     bus: Arc<WakeBus>,
-    /// The client the subscriber connects with (replaced when Sentinel names a new primary).
-    pubsub_client: std::sync::RwLock<redis::Client>,
     subscribed: AtomicBool,
     connect_timeout: Duration,
-    /// Tells the subscriber task to let go of its connection.
+    /// Tells the background tasks (subscriber, restart watch) to stop.
     shutdown: Arc<Notify>,
+    /// The locks this process holds through this store, put back when the server loses them.
+    held: Arc<HeldLocks>,
+    /// What runs when the server lost its data: re-asserting `held`, or the hybrid's own.
+    restart_hook: RwLock<Option<RestartHook>>,
+    /// What the server said about itself at the last look: its epoch marker and run id.
+    seen: Mutex<Option<(String, String)>>,
+    lost: RwLock<Option<LostListener>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.shutdown.notify_one();
+        self.shutdown.notify_waiters();
     }
 }
 
 impl RedisStore {
-    pub(super) fn from_parts(conn: ConnectionManager, p: &Prepared, unreachable: Option<&Error>, sentinel: Option<SentinelState>) -> RedisStore {
+    pub(super) fn from_parts(conn: Option<ConnectionManager>, p: &Prepared, unreachable: Option<&Error>, sentinel: Option<SentinelState>) -> RedisStore {
         RedisStore {
             inner: Arc::new(Inner {
-                conn: std::sync::RwLock::new(conn),
+                conn: RwLock::new(conn),
+                wait_conn: Mutex::new(None),
+                client: RwLock::new(p.client.clone()),
+                config: p.config.clone(),
                 sentinel,
                 target: p.target.clone(),
                 command_timeout: p.command_timeout,
@@ -78,19 +99,22 @@ impl RedisStore {
                 wait: p.wait,
                 channel: format!("{INTERNAL}released:{}", p.db),
                 bus: WakeBus::new(),
-                pubsub_client: std::sync::RwLock::new(p.client.clone()),
                 subscribed: AtomicBool::new(false),
                 connect_timeout: p.connect_timeout,
                 shutdown: Arc::new(Notify::new()),
+                held: Arc::default(),
+                restart_hook: RwLock::new(None),
+                seen: Mutex::new(None),
+                lost: RwLock::new(None),
             }),
         }
     }
 
     /// The primary in use now, `host:port` (Sentinel), for health reports.
     pub(super) fn primary(&self) -> Option<String> {
-        self.inner.sentinel.as_ref().map(|s| {
-            let (h, p) = s.primary.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            format!("{h}:{p}")
+        self.inner.sentinel.as_ref().map(|s| match &*s.primary.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((h, p)) => format!("{h}:{p}"),
+            None => "unknown (no sentinel has answered yet)".to_owned(),
         })
     }
 
@@ -98,7 +122,36 @@ impl RedisStore {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed(format!("the cache on {} is closed", self.inner.target)));
         }
-        Ok(self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone())
+        match &*self.inner.conn.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(c) => Ok(c.clone()),
+            None => {
+                self.find_new_primary();
+                Err(Error::Unreachable(format!("{} is unreachable: no sentinel has named the primary yet", self.inner.target)))
+            }
+        }
     }
 
+    /// WAIT's connection, made on first use from the current client.
+    pub(super) fn wait_conn(&self) -> Result<ConnectionManager> {
+        let mut w = self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &*w {
+            return Ok(c.clone());
+        }
+        let client = self.inner.client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let c = ConnectionManager::new_lazy_with_config(client, self.inner.config.clone()).map_err(|e| connection::connect_error(&self.inner.target, &e))?;
+        *w = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Points every connection at another server (Sentinel named a new primary).
+    pub(super) fn switch_server(&self, conn: ConnectionManager, client: redis::Client) {
+        *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The locks this process holds through the store (the hybrid keeps its own instead).
+    pub fn held(&self) -> &Arc<HeldLocks> {
+        &self.inner.held
+    }
 }

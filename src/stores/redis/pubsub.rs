@@ -31,7 +31,7 @@ async fn subscriber(store: std::sync::Weak<Inner>, shutdown: Arc<Notify>) {
         if inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        let client = inner.pubsub_client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let client = inner.client.read().unwrap_or_else(|p| p.into_inner()).clone();
         let (channel, timeout, bus) = (inner.channel.clone(), inner.connect_timeout, inner.bus.clone());
         drop(inner); // the task must not keep the store alive
         let connect = async {

@@ -1,6 +1,5 @@
-//! The `Store` implementation on Redis: each lock operation one script.
+//! The `Store` implementation on Redis: each lock operation one script, on the server's clock.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,27 +7,42 @@ use redis::{AsyncCommands, Value as RValue};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-use crate::core::envelope::{encode, namespace_prefix, storage_key, validate_key, Entry};
+use crate::core::envelope::{namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
-use crate::core::lock::{locked_error, parse_record, LockFilter, LockRecord, LockRequest};
+use crate::core::lock::{locked_error, parse_record, token_of, LockFilter, LockRecord, LockRequest};
+use crate::core::lost::LostListener;
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::time::now_ms;
 use crate::core::wait::{queued_error, Attempt, Waiter, WAITER_LEASE_MS};
 use crate::core::wake::Listening;
 
-use super::commands::{not_a_lock, px_for, record_reply};
-use super::keys::{fence_key, session_index_prefix, ticket_key};
+use super::commands::{not_a_lock, record_reply};
+use super::keys::{fence_key, fence_key_of, session_index_prefix, ticket_key};
 use super::scripts::*;
 use super::RedisStore;
 
+/// How long a cancelled attempt is remembered on the server: longer than any answer can be late.
+const CANCEL_KEEP_MS: u64 = 120_000;
+/// How long a caller waits to learn what became of an acquire whose answer never came.
+const RESOLVE_WITHIN: Duration = Duration::from_millis(2_000);
+
+/// A fresh id for one acquire attempt (its answer may be lost; see `resolve_attempt.lua`).
+fn nonce() -> String {
+    Waiter::new().id
+}
+
 impl RedisStore {
-    /// Redis WAIT after a grant: if fewer than `replicas` acknowledge it within `timeout`, the grant
-    /// is undone and the acquire fails, so a failover to a replica cannot forget it.
+    /// Redis WAIT after a grant, on WAIT's own connection (a WAIT blocks its connection): a write
+    /// there after the grant, then WAIT, covers the grant too (replication is in order). If fewer
+    /// than `replicas` acknowledge within `timeout`, the grant is undone and the acquire fails, so
+    /// a failover to a replica cannot forget it.
     async fn wait_for_replicas(&self, ns: &str, recs: &[LockRecord], replicas: u32, timeout: Duration) -> Result<()> {
-        let mut c = self.conn()?;
-        let acked = tokio::time::timeout(timeout + self.inner.command_timeout, redis::cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64).query_async::<i64>(&mut c)).await;
+        let mut c = self.wait_conn()?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(format!("{}wait-mark", super::keys::INTERNAL)).arg(1).arg("PX").arg(1000).ignore();
+        pipe.cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64);
+        let acked = tokio::time::timeout(timeout + self.inner.command_timeout, pipe.query_async::<(i64,)>(&mut c)).await;
         let acked = match acked {
-            Ok(Ok(n)) => n,
+            Ok(Ok((n,))) => n,
             Ok(Err(e)) => return Err(Error::backend(format!("{} failed WAIT: {e}", self.inner.target))),
             Err(_) => 0,
         };
@@ -45,67 +59,38 @@ impl RedisStore {
         )))
     }
 
-    /// Writes a lock record (as the wire envelope) unless the key exists; true when written.
-    pub async fn put_lock_if_absent(&self, ns: &str, rec: &LockRecord) -> Result<bool> {
-        let now = now_ms();
-        let envelope = encode(&serde_json::to_string(rec).unwrap_or_default(), Some(rec.expires_at));
-        let mut c = self.conn()?;
-        let n: i64 = self
-            .run(
-                "recover lock",
-                PUT_LOCK_IF_ABSENT
-                    .key(storage_key(ns, &rec.path))
-                    .key(format!("{}{}", session_index_prefix(ns), rec.session_id))
-                    .arg(envelope)
-                    .arg(px_for(rec.expires_at, now))
-                    .arg(&rec.path)
-                    .invoke_async(&mut c),
-            )
-            .await?;
-        Ok(n == 1)
-    }
-
     /// Deletes a lock only if `session_id` holds it (whatever its hold count).
     pub async fn delete_lock_of(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        let mut c = self.conn()?;
-        let n: i64 = self
-            .run(
-                "recover release",
-                RELEASE_IF
-                    .key(storage_key(ns, path))
-                    .arg(session_id)
-                    .arg("")
-                    .arg(now_ms())
-                    .arg(session_index_prefix(ns))
-                    .arg(path)
-                    .arg(&self.inner.channel)
-                    .invoke_async(&mut c),
-            )
-            .await?;
+        let mut inv = RELEASE_IF.prepare_invoke();
+        inv.key(storage_key(ns, path)).arg(session_id).arg("").arg(session_index_prefix(ns)).arg(path).arg(&self.inner.channel);
+        let n: i64 = self.script("recover release", &inv).await?;
         Ok(n == 1)
     }
-}
 
-impl RedisStore {
     /// One acquire try. With a waiter, a refusal queues it (see `core::wait`); without one, a
-    /// refusal is just that.
+    /// refusal is just that. An attempt whose answer does not come (a timeout, a dropped
+    /// connection) is resolved before this returns: granted (and returned as such) or cancelled
+    /// on the server, so it can never become a lock nobody knows of.
     async fn acquire_script(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
-        let now = now_ms();
+        let nonce = nonce();
         // each path's waiter queue is named from its lock key inside the script (common.lua)
         let mut inv = ACQUIRE.prepare_invoke();
         for p in paths {
             inv.key(storage_key(ns, p));
         }
         inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns));
-        inv.arg(&req.session_id).arg(&req.agent_id).arg(now).arg(req.ttl_ms);
-        inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS);
+        inv.arg(&req.session_id).arg(&req.agent_id).arg(req.ttl_ms);
+        inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS).arg(&nonce);
         for p in paths {
             inv.arg(p);
         }
-        let mut c = self.conn()?;
-        let reply: Vec<String> = self.run("acquire", inv.invoke_async(&mut c)).await?;
+        let reply: Vec<String> = match self.script("acquire", &inv).await {
+            Ok(r) => r,
+            Err(e) if e.is_unavailable() => self.resolve_attempt(ns, paths, req, &nonce, e).await?,
+            Err(e) => return Err(e),
+        };
         match reply.first().map(String::as_str) {
-            Some("ok") => {
+            Some("ok" | "applied") => {
                 let recs: Vec<LockRecord> = reply[1..]
                     .iter()
                     .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
@@ -113,17 +98,89 @@ impl RedisStore {
                 if let Some((replicas, timeout)) = self.inner.wait {
                     self.wait_for_replicas(ns, &recs, replicas, timeout).await?;
                 }
+                if self.tracks_held() {
+                    self.inner.held.granted(ns, &recs, Duration::from_millis(req.ttl_ms));
+                }
                 Ok(Attempt::Granted(recs))
             }
-            Some(kind @ ("locked" | "queued")) if reply.len() == 5 => {
+            Some(kind @ ("locked" | "queued")) if reply.len() == 6 => {
                 let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
-                let error = if kind == "locked" { locked_error(&reply[1], holder, now) } else { queued_error(&reply[1], holder) };
-                let retry_at = reply[3].parse::<f64>().map(|x| x as i64).ok().filter(|x| *x > 0).unwrap_or(now + crate::core::wait::REFRESH_MS);
-                Ok(Attempt::Blocked { error, retry_at, ticket: reply[4].parse().unwrap_or(0) })
+                // the message's "ago" and "expires in" are on the server's clock too
+                let server_now = reply[5].parse::<i64>().unwrap_or_default();
+                let error = if kind == "locked" { locked_error(&reply[1], holder, server_now) } else { queued_error(&reply[1], holder) };
+                let retry_in_ms = reply[3].parse::<i64>().ok().filter(|x| *x > 0).unwrap_or(crate::core::wait::REFRESH_MS);
+                Ok(Attempt::Blocked { error, retry_in_ms, ticket: reply[4].parse().unwrap_or(0) })
             }
             Some("corrupt") if reply.len() == 2 => Err(not_a_lock(&reply[1])),
             _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
         }
+    }
+
+    /// The acquire's answer was lost: asks whether it took effect (its records, as if it had
+    /// answered) or cancels it on the server. If even that gets no answer, the caller is told it
+    /// failed, and a task takes the attempt back as soon as Redis answers.
+    async fn resolve_attempt(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str, lost: Error) -> Result<Vec<String>> {
+        let mut inv = RESOLVE_ATTEMPT.prepare_invoke();
+        for p in paths {
+            inv.key(storage_key(ns, p));
+        }
+        inv.arg(nonce).arg(&req.session_id).arg(CANCEL_KEEP_MS);
+        let resolved = match self.script_within::<Vec<String>>("resolve acquire", &inv, RESOLVE_WITHIN).await {
+            Ok(reply) => reply,
+            _ => {
+                self.undo_attempt_later(ns, paths, req, nonce);
+                return Err(with_note(lost, "; if Redis granted the lock meanwhile, it is taken back as soon as Redis answers, so no lock is left behind"));
+            }
+        };
+        if resolved.first().map(String::as_str) == Some("applied") {
+            return Ok(resolved);
+        }
+        Err(with_note(lost, "; the acquire did not take effect (it was cancelled on the server), so no lock was taken"))
+    }
+
+    /// Until Redis answers (or the attempt's locks would have expired anyway): takes back what
+    /// the attempt did, or cancels it.
+    fn undo_attempt_later(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str) {
+        let (me, ns, paths, session, nonce) = (self.clone(), ns.to_owned(), paths.to_vec(), req.session_id.clone(), nonce.to_owned());
+        let give_up = tokio::time::Instant::now() + Duration::from_millis(req.ttl_ms) + Duration::from_secs(1);
+        tokio::spawn(async move {
+            let mut inv = UNDO_ATTEMPT.prepare_invoke();
+            for p in &paths {
+                inv.key(storage_key(&ns, p));
+            }
+            inv.key(format!("{}{}", session_index_prefix(&ns), session));
+            inv.arg(&nonce).arg(&session).arg(CANCEL_KEEP_MS).arg(&me.inner.channel);
+            for p in &paths {
+                inv.arg(p);
+            }
+            while tokio::time::Instant::now() < give_up && !me.inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                match me.script::<i64>("undo acquire", &inv).await {
+                    Ok(n) => {
+                        crate::core::debug::log(format_args!("an acquire of {} whose answer was lost was taken back ({n} lock(s))", paths.join(" ")));
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        });
+    }
+
+    /// Entries read outside a script: live by the server's clock.
+    async fn live_values(&self, keys: &[String]) -> Result<(i64, Vec<Option<String>>)> {
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME").cmd("MGET").arg(keys);
+        let ((s, us), values): ((i64, i64), Vec<Option<String>>) = self.run("MGET", pipe.query_async(&mut c)).await?;
+        Ok((s * 1000 + us / 1000, values))
+    }
+}
+
+/// The same error, with a note saying what became of the operation.
+fn with_note(e: Error, note: &str) -> Error {
+    match e {
+        Error::Timeout(m) => Error::Timeout(m + note),
+        Error::Unreachable(m) => Error::Unreachable(m + note),
+        other => other,
     }
 }
 
@@ -132,27 +189,24 @@ impl Store for RedisStore {
         "redis"
     }
 
+    /// Live by the server's clock: Redis expires a key at its TTL, and the envelope's expiry (an
+    /// old client may have written one without a TTL) is read against the server's TIME.
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Entry>> {
         validate_key(key)?;
         let k = storage_key(ns, key);
-        let mut c = self.conn()?;
-        let raw: Option<String> = self.run("GET", c.get(&k)).await?;
-        let Some(raw) = raw else { return Ok(None) };
+        let (now, mut values) = self.live_values(std::slice::from_ref(&k)).await?;
+        let Some(raw) = values.pop().flatten() else { return Ok(None) };
         let entry = Entry::decode_stored(&k, raw.as_bytes())?;
-        Ok(entry.is_live(now_ms()).then_some(entry))
+        Ok(entry.is_live(now).then_some(entry))
     }
 
-    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
+    async fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
         validate_key(key)?;
         let k = storage_key(ns, key);
-        let v = encode(value_json, expires_at);
-        let mut c = self.conn()?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&k).arg(v);
-        if let Some(x) = expires_at {
-            cmd.arg("PX").arg(px_for(x, now_ms()));
-        }
-        let _: () = self.run("SET", cmd.query_async(&mut c)).await?;
+        let mut inv = SET.prepare_invoke();
+        inv.key(&k).key(fence_key_of(&k));
+        inv.arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default());
+        let _: i64 = self.script("SET", &inv).await?;
         Ok(())
     }
 
@@ -164,27 +218,24 @@ impl Store for RedisStore {
     }
 
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
-        let now = now_ms();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut inv = BATCH.prepare_invoke();
         for op in ops {
             match op {
-                BatchOp::Put { key, value_json, expires_at } => {
+                BatchOp::Put { key, value_json, ttl_ms } => {
                     validate_key(key)?;
-                    let cmd = pipe.cmd("SET").arg(storage_key(ns, key)).arg(encode(value_json, *expires_at));
-                    if let Some(x) = expires_at {
-                        cmd.arg("PX").arg(px_for(*x, now));
-                    }
-                    cmd.ignore();
+                    let k = storage_key(ns, key);
+                    inv.key(&k).key(fence_key_of(&k));
+                    inv.arg("put").arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default());
                 }
                 BatchOp::Del { key } => {
                     validate_key(key)?;
-                    pipe.cmd("DEL").arg(storage_key(ns, key)).ignore();
+                    let k = storage_key(ns, key);
+                    inv.key(&k).key(fence_key_of(&k));
+                    inv.arg("del").arg("").arg("").arg("");
                 }
             }
         }
-        let mut c = self.conn()?;
-        let _: () = self.run("MULTI/EXEC batch", pipe.query_async(&mut c)).await?;
+        let _: i64 = self.script("batch", &inv).await?;
         Ok(())
     }
 
@@ -195,13 +246,13 @@ impl Store for RedisStore {
         };
         let (next, keys) = self.scan_keys(ns, start, count.max(1)).await?;
         let prefix_len = namespace_prefix(ns).len();
-        let mut page = Page { items: Vec::new(), cursor: (next != 0).then(|| next.to_string()) };
+        let mut page = Page { items: Vec::new(), cursor: (next != 0).then(|| next.to_string()), now: 0 };
         if keys.is_empty() {
+            page.now = self.server_ms().await?;
             return Ok(page);
         }
-        let mut c = self.conn()?;
-        let values: Vec<Option<String>> = self.run("MGET", c.mget(&keys)).await?;
-        let now = now_ms();
+        let (now, values) = self.live_values(&keys).await?;
+        page.now = now;
         for (k, v) in keys.into_iter().zip(values) {
             if let Some(entry) = v.and_then(|v| Entry::decode(v.as_bytes()).ok()).filter(|e| e.is_live(now)) {
                 page.items.push((k[prefix_len..].to_owned(), entry.value.get().to_owned(), entry.expires_at));
@@ -210,17 +261,25 @@ impl Store for RedisStore {
         Ok(page)
     }
 
+    /// Entries past their envelope's expiry on the server's clock (old clients wrote some without
+    /// a Redis TTL), a page of keys per script.
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
-        let now = now_ms();
         let mut n = 0;
-        for (k, v) in self.all_entries(ns).await? {
-            if matches!(Entry::decode(v.as_bytes()), Ok(e) if !e.is_live(now)) {
-                let mut c = self.conn()?;
-                let d: i64 = self.run("sweep", DEL_IF_EQUAL.key(&k).arg(&v).invoke_async(&mut c)).await?;
-                n += d as u64;
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            if !keys.is_empty() {
+                let mut inv = SWEEP.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                n += self.script::<i64>("sweep", &inv).await? as u64;
             }
+            if next == 0 {
+                return Ok(n);
+            }
+            cursor = next;
         }
-        Ok(n)
     }
 
     async fn clear(&self, ns: &str) -> Result<u64> {
@@ -258,8 +317,7 @@ impl Store for RedisStore {
             inv.key(storage_key(ns, p));
         }
         inv.arg(&waiter.id).arg(&self.inner.channel);
-        let mut c = self.conn()?;
-        let _: i64 = self.run("leave queue", inv.invoke_async(&mut c)).await?;
+        let _: i64 = self.script("leave queue", &inv).await?;
         Ok(())
     }
 
@@ -269,119 +327,94 @@ impl Store for RedisStore {
     }
 
     async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
-        let mut c = self.conn()?;
-        let r: RValue = self
-            .run(
-                "force release",
-                FORCE_RELEASE
-                    .key(storage_key(ns, path))
-                    .arg(now_ms())
-                    .arg(session_index_prefix(ns))
-                    .arg(path)
-                    .arg(&self.inner.channel)
-                    .invoke_async(&mut c),
-            )
-            .await?;
-        record_reply(r, "force release", path)
+        let mut inv = FORCE_RELEASE.prepare_invoke();
+        inv.key(storage_key(ns, path)).arg(session_index_prefix(ns)).arg(path).arg(&self.inner.channel);
+        let r = record_reply(self.script("force release", &inv).await?, "force release", path)?;
+        if let (Some(gone), true) = (&r, self.tracks_held()) {
+            self.inner.held.forget(ns, path, Some(gone.token));
+        }
+        Ok(r)
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
-        let mut c = self.conn()?;
-        let r: i64 = self
-            .run(
-                "release",
-                RELEASE
-                    .key(storage_key(ns, path))
-                    .key(format!("{}{session_id}", session_index_prefix(ns)))
-                    .arg(session_id)
-                    .arg(now_ms())
-                    .arg(path)
-                    .arg(&self.inner.channel)
-                    .invoke_async(&mut c),
-            )
-            .await?;
-        match r {
+        let mut inv = RELEASE.prepare_invoke();
+        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns)));
+        inv.arg(session_id).arg(path).arg(&self.inner.channel);
+        match self.script::<i64>("release", &inv).await? {
             -1 => Err(not_a_lock(path)),
-            r => Ok(r == 1),
+            r => {
+                if r == 1 && self.tracks_held() {
+                    self.inner.held.released(ns, path, session_id);
+                }
+                Ok(r == 1)
+            }
         }
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let agent = filter.agent_id.as_deref().unwrap_or("");
-        if let Some(sid) = &filter.session_id {
+        let n = if let Some(sid) = &filter.session_id {
             // One round trip, whatever the number of locks: the session index names them.
-            let mut c = self.conn()?;
-            let n: i64 = self
-                .run(
-                    "releaseAll",
-                    RELEASE_SESSION
-                        .key(format!("{}{sid}", session_index_prefix(ns)))
-                        .arg(namespace_prefix(ns))
-                        .arg(sid)
-                        .arg(agent)
-                        .arg(now_ms())
-                        .arg(&self.inner.channel)
-                        .invoke_async(&mut c),
-                )
-                .await?;
-            return Ok(n as u64);
-        }
-        let prefix_len = namespace_prefix(ns).len();
-        let now = now_ms();
-        let mut n = 0;
-        for (k, v) in self.all_entries(ns).await? {
-            let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
-            let Ok(rec) = parse_record(&k, &entry) else { continue };
-            if entry.is_live(now) && filter.matches(&rec) {
-                let mut c = self.conn()?;
-                let d: i64 = self
-                    .run(
-                        "releaseAll",
-                        RELEASE_IF
-                            .key(&k)
-                            .arg("")
-                            .arg(agent)
-                            .arg(now)
-                            .arg(session_index_prefix(ns))
-                            .arg(&k[prefix_len..])
-                            .arg(&self.inner.channel)
-                            .invoke_async(&mut c),
-                    )
-                    .await?;
-                n += d as u64;
+            let mut inv = RELEASE_SESSION.prepare_invoke();
+            inv.key(format!("{}{sid}", session_index_prefix(ns))).arg(namespace_prefix(ns)).arg(sid).arg(agent).arg(&self.inner.channel);
+            self.script::<i64>("releaseAll", &inv).await? as u64
+        } else {
+            let prefix_len = namespace_prefix(ns).len();
+            let mut n = 0;
+            for (k, v) in self.all_entries(ns).await? {
+                let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
+                if !matches!(parse_record(&k, &entry), Ok(rec) if filter.matches(&rec)) {
+                    continue;
+                }
+                // the script looks again, on the server's clock, and only deletes a live match
+                let mut inv = RELEASE_IF.prepare_invoke();
+                inv.key(&k).arg("").arg(agent).arg(session_index_prefix(ns)).arg(&k[prefix_len..]).arg(&self.inner.channel);
+                n += self.script::<i64>("releaseAll", &inv).await? as u64;
             }
+            n
+        };
+        if self.tracks_held() {
+            self.inner.held.released_all(ns, filter);
         }
         Ok(n)
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
-        let mut c = self.conn()?;
-        let r: RValue = self
-            .run(
-                "renew",
-                RENEW
-                    .key(storage_key(ns, path))
-                    .key(format!("{}{session_id}", session_index_prefix(ns)))
-                    .arg(session_id)
-                    .arg(now_ms())
-                    .arg(ttl_ms)
-                    .invoke_async(&mut c),
-            )
-            .await?;
-        record_reply(r, "renew", path)
+        let mut inv = RENEW.prepare_invoke();
+        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns))).arg(session_id).arg(ttl_ms);
+        let r = record_reply(self.script::<RValue>("renew", &inv).await?, "renew", path)?;
+        if self.tracks_held() {
+            match &r {
+                Some(rec) => self.inner.held.renewed(ns, rec, Duration::from_millis(ttl_ms)),
+                None => self.inner.held.forget(ns, path, None),
+            }
+        }
+        Ok(r)
     }
 
     async fn list_locks(&self, ns: &str, filter: &LockFilter) -> Result<Vec<LockRecord>> {
-        let now = now_ms();
+        let now = self.server_ms().await?;
+        let prefix_len = namespace_prefix(ns).len();
         let mut out = Vec::new();
         for (k, v) in self.all_entries(ns).await? {
             let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
-            let Ok(rec) = parse_record(&k, &entry) else { continue };
+            let Ok(mut rec) = parse_record(&k, &entry) else { continue };
+            // records of the legacy plugin lack these: the key and the envelope say them
+            if rec.path.is_empty() {
+                rec.path = k[prefix_len..].to_owned();
+            }
+            if rec.expires_at == 0 {
+                rec.expires_at = entry.expires_at.unwrap_or(0);
+            }
             if entry.is_live(now) && (rec.expires_at == 0 || rec.expires_at > now) && filter.matches(&rec) {
                 out.push(rec);
             }
         }
         Ok(out)
+    }
+
+    fn set_lost_listener(&self, listener: LostListener) {
+        *self.inner.lost.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 
     async fn health(&self) -> Result<Value> {
@@ -407,8 +440,8 @@ impl Store for RedisStore {
 
     async fn close(&self) -> Result<()> {
         // The connection closes when the last clone of the manager is dropped.
-        self.inner.closed.store(true, Ordering::Relaxed);
-        self.inner.shutdown.notify_one();
+        self.inner.closed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.inner.shutdown.notify_waiters();
         Ok(())
     }
 }

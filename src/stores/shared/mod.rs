@@ -560,26 +560,11 @@ impl Shared {
     /// Acts on what re-asserting found: a lock another session holds now, or one that expired,
     /// is no longer this process's, and its holder is told.
     fn settle(&self, ns: &str, recs: &[LockRecord], outcomes: Vec<Reasserted>) {
+        let after = format!("a takeover of {}", self.folder.display());
+        let listener = self.lost.read().unwrap_or_else(|p| p.into_inner()).clone();
         for (rec, outcome) in recs.iter().zip(outcomes) {
-            let (reason, holder) = match outcome {
-                Reasserted::Kept | Reasserted::Restored => continue,
-                Reasserted::Conflict { holder } => ("conflict", holder),
-                Reasserted::Expired => ("expired", Value::Null),
-            };
-            lock(&self.held).remove(ns, &rec.path);
-            let event = json!({ "reason": reason, "namespace": ns, "path": rec.path, "sessionId": rec.session_id, "lost": rec, "holder": holder });
-            if reason == "conflict" {
-                eprintln!(
-                    "[opencode-file-lock] after a takeover of {}, the lock on {} of session {} could not be put back: session {} holds it now",
-                    self.folder.display(),
-                    rec.path,
-                    rec.session_id,
-                    holder["sessionId"].as_str().unwrap_or("unknown")
-                );
-            }
-            match &*self.lost.read().unwrap_or_else(|p| p.into_inner()) {
-                Some(l) => l(event),
-                None => metrics::lost(reason),
+            if crate::core::held::settle(&after, ns, rec, outcome, listener.as_ref()) {
+                lock(&self.held).remove(ns, &rec.path);
             }
         }
     }
@@ -680,11 +665,11 @@ impl Store for SharedStore {
         Ok(self.exec::<Option<WireEntry>>(Request::Get { ns: ns.into(), key: key.into() }, None).await?.map(Into::into))
     }
 
-    async fn set(&self, ns: &str, key: &str, value_json: &str, expires_at: Option<i64>) -> Result<()> {
+    async fn set(&self, ns: &str, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
         if let Some(s) = self.serving()? {
-            return s.set(ns, key, value_json, expires_at).await;
+            return s.set(ns, key, value_json, ttl_ms).await;
         }
-        self.exec(Request::Set { ns: ns.into(), key: key.into(), value: value_json.into(), x: expires_at }, None).await
+        self.exec(Request::Set { ns: ns.into(), key: key.into(), value: value_json.into(), ttl: ttl_ms }, None).await
     }
 
     async fn del(&self, ns: &str, key: &str) -> Result<bool> {

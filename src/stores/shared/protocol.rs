@@ -16,7 +16,9 @@ use crate::core::lock::{LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page};
 use crate::core::wait::{Attempt, Waiter};
 
-pub const PROTOCOL: u32 = 1;
+/// 2: TTLs travel as durations (the server's clock sets expiries), pages carry the server's clock,
+/// refusals say how long until they may change.
+pub const PROTOCOL: u32 = 2;
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What a hello says it is; anything else on the socket is a stranger.
 pub const HELLO: &str = "opencode-file-lock";
@@ -66,7 +68,7 @@ impl WireWaiter {
 #[serde(rename_all = "camelCase")]
 pub enum Request {
     Get { ns: String, key: String },
-    Set { ns: String, key: String, value: String, x: Option<i64> },
+    Set { ns: String, key: String, value: String, ttl: Option<u64> },
     Del { ns: String, key: String },
     Batch { ns: String, ops: Vec<BatchOp> },
     Scan { ns: String, cursor: Option<String>, count: usize },
@@ -182,17 +184,18 @@ impl From<WireEntry> for Entry {
 pub struct WirePage {
     pub items: Vec<(String, String, Option<i64>)>,
     pub cursor: Option<String>,
+    pub now: i64,
 }
 
 impl From<Page> for WirePage {
     fn from(p: Page) -> Self {
-        WirePage { items: p.items, cursor: p.cursor }
+        WirePage { items: p.items, cursor: p.cursor, now: p.now }
     }
 }
 
 impl From<WirePage> for Page {
     fn from(p: WirePage) -> Self {
-        Page { items: p.items, cursor: p.cursor }
+        Page { items: p.items, cursor: p.cursor, now: p.now }
     }
 }
 
@@ -205,7 +208,7 @@ pub struct WireAttempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked: Option<WireError>,
     #[serde(default)]
-    pub retry_at: i64,
+    pub retry_in_ms: i64,
     #[serde(default)]
     pub ticket: u64,
 }
@@ -213,8 +216,8 @@ pub struct WireAttempt {
 impl From<Attempt> for WireAttempt {
     fn from(a: Attempt) -> Self {
         match a {
-            Attempt::Granted(recs) => WireAttempt { granted: Some(recs), blocked: None, retry_at: 0, ticket: 0 },
-            Attempt::Blocked { error, retry_at, ticket } => WireAttempt { granted: None, blocked: Some((&error).into()), retry_at, ticket },
+            Attempt::Granted(recs) => WireAttempt { granted: Some(recs), blocked: None, retry_in_ms: 0, ticket: 0 },
+            Attempt::Blocked { error, retry_in_ms, ticket } => WireAttempt { granted: None, blocked: Some((&error).into()), retry_in_ms, ticket },
         }
     }
 }
@@ -223,8 +226,8 @@ impl From<WireAttempt> for Attempt {
     fn from(a: WireAttempt) -> Self {
         match (a.granted, a.blocked) {
             (Some(recs), _) => Attempt::Granted(recs),
-            (None, Some(e)) => Attempt::Blocked { error: e.into(), retry_at: a.retry_at, ticket: a.ticket },
-            (None, None) => Attempt::Blocked { error: Error::backend("the lock server sent an empty answer"), retry_at: a.retry_at, ticket: a.ticket },
+            (None, Some(e)) => Attempt::Blocked { error: e.into(), retry_in_ms: a.retry_in_ms, ticket: a.ticket },
+            (None, None) => Attempt::Blocked { error: Error::backend("the lock server sent an empty answer"), retry_in_ms: a.retry_in_ms, ticket: a.ticket },
         }
     }
 }
@@ -272,12 +275,12 @@ mod tests {
     /// The shapes on the wire. If this fails, the protocol changed: raise PROTOCOL, then update it.
     #[test]
     fn golden_frames_pin_the_protocol() {
-        assert_eq!(PROTOCOL, 1);
+        assert_eq!(PROTOCOL, 2);
         let samples = vec![
             Envelope { id: 1, req: Request::Acquire { ns: "n".into(), paths: vec!["/p".into()], req: req(), waiter: Some(WireWaiter { id: "w".into(), ticket: 7 }), resume: Some(vec![0]) } },
             Envelope { id: 2, req: Request::Release { ns: "n".into(), path: "/p".into(), session: "s1".into(), resume: None } },
-            Envelope { id: 3, req: Request::Set { ns: "n".into(), key: "k".into(), value: "1".into(), x: Some(5) } },
-            Envelope { id: 4, req: Request::Batch { ns: "n".into(), ops: vec![BatchOp::Del { key: "k".into() }] } },
+            Envelope { id: 3, req: Request::Set { ns: "n".into(), key: "k".into(), value: "1".into(), ttl: Some(5) } },
+            Envelope { id: 4, req: Request::Batch { ns: "n".into(), ops: vec![BatchOp::Del { key: "k".into() }, BatchOp::Put { key: "j".into(), value_json: "2".into(), ttl_ms: Some(9) }] } },
             Envelope { id: 5, req: Request::ReleaseAll { ns: "n".into(), filter: LockFilter { session_id: Some("s1".into()), agent_id: None } } },
             Envelope { id: 0, req: Request::Listen { keys: vec!["n\u{241F}/p".into()] } },
         ];
@@ -287,8 +290,8 @@ mod tests {
             vec![
                 r#"{"id":1,"req":{"acquire":{"ns":"n","paths":["/p"],"req":{"sessionId":"s1","agentId":"a1","ttlMs":1000},"waiter":{"id":"w","ticket":7},"resume":[0]}}}"#,
                 r#"{"id":2,"req":{"release":{"ns":"n","path":"/p","session":"s1","resume":null}}}"#,
-                r#"{"id":3,"req":{"set":{"ns":"n","key":"k","value":"1","x":5}}}"#,
-                r#"{"id":4,"req":{"batch":{"ns":"n","ops":[{"type":"del","key":"k"}]}}}"#,
+                r#"{"id":3,"req":{"set":{"ns":"n","key":"k","value":"1","ttl":5}}}"#,
+                r#"{"id":4,"req":{"batch":{"ns":"n","ops":[{"type":"del","key":"k"},{"type":"put","key":"j","value_json":"2","ttl_ms":9}]}}}"#,
                 r#"{"id":5,"req":{"releaseAll":{"ns":"n","filter":{"sessionId":"s1","agentId":null}}}}"#,
                 r#"{"id":0,"req":{"listen":{"keys":["n␟/p"]}}}"#,
             ]

@@ -260,7 +260,7 @@ fn sync<T>(fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
 pub fn execute(store: &SledStore, id: u64, req: Request, out: &mut Vec<u8>) {
     match req {
         Request::Get { ns, key } => answer(out, id, sync(store.get(&ns, &key)).map(|e| e.map(WireEntry::from))),
-        Request::Set { ns, key, value, x } => answer(out, id, crate::core::envelope::validate_json(&value).and_then(|_| sync(store.set(&ns, &key, &value, x)))),
+        Request::Set { ns, key, value, ttl } => answer(out, id, crate::core::envelope::validate_json(&value).and_then(|_| sync(store.set(&ns, &key, &value, ttl)))),
         Request::Del { ns, key } => answer(out, id, sync(store.del(&ns, &key))),
         Request::Batch { ns, ops } => answer(out, id, sync(store.batch(&ns, &ops))),
         Request::Scan { ns, cursor, count } => answer(out, id, sync(store.scan(&ns, cursor.as_deref(), count)).map(WirePage::from)),

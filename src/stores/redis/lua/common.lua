@@ -1,4 +1,13 @@
 -- Shared by every lock script (prepended by the Rust side). Mirrors src/core/lock.rs.
+-- Time is the server's (TIME), never a client's: every expiry, lease and timestamp comes from it.
+
+-- Now on the server: epoch milliseconds and microseconds (fencing tokens follow the latter).
+local function clock()
+  local t = redis.call('TIME')
+  local s, us = tonumber(t[1]), tonumber(t[2])
+  return s * 1000 + math.floor(us / 1000), s * 1000000 + us
+end
+
 -- A record is live while the envelope's x and the record's expiresAt are in the future.
 local function decode_lock(raw, now)
   if not raw then return nil, nil end
@@ -15,11 +24,45 @@ local function decode_lock(raw, now)
   return v, nil
 end
 
--- A lock key's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease,
--- session, agent), named from the lock key here rather than sent as KEYS, which keeps the
--- acquire that does not wait as small as it was. (Like the session index: one server, not Cluster.)
-local QUEUE, QUEUE_INFO = '\226\144\158ofl:q:', '\226\144\158ofl:qh:'
+-- cjson writes numbers with 14 significant digits; tokens have 16 (microseconds). The token is
+-- written by hand so it reads back exactly.
+local TOKEN_MARK = 'ofl:token-placeholder'
+local function encode_lock(v)
+  local tok = v.token
+  if type(tok) ~= 'number' then return cjson.encode(v) end
+  v.token = TOKEN_MARK
+  local enc = cjson.encode(v)
+  v.token = tok
+  local s, e = string.find(enc, '"' .. TOKEN_MARK .. '"', 1, true)
+  return string.sub(enc, 1, s - 1) .. string.format('%d', tok) .. string.sub(enc, e + 1)
+end
 
 local function envelope(enc, expires)
   return '{"v":' .. enc .. ',"x":' .. string.format('%d', expires) .. '}'
 end
+
+-- A new fencing token: the counter's next value, but never behind the server's clock in
+-- microseconds, so a counter lost in a restart still hands out tokens above every earlier one.
+local function next_token(fence, now_us)
+  local t = redis.call('INCR', fence)
+  if t < now_us then
+    t = now_us
+    redis.call('SET', fence, string.format('%d', t))
+  end
+  return t
+end
+
+-- A token written back from elsewhere (a re-assertion, the hybrid's fallback, a restore):
+-- later grants must be above it.
+local function raise_fence(fence, token)
+  if token and token > (tonumber(redis.call('GET', fence)) or 0) then
+    redis.call('SET', fence, string.format('%d', token))
+  end
+end
+
+-- A lock key's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease,
+-- session, agent), named from the lock key here rather than sent as KEYS, which keeps the
+-- acquire that does not wait as small as it was. (Like the session index: one server, not Cluster.)
+local QUEUE, QUEUE_INFO = '\226\144\158ofl:q:', '\226\144\158ofl:qh:'
+-- An acquire attempt its client gave up on (a timeout, a dropped connection): never granted late.
+local CANCELLED = '\226\144\158ofl:cancelled:'

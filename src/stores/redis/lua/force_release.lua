@@ -1,10 +1,10 @@
 -- Delete a lock whoever holds it (an operator's forced release). KEYS[1] lock key.
--- ARGV: now, index key prefix, path, release channel. Returns the removed record, or false.
+-- ARGV: index key prefix, path, release channel. Returns the removed record, or false.
 -- Announced on the channel, so the holder's lost-lock watch hears of it at once.
-local v, bad = decode_lock(redis.call('GET', KEYS[1]), tonumber(ARGV[1]))
+local v, bad = decode_lock(redis.call('GET', KEYS[1]), clock())
 if bad then return {'corrupt'} end
 if not v then return false end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', ARGV[2] .. v.sessionId, ARGV[3])
-redis.pcall('PUBLISH', ARGV[4], KEYS[1])
-return cjson.encode(v)
+redis.call('SREM', ARGV[1] .. v.sessionId, ARGV[2])
+redis.pcall('PUBLISH', ARGV[3], KEYS[1])
+return encode_lock(v)
