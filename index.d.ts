@@ -150,3 +150,9 @@ export declare function openHybrid(redis: NativeRedisOptions, hybrid: NativeHybr
  * off the JS thread.
  */
 export declare function openSled(path: string, namespace?: string | undefined | null, defaultTtlMs?: number | undefined | null): Promise<NativeCache>
+
+/**
+ * `text` with every URL's userinfo and every password this process was configured with hidden
+ * (see `core::secrets`): the JS layer passes its own messages through it too.
+ */
+export declare function redactSecrets(text: string): string

@@ -842,3 +842,4 @@ module.exports.connectRedis = nativeBinding.connectRedis
 module.exports.normalizePath = nativeBinding.normalizePath
 module.exports.openHybrid = nativeBinding.openHybrid
 module.exports.openSled = nativeBinding.openSled
+module.exports.redactSecrets = nativeBinding.redactSecrets

@@ -109,6 +109,15 @@ describe('migration from the legacy LevelDB store', () => {
     expect(first.stderr).toContain('read 5000') // progress on a large store
     const again = cli(['migrate', '--from', `leveldb:${leveldb}`, '--to', `sled:${sled}`, '--json'])
     expect(again.json).toMatchObject({ read: 10_000, written: 0, unchanged: 9_000, skipped: 1_000, verified: 9_000 })
+    // the legacy records carry no path or expiresAt: the listing takes them from the key and envelope
+    const listed = cli(['list', '--json'], { FILE_LOCK_PATH: sled })
+    expect(listed.json).toHaveLength(9_000)
+    for (const r of listed.json) {
+      expect(r.path).toMatch(/^\/repo\/file-\d+\.ts$/)
+      // 1 in 500 was written with no expiry at all (no x): that one has none to show
+      if (Number(r.path.match(/\d+/)[0]) % 500 !== 1) expect(r.expiresAt).toBeGreaterThan(Date.now())
+    }
+    expect(listed.json.find((r: any) => r.path === '/repo/file-7.ts')).toMatchObject({ sessionId: 'ses_7' })
     const c = await SledCache.open({ path: sled, namespace: 'locks' })
     expect(await getLock('/repo/file-7.ts', c)).toMatchObject({ sessionId: 'ses_7', agentId: 'agent-2' })
     expect(await getLock('/repo/file-10.ts', c)).toBeUndefined() // expired in the source
@@ -122,6 +131,8 @@ describe('migration from the legacy LevelDB store', () => {
     expect(cli(['migrate', '--from', `leveldb:${leveldb}`, '--to', url, '--json']).json).toMatchObject({ written: 0, unchanged: 9_000 })
     const r = await RedisCache.connect({ url, namespace: 'locks' })
     expect(await getLock('/repo/file-3.ts', r)).toMatchObject({ sessionId: 'ses_3' })
+    const listed = cli(['list', '--json', '--backend', 'redis', '--redis-url', url])
+    expect(listed.json.filter((l: any) => !l.path || (!(l.expiresAt > 0) && Number(l.path.match(/\d+/)[0]) % 500 !== 1))).toEqual([])
     await r.close()
     const back = tmpDir('ofl-rollback-')
     const rb = cli(['rollback', '--json'], { REDIS_URL: url, FILE_LOCK_PATH: back })

@@ -35,6 +35,18 @@ describe.each(BACKENDS)('bad input on %s', (backend) => {
     for (const c of [undefined, null, {}, 'cache', { get() {} }]) await einval(() => L.acquireLock('/f', 'a', 's', c as L.Cache))
     for (const t of BAD_MS) await einval(() => L.acquireLock('/f', 'a', 's', cache, { ttlMs: t as number }))
     await einval(() => L.acquireLock('/f', 'a', 's', cache, { ttlMs: 400 * 24 * 3600 * 1000 }))
+    // a TTL past what a timer can wait (2^31 ms): holders renew on timers
+    await einval(() => L.acquireLock('/f', 'a', 's', cache, { ttlMs: 2 ** 31 }))
+    await expect(L.acquireLock('/f', 'a', 's', cache, { ttlMs: 2 ** 31 - 1 })).resolves.toBe('/f')
+    await L.releaseLock('/f', 's', cache)
+    // more paths than one acquire takes: refused before anything is written
+    const many = Array.from({ length: 8000 }, (_, i) => `/many/f-${i}`)
+    await einval(() => L.acquireLocks(many, 'a', 's', cache))
+    expect(await L.listLocks(cache)).toEqual([])
+    await expect(L.acquireLocks(many.slice(0, 1000), 'a', 's', cache)).resolves.toHaveLength(1000)
+    expect(await L.releaseAllLocks({ sessionId: 's' }, cache)).toBe(1000)
+    // the stores' own key prefix is no namespace
+    expect(() => cache.withNamespace('\u241Eofl:sess:x')).toThrow(expect.objectContaining({ code: 'EINVAL' }))
     for (const b of ['relative/base', 'a\0b', 42]) await einval(() => L.acquireLock('f', 'a', 's', cache, { baseDir: b as string }))
     await einval(() => L.acquireLock('/f', 'a', 's', cache, 'opts' as never))
     expect(await L.listLocks(cache)).toEqual([])
@@ -92,5 +104,42 @@ describe('bad factory options', () => {
     const err = await L.openCache({ env: { FILE_LOCK_TTL_MS: 'soon' } }).catch((e) => e)
     expect(err.code).toBe('EINVAL')
     expect(err.message).toContain('FILE_LOCK_TTL_MS')
+  })
+})
+
+describe('factories: options they do not know, and secrets in what they say', () => {
+  it('an option a factory does not know is EINVAL naming it', async () => {
+    const e1: any = await L.RedisCache.connect({ cluster: ['redis://127.0.0.1:7000'] } as never).catch((e) => e)
+    expect(e1).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"cluster"') })
+    const e2: any = await L.SledCache.open({ path: tmpDir(), pathh: 'x' } as never).catch((e) => e)
+    expect(e2).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"pathh"') })
+    const e3: any = await L.HybridCache.open({ redis: { port: 1, tls: false, hostt: 'x' }, sledPath: tmpDir() } as never).catch((e) => e)
+    expect(e3).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"hostt"') })
+    const e4: any = await L.openCache({ backnd: 'redis' } as never).catch((e) => e)
+    expect(e4).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"backnd"') })
+  })
+
+  it('a password with / @ # % : in it never shows, whatever fails, in the library, the CLI and migrate', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const { freePort } = await import('./helpers/redis-server')
+    const port = await freePort()
+    const bin = require('node:path').resolve(__dirname, '../bin/opencode-file-lock.js')
+    for (const pw of ['s3cr/et', 'p@ss:w0rd', 'h#sh%20ed', 'a/b@c#d%e:f']) {
+      const url = `redis://user:${pw}@127.0.0.1:${port}/0`
+      const said: string[] = []
+      said.push(String(((await L.RedisCache.connect({ url, connectTimeoutMs: 300 }).catch((e) => e)) as Error).message))
+      said.push(String(((await L.RedisCache.connect({ password: pw, port, connectTimeoutMs: 300 }).catch((e) => e)) as Error).message))
+      said.push(String(((await L.openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: url, REDIS_CONNECT_TIMEOUT: '300' } }).catch((e) => e)) as Error).message))
+      for (const args of [['status', '--backend', 'redis', '--redis-url', url], ['migrate', '--from', url, '--to', `sled:${tmpDir()}`], ['migrate', '--from', `sled:${tmpDir()}`, '--to', url.replace('redis://', 'mongo://')]]) {
+        const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, REDIS_CONNECT_TIMEOUT: '300' }, timeout: 20_000 })
+        expect(r.status, r.stderr).not.toBe(0)
+        said.push(r.stdout + r.stderr)
+      }
+      for (const text of said) {
+        expect(text.length, 'something was said').toBeGreaterThan(10)
+        expect(text, pw).not.toContain(pw)
+        for (const piece of pw.split(/[/@#%:]/).filter((x) => x.length >= 3)) expect(text, `${piece} of ${pw}`).not.toContain(piece)
+      }
+    }
   })
 })

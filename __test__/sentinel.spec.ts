@@ -1,10 +1,12 @@
 // Sentinel, with the deployment example of deploy/redis: one primary (with a password), one replica,
 // three sentinels, all on loopback. After the primary is killed and the sentinels promote the
 // replica, locks keep working.
+import fs from 'node:fs'
+import path from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
-import { acquireLock, getLock, openCache, RedisCache, releaseLock } from '../lib/index.js'
-import { startConfigured, type RedisServer } from './helpers/redis-server'
-import { redisCliRaw, sleep } from './helpers/tmp'
+import { acquireLock, getLock, HybridCache, openCache, RedisCache, releaseLock } from '../lib/index.js'
+import { freePort, startCommand, startConfigured, startRedis, type RedisServer } from './helpers/redis-server'
+import { redisCliRaw, sleep, tmpDir } from './helpers/tmp'
 
 vi.setConfig({ testTimeout: 60_000 })
 const PASSWORD = 'sentinel-test-secret'
@@ -65,5 +67,69 @@ describe('Redis Sentinel', () => {
     const viaEnv = await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_SENTINELS: sentinels.map((s) => `127.0.0.1:${s.port}`).join(','), REDIS_SENTINEL_MASTER: 'mymaster', REDIS_PASSWORD: PASSWORD } })
     expect((await viaEnv.healthCheck()).sentinelPrimary).toBe(`127.0.0.1:${replica.port}`)
     await viaEnv.close()
+  })
+})
+
+describe('Sentinel options', () => {
+  const cmds: { kill(): Promise<void> }[] = []
+  afterAll(async () => {
+    for (const c of cmds.splice(0)) await c.kill()
+  })
+  /** A primary on `port` and one sentinel on `sentinelPort` watching it (extra sentinel args appended). */
+  async function primaryAndSentinel(port: number, sentinelPort: number, primaryArgs: string[] = [], sentinelArgs: string[] = []) {
+    const dir = tmpDir('ofl-sent-')
+    cmds.push(await startCommand(['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, ...primaryArgs], /Ready to accept connections/))
+    const conf = path.join(dir, 'sentinel.conf')
+    fs.writeFileSync(conf, '')
+    cmds.push(
+      await startCommand(
+        ['redis-server', conf, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1', '--dir', dir, '--sentinel', 'monitor', 'opts', '127.0.0.1', String(port), '1', ...sentinelArgs],
+        /Sentinel ID is|monitor master/,
+      ),
+    )
+  }
+
+  it('a hybrid configured with sentinels never talks to host/port, not even while no sentinel answers', async () => {
+    const decoy = await startRedis()
+    started.push(decoy)
+    const [port, sentinelPort] = [await freePort(), await freePort()]
+    const hybrid = await HybridCache.open({
+      redis: { host: '127.0.0.1', port: decoy.port, sentinels: [`127.0.0.1:${sentinelPort}`], sentinelMaster: 'opts', commandTimeoutMs: 300, connectTimeoutMs: 300 },
+      sledPath: tmpDir('ofl-sent-hy-'),
+      namespace: 'sentopts',
+      failMode: 'open',
+      recheckMs: 200,
+    })
+    const p = await acquireLock('/sent/held.txt', 'a', 's1', hybrid) // on the fallback: no sentinel answers
+    expect(hybrid.currentBackend()).toBe('sled')
+    await primaryAndSentinel(port, sentinelPort)
+    for (let i = 0; i < 100 && hybrid.currentBackend() !== 'redis'; i++) {
+      await hybrid.get('poke')
+      await sleep(100)
+    }
+    expect(hybrid.currentBackend()).toBe('redis')
+    expect(redisCliRaw(port, 'EXISTS', `sentopts\u241F/sent/held.txt`)).toBe('1') // put back into the primary
+    expect(redisCliRaw(decoy.port, 'DBSIZE')).toBe('0') // and host/port never saw a thing
+    expect(await releaseLock(p, 's1', hybrid)).toBe(true)
+    await hybrid.close()
+  })
+
+  it("a URL's user, password and database are kept when sentinels find the primary; the sentinels' own password is theirs", async () => {
+    const [port, sentinelPort] = [await freePort(), await freePort()]
+    await primaryAndSentinel(port, sentinelPort, [], ['--requirepass', 'sentinel-secret'])
+    redisCliRaw(port, 'ACL', 'SETUSER', 'locker', 'on', '>url-pass/with@odd#chars', '~*', '&*', '+@all')
+    // percent-encoded, as a URL must carry /, @ and #
+    const url = 'redis://locker:url-pass%2Fwith%40odd%23chars@not-the-primary.invalid:1/3'
+    const cache = await RedisCache.connect({ url, sentinels: [`127.0.0.1:${sentinelPort}`], sentinelMaster: 'opts', sentinelPassword: 'sentinel-secret' })
+    const p = await acquireLock('/sent/url.txt', 'a', 's1', cache)
+    expect(redisCliRaw(port, '-n', '3', 'EXISTS', '/sent/url.txt')).toBe('1') // no namespace given: the raw key
+    expect(redisCliRaw(port, 'CLIENT', 'LIST')).toMatch(/user=locker/)
+    await releaseLock(p, 's1', cache)
+    await cache.close()
+    // without the sentinels' password: refused, and neither password shows
+    const e: any = await RedisCache.connect({ url, sentinels: [`127.0.0.1:${sentinelPort}`], sentinelMaster: 'opts', connectTimeoutMs: 1000 }).catch((e) => e)
+    expect(e.code).toBe('EBACKEND')
+    expect(e.message).toContain(`sentinel 127.0.0.1:${sentinelPort}`)
+    for (const secret of ['url-pass', 'sentinel-secret', 'odd%23chars']) expect(e.message).not.toContain(secret)
   })
 })

@@ -277,6 +277,15 @@ async function main() {
   return run(rest)
 }
 
+/** No message shows a password, whatever threw it (the native core's own are redacted already). */
+function redact(text) {
+  try {
+    return require('../lib/migrate.js').redact(text)
+  } catch {
+    return String(text).replace(/:\/\/([^:@\s]*):[^\s]*@/g, '://$1:***@') // the addon is missing: a rougher cut
+  }
+}
+
 /** Exits once stdout and stderr have written everything (a pipe takes large outputs in pieces). */
 function exit(code) {
   process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
@@ -289,7 +298,7 @@ main().then(
       console.error(`opencode-file-lock: ${e.message}\n\n${HELP}`)
       return exit(2)
     }
-    console.error(`opencode-file-lock: ${e.code ? `[${e.code}] ` : ''}${e.message}`)
+    console.error(redact(`opencode-file-lock: ${e.code ? `[${e.code}] ` : ''}${e.message}`))
     exit(e.code === 'EINVAL' ? 2 : 1)
   },
 )

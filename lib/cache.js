@@ -218,7 +218,7 @@ class SledCache extends Cache {
    * @param {{path: string, namespace?: string, defaultTtlMs?: number}} opts
    */
   static async open(opts) {
-    const o = check.obj(opts, 'SledCache.open options')
+    const o = check.known(check.obj(opts, 'SledCache.open options'), ['path', 'namespace', 'defaultTtlMs'], 'SledCache.open')
     const path = check.str(o.path, 'path')
     try {
       return new SledCache(await native.openSled(path, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
@@ -237,7 +237,8 @@ function namespaceOf(o) {
 
 const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']
 
-function redisOptions(o) {
+function redisOptions(o, what) {
+  check.known(o, [...REDIS_KEYS, ...(what === 'RedisCache.connect' ? ['namespace', 'defaultTtlMs'] : [])], what)
   const out = {}
   for (const k of REDIS_KEYS) if (o[k] !== undefined && o[k] !== null) out[k] = o[k]
   for (const k of ['url', 'host', 'username', 'password', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']) if (k in out) check.str(out[k], k)
@@ -254,7 +255,7 @@ class RedisCache extends Cache {
   /** @param {object} opts url | host/port/username/password/database/tls, namespace, defaultTtlMs, timeouts */
   static async connect(opts) {
     const o = check.obj(opts, 'RedisCache.connect options')
-    const r = redisOptions(o)
+    const r = redisOptions(o, 'RedisCache.connect')
     try {
       return new RedisCache(await native.connectRedis(r, namespaceOf(o), check.optMs(o.defaultTtlMs, 'defaultTtlMs')))
     } catch (e) {
@@ -266,8 +267,8 @@ class RedisCache extends Cache {
 class HybridCache extends Cache {
   /** @param {{redis: object, sledPath: string, namespace?: string, defaultTtlMs?: number, failMode?: 'open'|'closed', recheckMs?: number, debug?: boolean, onLost?: (event: object) => void}} opts */
   static async open(opts) {
-    const o = check.obj(opts, 'HybridCache.open options')
-    const r = redisOptions(check.obj(o.redis, 'redis'))
+    const o = check.known(check.obj(opts, 'HybridCache.open options'), ['redis', 'sledPath', 'namespace', 'defaultTtlMs', 'failMode', 'recheckMs', 'debug', 'onLost'], 'HybridCache.open')
+    const r = redisOptions(check.obj(o.redis, 'redis'), 'HybridCache.open redis')
     const hybrid = {
       sledPath: check.str(o.sledPath, 'sledPath'),
       failMode: check.optStr(o.failMode, 'failMode'),
@@ -317,7 +318,7 @@ function configFromEnv(env = process.env) {
  * {backend?, path?, namespace?, defaultTtlMs?, failMode?, redis?: {...}, env?}.
  */
 async function openCache(overrides) {
-  const o = check.obj(overrides, 'openCache options')
+  const o = check.known(check.obj(overrides, 'openCache options'), ['backend', 'path', 'namespace', 'defaultTtlMs', 'failMode', 'redis', 'env'], 'openCache')
   const c = configFromEnv(o.env ?? process.env)
   for (const note of c.notes) if (!said.has(note) && said.add(note)) console.error(`[opencode-file-lock] note: ${note}`)
   const backend = o.backend ?? c.backend

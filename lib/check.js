@@ -43,6 +43,14 @@ function obj(v, name) {
   return v
 }
 
+/** Options an object may carry: any other key is a mistake (a typo, an option of another version) and EINVAL naming it. */
+function known(o, allowed, what) {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw invalid(`${what} has an option it does not know: ${JSON.stringify(k)} (it knows ${allowed.join(', ')})`)
+  }
+  return o
+}
+
 function json(value, what) {
   let text
   try {
@@ -61,4 +69,4 @@ function describe(v) {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`
 }
 
-module.exports = { str, optStr, optMs, optWait, optSignal, obj, json }
+module.exports = { str, optStr, optMs, optWait, optSignal, obj, known, json }

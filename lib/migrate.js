@@ -10,7 +10,10 @@ const { SledCache, RedisCache, openCache } = require('./cache.js')
 const { invalid } = require('./errors.js')
 const backupFile = require('./backup-file.js')
 
-const redact = (spec) => spec.replace(/\/\/[^@/]*@/, '//***@')
+const native = require('./native.js')
+
+/** The one redaction the native core applies to its own messages: URL userinfo, known passwords. */
+const redact = (text) => native.redactSecrets(String(text))
 
 /** `leveldb:<folder>`, `sled:<folder>`, `redis://...`, `rediss://...`, `json:<file>` or `env` (the configured store). */
 function parseStore(spec, role) {

@@ -1,7 +1,8 @@
 // A separate process holding a lock store, driven over stdin/stdout with JSON lines: the tests
 // use it to play another opencode (or any process of the user) on the same machine.
 // usage: node lock-process-child.js '<json: {path, namespace?, backend?, redis?}>'
-// in:  {"id": 1, "op": "acquire" | "release" | "list" | "health" | "get" | "close", "args": [...]}
+// in:  {"id": 1, "op": "acquire" | "release" | "renew" | "list" | "health" | "get" | "set" | "cacheGet"
+//       | "sweep" | "now" | "lost" | "close", "args": [...]}
 // out: {"id": 1, "ok": value} or {"id": 1, "err": {"code", "message", "holder"}}; first line READY <pid>
 'use strict'
 const readline = require('node:readline')
@@ -12,6 +13,7 @@ const lost = []
 
 async function open() {
   if (cfg.backend === 'hybrid') return L.HybridCache.open({ redis: cfg.redis, sledPath: cfg.path, namespace: cfg.namespace ?? 'locks', failMode: cfg.failMode, recheckMs: cfg.recheckMs })
+  if (cfg.backend === 'redis') return L.RedisCache.connect({ ...cfg.redis, namespace: cfg.namespace ?? 'locks' })
   if (cfg.env) return L.openCache({ env: cfg.env })
   return L.SledCache.open({ path: cfg.path, namespace: cfg.namespace ?? 'locks' })
 }
@@ -20,6 +22,11 @@ const ops = {
   acquire: (c, [file, session, opts]) => L.acquireLock(file, 'agent-' + process.pid, session, c, opts),
   acquireMany: (c, [files, session, opts]) => L.acquireLocks(files, 'agent-' + process.pid, session, c, opts),
   release: (c, [file, session]) => L.releaseLock(file, session, c),
+  renew: (c, [file, session, opts]) => L.renewLock(file, session, c, opts),
+  set: (c, [key, value, opts]) => c.set(key, value, opts),
+  cacheGet: (c, [key]) => c.get(key),
+  sweep: (c) => c.sweepExpired(),
+  now: () => Date.now(),
   list: (c) => L.listLocks(c),
   get: (c, [file]) => L.getLock(file, c),
   health: (c) => c.healthCheck(),

@@ -17,8 +17,10 @@ export interface LockProcess {
   kill(signal?: NodeJS.Signals): Promise<void>
 }
 
-export function startLockProcess(cfg: Record<string, unknown>, opts: SpawnOptions = {}): Promise<LockProcess> {
-  const child = spawn(process.execPath, [SCRIPT, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'], ...opts })
+/** `prefix`: a command the process runs under, e.g. ['faketime', '-f', '+400s'] for a skewed clock. */
+export function startLockProcess(cfg: Record<string, unknown>, opts: SpawnOptions & { prefix?: string[] } = {}): Promise<LockProcess> {
+  const [cmd, ...args] = [...(opts.prefix ?? []), process.execPath, SCRIPT, JSON.stringify(cfg)]
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts })
   live.add(child)
   child.once('exit', () => live.delete(child))
   let stderr = ''

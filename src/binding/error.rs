@@ -11,7 +11,7 @@ pub const MARKER: char = '\u{1}';
 pub fn encode(e: &Error) -> String {
     let payload = json!({
         "code": e.code(),
-        "message": e.to_string(),
+        "message": crate::core::secrets::scrub(&e.to_string()),
         "holder": e.holder(),
     });
     format!("{MARKER}{payload}")

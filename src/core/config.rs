@@ -72,6 +72,18 @@ impl Default for RedisOptions {
     }
 }
 
+impl RedisOptions {
+    /// Every password these options carry (in fields or in the URL), so no message shows one.
+    pub fn remember_secrets(&self) {
+        for s in [&self.password, &self.sentinel_password].into_iter().flatten() {
+            super::secrets::remember(s);
+        }
+        if let Some(pw) = self.url.as_deref().and_then(|u| u.split_once("://")).and_then(|(_, rest)| rest.rsplit_once('@')).and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, pw)| pw) {
+            super::secrets::remember(pw);
+        }
+    }
+}
+
 impl std::fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisOptions")
@@ -88,20 +100,7 @@ impl std::fmt::Debug for RedisOptions {
     }
 }
 
-/// `redis://user:secret@host:6379/0` -> `redis://user:***@host:6379/0`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return "<unparsable url>".into() };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme_end + 3], &rest[at..])
-        }
-        None => url.to_owned(),
-    }
-}
+pub use super::secrets::redact_url;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -153,6 +152,12 @@ pub fn default_sled_path(env: &HashMap<String, String>) -> String {
 }
 
 pub fn redis_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
+    let opts = redis_options_from_env(env)?;
+    opts.remember_secrets();
+    Ok(opts)
+}
+
+fn redis_options_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
     let d = RedisOptions::default();
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     let url = get("REDIS_URL");
@@ -368,7 +373,8 @@ mod tests {
     #[test]
     fn urls_are_redacted() {
         assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
-        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+        assert_eq!(redact_url("redis://u:s3cr/et@h/0"), "redis://u:***@h/0");
+        let e = config_from_env(&env(&[("FILE_LOCK_CACHE_BACKEND", "redis"), ("REDIS_URL", "http://u:s3cr/et@h/0")])).unwrap_err();
+        assert!(!e.to_string().contains("s3cr"), "{e}");
     }
 }

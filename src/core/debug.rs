@@ -14,6 +14,6 @@ pub fn enabled() -> bool {
 
 pub fn log(line: std::fmt::Arguments<'_>) {
     if enabled() {
-        eprintln!("[opencode-file-lock] {line}");
+        eprintln!("[opencode-file-lock] {}", super::secrets::scrub(&line.to_string()));
     }
 }

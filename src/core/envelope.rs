@@ -51,6 +51,10 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
             "namespace must not contain NUL or the separator U+241F",
         ));
     }
+    if ns.starts_with('\u{241E}') {
+        // the prefix of the stores' own keys (fencing counters, session indexes, queues)
+        return Err(Error::invalid("namespace must not start with U+241E: keys starting with it are the store's own"));
+    }
     if ns.len() > 256 {
         return Err(Error::invalid("namespace is longer than 256 bytes"));
     }

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod lost;
 pub mod metrics;
 pub mod path;
+pub mod secrets;
 pub mod store;
 pub mod time;
 pub mod wait;

@@ -218,7 +218,14 @@ impl HybridStore {
                 Err(e) => self.log(&format!("could not write {key} back to redis: {e}")),
             }
         }
-        put_back(&self.redis, &self.rec, "Redis's outage").await
+        // a Redis that lost its data makes new grants wait while holders put theirs back: this
+        // hybrid puts its own back now, and serves from sled until the wait is over
+        let grace = self.redis.grace_left_ms().await?;
+        put_back(&self.redis, &self.rec, "Redis's outage").await?;
+        if grace > 0 {
+            return Err(Error::Unreachable(format!("redis is letting its earlier holders put their locks back for {grace} ms more")));
+        }
+        Ok(())
     }
 
     async fn recover_key(&self, ns: &str, key: &str, what: &Touched) -> Result<()> {
@@ -271,6 +278,23 @@ impl HybridStore {
         for (k, what) in keys {
             t.insert((ns.to_owned(), k), what);
         }
+    }
+
+    /// A release on whichever store serves (the fallback's is recorded for recovery).
+    async fn release_on_either(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        if let Some(r) = self.try_redis(self.redis.release(ns, path, session_id)).await {
+            if matches!(r, Ok(true)) {
+                let _ = self.sled.release(ns, path, session_id).await;
+            }
+            return r;
+        }
+        self.refuse_if_closed()?;
+        let released = self.sled.release(ns, path, session_id).await?;
+        if released {
+            let what = if self.sled.get(ns, path).await?.is_some() { Touched::Written } else { Touched::Deleted { lock_session: Some(session_id.to_owned()) } };
+            self.touch(ns, [(path.to_owned(), what)]);
+        }
+        Ok(released)
     }
 
     /// Mirrors lock records Redis granted or renewed for `ttl` into sled (best effort: the mirror
@@ -424,27 +448,12 @@ impl Store for HybridStore {
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
         let _gate = self.enter().await;
-        let released = match self.try_redis(self.redis.release(ns, path, session_id)).await {
-            Some(r) => {
-                if matches!(r, Ok(true)) {
-                    let _ = self.sled.release(ns, path, session_id).await;
-                }
-                r?
-            }
-            None => {
-                self.refuse_if_closed()?;
-                let released = self.sled.release(ns, path, session_id).await?;
-                if released {
-                    let what = if self.sled.get(ns, path).await?.is_some() { Touched::Written } else { Touched::Deleted { lock_session: Some(session_id.to_owned()) } };
-                    self.touch(ns, [(path.to_owned(), what)]);
-                }
-                released
-            }
-        };
-        if released {
+        let r = self.release_on_either(ns, path, session_id).await;
+        // the caller let go of it, whatever the stores said: it must not be put back later
+        if !matches!(r, Ok(false)) {
             self.rec.held.released(ns, path, session_id);
         }
-        Ok(released)
+        r
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {

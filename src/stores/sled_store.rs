@@ -705,9 +705,20 @@ impl Store for SledStore {
         let now = now_ms();
         let (_flush, mut p) = f.lock_for_scan();
         let entries = self.live_entries(&f, &mut p, ns, None, usize::MAX)?;
+        let prefix_len = namespace_prefix(ns).len();
         Ok(entries
             .into_iter()
-            .filter_map(|(key, _, entry)| parse_record(&key, &entry).ok())
+            .filter_map(|(key, _, entry)| {
+                let mut rec = parse_record(&key, &entry).ok()?;
+                // records of the legacy plugin lack these: the key and the envelope say them
+                if rec.path.is_empty() {
+                    rec.path = key[prefix_len..].to_owned();
+                }
+                if rec.expires_at == 0 {
+                    rec.expires_at = entry.expires_at.unwrap_or(0);
+                }
+                Some(rec)
+            })
             .filter(|rec| (rec.expires_at == 0 || rec.expires_at > now) && filter.matches(rec))
             .collect())
     }

@@ -133,6 +133,7 @@ pub struct Prepared {
 }
 
 pub fn prepare(opts: &RedisOptions) -> Result<Prepared> {
+    opts.remember_secrets();
     for (name, v) in [("connectTimeoutMs", opts.connect_timeout_ms), ("commandTimeoutMs", opts.command_timeout_ms)] {
         if v == 0 {
             return Err(Error::invalid(format!("{name} must be at least 1 millisecond")));
@@ -144,9 +145,11 @@ pub fn prepare(opts: &RedisOptions) -> Result<Prepared> {
     let client = client_for(info, opts, &target)?;
     let connect_timeout = Duration::from_millis(opts.connect_timeout_ms);
     let command_timeout = Duration::from_millis(opts.command_timeout_ms);
+    // no response timeout in the manager: every call sets its own (`commands::run_for`), and
+    // an acquire whose answer is late is given longer to be resolved
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(command_timeout))
+        .set_response_timeout(None)
         .set_number_of_retries(opts.max_retries)
         .set_min_delay(Duration::from_millis(opts.base_delay_ms.max(1)))
         .set_max_delay(Duration::from_millis(opts.max_delay_ms.max(1)));

@@ -36,6 +36,11 @@ pub fn epoch_key() -> String {
     format!("{INTERNAL}epoch")
 }
 
+/// Set for a while after the server lost its data: new grants wait (see common.lua).
+pub fn recovering_key() -> String {
+    format!("{INTERNAL}recovering")
+}
+
 /// The fencing counter of the namespace a storage key belongs to (`ns\u{241F}key`; a raw key
 /// without a namespace belongs to "").
 pub fn fence_key_of(storage_key: &str) -> String {

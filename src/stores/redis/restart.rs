@@ -16,7 +16,7 @@ use crate::core::held::{settle, Held, Reasserted};
 use crate::core::lock::LockRecord;
 use crate::core::wait::Waiter;
 
-use super::keys::{epoch_key, fence_key, session_index_prefix};
+use super::keys::{epoch_key, fence_key, recovering_key, session_index_prefix};
 use super::scripts::{EPOCH, REASSERT};
 use super::RedisStore;
 use crate::core::envelope::storage_key;
@@ -24,6 +24,9 @@ use crate::core::envelope::storage_key;
 /// How often the server is looked at while locks are held (a restart is noticed this late, plus
 /// the time to reconnect).
 const LOOK_EVERY: Duration = Duration::from_millis(200);
+/// After the server lost its data, new grants wait this long (common.lua's RESTART_GRACE) while
+/// the processes that held locks put them back.
+pub const RESTART_GRACE_MS: u64 = 2000;
 
 /// What a store inside a hybrid runs instead of re-asserting its own record of held locks (the
 /// hybrid keeps that record across its fallback).
@@ -70,21 +73,36 @@ impl RedisStore {
                     return;
                 }
                 let store = RedisStore { inner };
-                if store.holding() && matches!(store.server_changed().await, Ok(true)) {
+                if store.holding() && matches!(store.server_changed().await, Ok((true, _))) {
                     store.restarted().await;
                 }
             }
         });
     }
 
-    /// Looks at the server: true when it lost its data or is another server since the last look.
-    async fn server_changed(&self) -> Result<bool> {
+    /// Looks at the server: whether it lost its data or is another server since the last look,
+    /// and how long new grants still wait there (after a loss of data).
+    pub(super) async fn server_changed(&self) -> Result<(bool, u64)> {
         let fresh = Waiter::new().id; // unique enough: pid, time, counter, random bits
-        let (marker, run): (String, String) = self.script("epoch", EPOCH.key(epoch_key()).arg(fresh)).await?;
+        let saw_one = if self.inner.seen.lock().unwrap_or_else(|p| p.into_inner()).is_some() { "1" } else { "0" };
+        let (marker, run, grace): (String, String, u64) = self.script("epoch", EPOCH.key(epoch_key()).key(recovering_key()).arg(fresh).arg(saw_one).arg(RESTART_GRACE_MS)).await?;
         let mut seen = self.inner.seen.lock().unwrap_or_else(|p| p.into_inner());
         let changed = seen.as_ref().is_some_and(|s| *s != (marker.clone(), run.clone()));
         *seen = Some((marker, run));
-        Ok(changed)
+        Ok((changed, grace))
+    }
+
+    /// The server said it lost its data (a renew found it recovering): put back now, then go on.
+    pub(super) async fn catch_up(&self) {
+        if matches!(self.server_changed().await, Ok((true, _))) {
+            self.restarted().await;
+        }
+    }
+
+    /// For a hybrid coming back: how long new grants still wait on this server (its data was
+    /// lost, and holders are putting their locks back). Looking marks a loss it finds.
+    pub async fn grace_left_ms(&self) -> Result<u64> {
+        Ok(self.server_changed().await?.1)
     }
 
     async fn restarted(&self) {

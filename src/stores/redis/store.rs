@@ -112,6 +112,15 @@ impl RedisStore {
                 Ok(Attempt::Blocked { error, retry_in_ms, ticket: reply[4].parse().unwrap_or(0) })
             }
             Some("corrupt") if reply.len() == 2 => Err(not_a_lock(&reply[1])),
+            Some("recovering") if reply.len() == 2 => {
+                let retry_in_ms = reply[1].parse::<i64>().unwrap_or(crate::core::wait::REFRESH_MS);
+                // not serving locks for now: a hybrid serves from its fallback meanwhile
+                let error = Error::Unreachable(format!(
+                    "{} lost its data (a restart without persistence or a flush); it grants new locks again in {retry_in_ms} ms, once the processes that held locks have put them back",
+                    self.inner.target
+                ));
+                Ok(Attempt::Blocked { error, retry_in_ms, ticket: waiter.map_or(0, |w| w.ticket) })
+            }
             _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
         }
     }
@@ -173,6 +182,11 @@ impl RedisStore {
         let ((s, us), values): ((i64, i64), Vec<Option<String>>) = self.run("MGET", pipe.query_async(&mut c)).await?;
         Ok((s * 1000 + us / 1000, values))
     }
+}
+
+/// A script's {'recovering'} answer.
+fn is_recovering(r: &RValue) -> bool {
+    matches!(r, RValue::Array(a) if matches!(a.first(), Some(RValue::BulkString(b)) if b == b"recovering"))
 }
 
 /// The same error, with a note saying what became of the operation.
@@ -340,11 +354,21 @@ impl Store for RedisStore {
         let mut inv = RELEASE.prepare_invoke();
         inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns)));
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
-        match self.script::<i64>("release", &inv).await? {
+        let r = self.script::<i64>("release", &inv).await;
+        if r.is_err() && self.tracks_held() {
+            // the caller let go of it: a lock it gave up must not be put back after a restart
+            self.inner.held.released(ns, path, session_id);
+        }
+        match r? {
             -1 => Err(not_a_lock(path)),
             r => {
-                if r == 1 && self.tracks_held() {
-                    self.inner.held.released(ns, path, session_id);
+                if self.tracks_held() {
+                    if r == 1 {
+                        self.inner.held.released(ns, path, session_id);
+                    } else if self.inner.held.get(ns, path).is_some_and(|h| h.rec.session_id == session_id) {
+                        // not there (the server lost it): let go, so it is not put back
+                        self.inner.held.forget(ns, path, None);
+                    }
                 }
                 Ok(r == 1)
             }
@@ -382,7 +406,18 @@ impl Store for RedisStore {
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
         let mut inv = RENEW.prepare_invoke();
         inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns))).arg(session_id).arg(ttl_ms);
-        let r = record_reply(self.script::<RValue>("renew", &inv).await?, "renew", path)?;
+        let mut reply = self.script::<RValue>("renew", &inv).await?;
+        if is_recovering(&reply) {
+            if !self.tracks_held() {
+                // inside a hybrid, which puts its locks back itself (under its gate, which this
+                // call holds): not gone, just not back yet
+                return Err(Error::backend(format!("{} lost its data and the locks held are being put back; renew again in a moment", self.inner.target)));
+            }
+            // the server lost its data: put back what is held here (this lock too), then renew
+            self.catch_up().await;
+            reply = self.script::<RValue>("renew", &inv).await?;
+        }
+        let r = record_reply(reply, "renew", path)?;
         if self.tracks_held() {
             match &r {
                 Some(rec) => self.inner.held.renewed(ns, rec, Duration::from_millis(ttl_ms)),

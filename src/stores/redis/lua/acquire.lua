@@ -3,7 +3,7 @@
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
 --       lease, attempt nonce, then the n paths in KEYS order.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
---       | {'corrupt', path} | {'cancelled'}
+--       | {'corrupt', path} | {'cancelled'} | {'recovering', retryInMs}
 local n = #KEYS - 3
 local sid, aid = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
@@ -14,6 +14,8 @@ local function qz(i) return QUEUE .. KEYS[i] end
 local function qh(i) return QUEUE_INFO .. KEYS[i] end
 local now, now_us = clock()
 if redis.call('EXISTS', CANCELLED .. nonce) == 1 then return {'cancelled'} end
+local grace = recovering()
+if grace then return {'recovering', tostring(grace)} end
 
 -- The first live waiter of another session ahead of this one in path i's queue (dead ones go),
 -- passing over waiters that wait for this very session (making it wait for them would deadlock).

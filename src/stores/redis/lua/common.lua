@@ -66,3 +66,17 @@ end
 local QUEUE, QUEUE_INFO = '\226\144\158ofl:q:', '\226\144\158ofl:qh:'
 -- An acquire attempt its client gave up on (a timeout, a dropped connection): never granted late.
 local CANCELLED = '\226\144\158ofl:cancelled:'
+
+-- The epoch marker clients plant when they connect: gone means the server lost its data (a
+-- restart without persistence, a flush) since. New grants then wait RESTART_GRACE ms, while the
+-- processes that held locks put them back (restart.rs looks every 200 ms).
+local EPOCH, RECOVERING = '\226\144\158ofl:epoch', '\226\144\158ofl:recovering'
+local RESTART_GRACE = 2000
+local function recovering()
+  local left = redis.call('PTTL', RECOVERING)
+  if left > 0 then return left end
+  if redis.call('EXISTS', EPOCH) == 1 then return nil end
+  redis.call('SET', EPOCH, 'lost-' .. redis.call('TIME')[1])
+  redis.call('SET', RECOVERING, '1', 'PX', RESTART_GRACE)
+  return RESTART_GRACE
+end
