@@ -78,7 +78,7 @@ function evalshaCeiling(port, sha, c) {
   const key = `bench\u241F/ceiling/__rand_int__`
   const runs = []
   for (let r = 0; r < RUNS; r++) {
-    const out = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(c), '-n', String(n), '-r', '1000000', '--csv', 'EVALSHA', sha, '4', key, '\u241Eofl:fence:bench', '\u241Eofl:sess:bench\u241Fceiling', '\u241Eofl:ticket:bench', 'ceiling', 'agent', String(Date.now()), '300000', '', '0', '3000', '/ceiling/__rand_int__'], { encoding: 'utf8' })
+    const out = execFileSync('redis-benchmark', ['-h', '127.0.0.1', '-p', String(port), '-c', String(c), '-n', String(n), '-r', '1000000', '--csv', 'EVALSHA', sha, '4', key, '\u241Eofl:fence:bench', '\u241Eofl:sess:bench\u241Fceiling', '\u241Eofl:ticket:bench', 'ceiling', 'agent', '300000', '', '0', '3000', 'ceiling-attempt', '/ceiling/__rand_int__'], { encoding: 'utf8' })
     const line = out.trim().split('\n').pop()
     runs.push(Number(JSON.parse(`[${line}]`)[1]))
   }
@@ -130,7 +130,7 @@ async function main() {
     await client.quit()
   }
   if (want('redis-benchmark')) {
-    const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', fs.readFileSync(path.join(__dirname, '../src/stores/lua/common.lua'), 'utf8') + '\n' + fs.readFileSync(path.join(__dirname, '../src/stores/lua/acquire.lua'), 'utf8')], { encoding: 'utf8' }).trim()
+    const sha = execFileSync('redis-cli', ['-p', String(redis.port), 'SCRIPT', 'LOAD', fs.readFileSync(path.join(__dirname, '../src/stores/redis/lua/common.lua'), 'utf8') + '\n' + fs.readFileSync(path.join(__dirname, '../src/stores/redis/lua/acquire.lua'), 'utf8')], { encoding: 'utf8' }).trim()
     for (const c of LEVELS) {
       progress(`redis-benchmark EVALSHA c=${c}`)
       results.push({ subject: 'redis-benchmark EVALSHA', concurrency: c, opsPerSec: evalshaCeiling(redis.port, sha, c) })

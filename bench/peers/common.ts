@@ -1,9 +1,9 @@
 // What every TypeScript peer shares with the native package, so the comparison is of the same work:
-// path canonicalisation, the owner record, and the very same Lua scripts (read from src/stores/lua).
+// path canonicalisation, the owner record, and the very same Lua scripts (read from src/stores/redis/lua).
 import fs from 'node:fs'
 import path from 'node:path'
 
-const LUA = path.resolve(__dirname, '../../src/stores/lua')
+const LUA = path.resolve(__dirname, '../../src/stores/redis/lua')
 const lua = (name: string) => fs.readFileSync(path.join(LUA, name), 'utf8')
 export const ACQUIRE_LUA = `${lua('common.lua')}\n${lua('acquire.lua')}`
 export const RELEASE_LUA = `${lua('common.lua')}\n${lua('release.lua')}`
@@ -18,12 +18,23 @@ export const ticketKey = (ns: string) => `${INTERNAL}ticket:${ns}`
 /** Where release scripts announce a freed lock (database 0). */
 export const CHANNEL = `${INTERNAL}released:0`
 
-/** KEYS and ARGV of the acquire script for a request that does not wait (as the native store sends). */
+let attempts = 0
+/** KEYS and ARGV of the acquire script for a request that does not wait (as the native store sends, with its attempt nonce). */
 export function acquireCall(ns: string, paths: string[], sessionId: string, agentId: string, ttlMs: number): [string[], (string | number)[]] {
   return [
     [...paths.map((p) => key(ns, p)), fenceKey(ns), sessionKey(ns, sessionId), ticketKey(ns)],
-    [sessionId, agentId, Date.now(), ttlMs, '', 0, 3000, ...paths],
+    [sessionId, agentId, ttlMs, '', 0, 3000, `${process.pid}.${Date.now()}.${++attempts}`, ...paths],
   ]
+}
+
+/** KEYS and ARGV of the release script. */
+export function releaseCall(ns: string, path: string, sessionId: string): [string[], (string | number)[]] {
+  return [[key(ns, path), sessionKey(ns, sessionId)], [sessionId, path, CHANNEL]]
+}
+
+/** KEYS and ARGV of the release-a-session script. */
+export function releaseSessionCall(ns: string, sessionId: string): [string[], (string | number)[]] {
+  return [[sessionKey(ns, sessionId)], [`${ns}${SEP}`, sessionId, '', CHANNEL]]
 }
 
 /** path.resolve, symlinks of the longest existing prefix resolved, NFC: what normalizePath does. */

@@ -1,6 +1,6 @@
 // The lock API written in TypeScript on ioredis (EVALSHA through defineCommand).
 import Redis from 'ioredis'
-import { ACQUIRE_LUA, acquireCall, acquireReply, CHANNEL, key, normalizePath, RELEASE_LUA, sessionKey } from './common'
+import { ACQUIRE_LUA, acquireCall, acquireReply, normalizePath, RELEASE_LUA, releaseCall } from './common'
 
 export async function connect(port: number, ns = 'bench') {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true })
@@ -16,7 +16,8 @@ export async function connect(port: number, ns = 'bench') {
     },
     async releaseLock(p: string, sessionId: string): Promise<boolean> {
       const path = normalizePath(p)
-      return (await c.oflRelease(key(ns, path), sessionKey(ns, sessionId), sessionId, Date.now(), path, CHANNEL)) === 1
+      const [keys, args] = releaseCall(ns, path, sessionId)
+      return (await c.oflRelease(...keys, ...args)) === 1
     },
     close: () => client.quit(),
   }

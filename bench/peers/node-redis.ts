@@ -1,7 +1,7 @@
 // The lock API written in TypeScript on node-redis v5: the fair peer of the native Redis store.
 // node-redis writes and parses on the JS thread and runs scripts with EVALSHA (defineScript).
 import { createClient } from 'redis'
-import { ACQUIRE_LUA, acquireCall, acquireReply, CHANNEL, key, normalizePath, RELEASE_LUA, RELEASE_SESSION_LUA, sessionKey, SEP } from './common'
+import { ACQUIRE_LUA, acquireCall, acquireReply, normalizePath, RELEASE_LUA, RELEASE_SESSION_LUA, releaseCall, releaseSessionCall } from './common'
 
 export async function connect(port: number, ns = 'bench') {
   const client = createClient({ url: `redis://127.0.0.1:${port}` })
@@ -19,10 +19,10 @@ export async function connect(port: number, ns = 'bench') {
     },
     async releaseLock(p: string, sessionId: string): Promise<boolean> {
       const path = normalizePath(p)
-      return (await evalsha(rel, [key(ns, path), sessionKey(ns, sessionId)], [sessionId, Date.now(), path, CHANNEL])) === 1
+      return (await evalsha(rel, ...releaseCall(ns, path, sessionId))) === 1
     },
     async releaseAllLocks(sessionId: string): Promise<number> {
-      return (await evalsha(relSession, [sessionKey(ns, sessionId)], [`${ns}${SEP}`, sessionId, '', Date.now(), CHANNEL])) as number
+      return (await evalsha(relSession, ...releaseSessionCall(ns, sessionId))) as number
     },
     close: () => client.quit(),
   }
