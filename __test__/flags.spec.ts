@@ -60,7 +60,8 @@ describe('feature flags', () => {
       await sleep(1000)
       expect(await getLock('/renew/off.txt', cache)).toBeUndefined()
       process.env.ENABLE_LOCK_RENEWAL = 'maybe'
-      await expect(FileLockPlugin({ cache })).rejects.toThrow(/ENABLE_LOCK_RENEWAL must be true or false/)
+      const refusing = await FileLockPlugin({ cache })
+      await expect(refusing['tool.execute.before']({ tool: 'write', sessionID: 's1', callID: 'c2' }, { args: { filePath: '/renew/x.txt' } })).rejects.toThrow(/ENABLE_LOCK_RENEWAL must be true or false/)
     } finally {
       if (saved === undefined) delete process.env.ENABLE_LOCK_RENEWAL
       else process.env.ENABLE_LOCK_RENEWAL = saved

@@ -249,14 +249,30 @@ describe('plugin configuration', () => {
     else process.env.FILE_LOCK_WAIT_MS = saved
   })
 
-  it('a FILE_LOCK_WAIT_MS that is not a whole number of milliseconds is an error naming it', async () => {
+  it('a bad FILE_LOCK_WAIT_MS or waitMs does not let writes through: the plugin loads and refuses them, naming the setting', async () => {
+    const refuses = async (hooks: any, re: RegExp) => {
+      const e = await hooks['tool.execute.before']({ tool: 'write', sessionID: 's', callID: 'c' }, { args: { filePath: '/x' } }).catch((e: Error) => e)
+      expect(e).toBeInstanceOf(Error)
+      expect(e.message).toMatch(/^opencode-file-lock refused this write call because it cannot lock files: /)
+      expect(e.message).toMatch(re)
+      // reads still run
+      await hooks['tool.execute.before']({ tool: 'read', sessionID: 's', callID: 'c' }, { args: { filePath: '/x' } })
+    }
     for (const bad of ['abc', '-1', '2.5', '5s', '86400001']) {
       process.env.FILE_LOCK_WAIT_MS = bad
-      await expect(FileLockPlugin({ agentId: 'a' })).rejects.toThrow(`opencode-file-lock: FILE_LOCK_WAIT_MS must be a whole number of milliseconds from 0 (block at once) to 86400000, got "${bad}"`)
+      await refuses(await FileLockPlugin({ agentId: 'a' }), new RegExp(`FILE_LOCK_WAIT_MS must be a whole number of milliseconds from 0 to 86400000, got "${bad.replace('.', '\\.')}"`))
     }
     delete process.env.FILE_LOCK_WAIT_MS
-    await expect(FileLockPlugin({ agentId: 'a', waitMs: -5 })).rejects.toThrow(/option waitMs must be a whole number of milliseconds .* got -5/)
-    await expect(FileLockPlugin({ agentId: 'a', waitMs: '100' })).rejects.toThrow(/option waitMs must be .* got "100"/)
+    await refuses(await FileLockPlugin({ agentId: 'a', waitMs: -5 }), /option waitMs must be a whole number of milliseconds .* got -5/)
+    await refuses(await FileLockPlugin({ agentId: 'a', waitMs: '100' as never }), /option waitMs must be .* got "100"/)
+    await refuses(await FileLockPlugin({}, { scope: 'forever' } as never), /option scope must be 'call' or 'turn'/)
+    await refuses(await FileLockPlugin({}, { waitMS: 5 } as never), /unknown option "waitMS"/)
+    process.env.FILE_LOCK_SCOPE = 'session'
+    await refuses(await FileLockPlugin({}), /FILE_LOCK_SCOPE must be 'call' or 'turn', got "session"/)
+    delete process.env.FILE_LOCK_SCOPE
+    process.env.FILE_LOCK_TOOLS = 'good,bad tool'
+    await refuses(await FileLockPlugin({}), /FILE_LOCK_TOOLS entry "bad tool" is not a tool name/)
+    delete process.env.FILE_LOCK_TOOLS
   })
 
   it('FILE_LOCK_WAIT_MS sets the wait; 0 blocks at once without claiming a wait', async () => {

@@ -177,6 +177,8 @@ export interface Serve {
   /** Resolves when the session has no assistant message still running. */
   idle(sessionID: string, ms?: number): Promise<void>
   tools(sessionID: string): Promise<{ tool: string; status: string; text: string }[]>
+  /** The toasts plugins asked the TUI to show (tui.toast.show events). */
+  toasts: () => { title?: string; message: string; variant: string }[]
   stop(): Promise<void>
 }
 
@@ -193,10 +195,12 @@ export async function serve(h: Harness, dir: string, env: Record<string, string>
   // session.idle events, counted per session: a prompt is done when its session's count catches up
   const idles = new Map<string, number>()
   const prompted = new Map<string, number>()
+  const toasts: { title?: string; message: string; variant: string }[] = []
   const events = await client.event.subscribe()
   ;(async () => {
     for await (const ev of events.stream as AsyncIterable<any>) {
       if (ev.type === 'session.idle') idles.set(ev.properties.sessionID, (idles.get(ev.properties.sessionID) ?? 0) + 1)
+      if (ev.type === 'tui.toast.show') toasts.push(ev.properties)
     }
   })().catch(() => {})
   return {
@@ -213,6 +217,7 @@ export async function serve(h: Harness, dir: string, env: Record<string, string>
         await new Promise((r) => setTimeout(r, 50))
       }
     },
+    toasts: () => toasts,
     async tools(id) {
       return (await messages(id)).flatMap((m) =>
         m.parts.filter((p: any) => p.type === 'tool').map((p: any) => ({ tool: p.tool, status: p.state.status, text: String(p.state.output ?? p.state.error ?? '') })),

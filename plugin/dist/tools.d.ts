@@ -1,7 +1,30 @@
-/** Every path a patch in the apply_patch format touches: Add/Update/Delete File and Move to. */
+/** Arguments that name one file or folder a writing tool touches (MCP servers' spellings too). */
+export declare const PATH_KEYS: string[];
+/**
+ * What the user said about tools (FILE_LOCK_TOOLS): tools that write, with the arguments holding
+ * their paths (empty: the usual ones), and tools that do not write files at all.
+ */
+export interface ToolRules {
+    writes: Map<string, string[]>;
+    ignores: Set<string>;
+}
+export declare const NO_RULES: ToolRules;
+/**
+ * FILE_LOCK_TOOLS: comma-separated `tool` (it writes; its paths are in the usual arguments),
+ * `tool:arg+arg` (it writes the files these arguments name) or `-tool` (it writes no files).
+ * Names match a tool exactly or as the end of an MCP tool's name (`server_tool`).
+ */
+export declare function parseToolRules(value: string | undefined, source?: string): ToolRules;
+/**
+ * Every path a patch in the apply_patch format touches, read as opencode 1.18.33 reads it: the
+ * text trimmed and unwrapped from a heredoc, the part between the lines that trim to
+ * `*** Begin Patch` and `*** End Patch`, headers at the start of a line with the path after the
+ * colon trimmed (spaces, tabs, a CR; no space needed), `*** Move to:` only on the line right
+ * after an Update header, a header with an empty path skipped.
+ */
 export declare function patchPaths(patch: string): string[];
 /**
- * The files `tool` will change given `args`: null for tools that do not write files, [] for a
- * writing tool whose arguments name no file (nothing to lock).
+ * The files `tool` will change given `args`: null for a tool that does not write files, [] for a
+ * writing tool whose arguments name no file (the caller must refuse it: it cannot be locked).
  */
-export declare function filesTouchedBy(tool: string, args: unknown): string[] | null;
+export declare function filesTouchedBy(tool: string, args: unknown, rules?: ToolRules): string[] | null;

@@ -1,48 +1,130 @@
 // Which files a tool call is about to change. Kept apart from file-lock.ts because opencode
 // calls every function a plugin module exports: the plugin module exports exactly one.
+import { fileURLToPath } from 'node:url';
 /** Tools that always write the file named by their `filePath`. */
 const FILE_TOOLS = new Set(['write', 'edit', 'multiedit']);
 /** Tools that carry a patch naming the files it adds, updates, deletes or moves. */
 const PATCH_TOOLS = new Set(['patch', 'apply_patch']);
-/** Other tools (MCP servers, custom tools) whose names say they change a file. */
-const WRITE_WORDS = /(create|write|edit|replace|insert|delete|update)/i;
-/** Tools that only look, whatever their names contain. */
-const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'todoread', 'todowrite', 'task', 'bash']);
-const PATH_KEYS = ['filePath', 'file_path', 'path', 'filename', 'file', 'target_file', 'targetFile', 'target', 'destination', 'newPath', 'new_path', 'oldPath', 'old_path'];
+/** Other tools (MCP servers, custom tools) whose names say they change a file or folder. */
+const WRITE_WORDS = /(create|write|edit|replace|insert|delete|update|move|rename|remove|patch|diff|append|save|mkdir|unlink|copy|notebook)/i;
+/** Tools that only look (or, like bash and the code-mode runner, are watched another way), whatever their names contain. */
+const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'websearch', 'codesearch', 'todoread', 'todowrite', 'task', 'bash', 'execute', 'lsp', 'skill', 'question']);
+/** Arguments that name one file or folder a writing tool touches (MCP servers' spellings too). */
+export const PATH_KEYS = [
+    'filePath', 'file_path', 'path', 'filename', 'file', 'target_file', 'targetFile', 'target', 'notebook_path', 'notebookPath', 'uri',
+    'source', 'destination', 'src', 'dest', 'from', 'to', 'newPath', 'new_path', 'oldPath', 'old_path',
+];
+/** Arguments that name several. */
 const LIST_KEYS = ['filePaths', 'file_paths', 'paths', 'files'];
 const PATCH_KEYS = ['patchText', 'patch_text', 'patch', 'input'];
-/** Every path a patch in the apply_patch format touches: Add/Update/Delete File and Move to. */
+export const NO_RULES = { writes: new Map(), ignores: new Set() };
+const NAME = /^[A-Za-z0-9_.-]+$/;
+/**
+ * FILE_LOCK_TOOLS: comma-separated `tool` (it writes; its paths are in the usual arguments),
+ * `tool:arg+arg` (it writes the files these arguments name) or `-tool` (it writes no files).
+ * Names match a tool exactly or as the end of an MCP tool's name (`server_tool`).
+ */
+export function parseToolRules(value, source = 'FILE_LOCK_TOOLS') {
+    const rules = { writes: new Map(), ignores: new Set() };
+    if (value === undefined || value.trim() === '')
+        return rules;
+    for (const raw of value.split(',')) {
+        const entry = raw.trim();
+        const fail = (why) => new Error(`opencode-file-lock: ${source} entry ${JSON.stringify(entry)} ${why}; write tool, tool:arg+arg or -tool, separated by commas (e.g. my_writer:dest,-create_issue)`);
+        if (entry.startsWith('-')) {
+            if (!NAME.test(entry.slice(1)))
+                throw fail('is not a tool name');
+            rules.ignores.add(entry.slice(1));
+            continue;
+        }
+        const [tool, args, ...more] = entry.split(':');
+        if (more.length || !NAME.test(tool ?? ''))
+            throw fail('is not a tool name');
+        const list = args === undefined ? [] : args.split('+').map((a) => a.trim());
+        if (args !== undefined && (list.length === 0 || list.some((a) => !NAME.test(a))))
+            throw fail('names no argument after its colon');
+        rules.writes.set(tool, list);
+    }
+    return rules;
+}
+/** `name` is `rule`, or an MCP tool (`server_rule`) of that name. */
+const named = (name, rule) => name === rule || name.endsWith(`_${rule}`);
+function findRule(name, rules) {
+    for (const k of rules instanceof Map ? rules.keys() : rules)
+        if (named(name, k))
+            return rules instanceof Map ? rules.get(k) : true;
+    return undefined;
+}
+/** A heredoc around the whole patch (`cat <<'EOF' ... EOF`), as opencode strips it. */
+function stripHeredoc(text) {
+    const m = text.match(/^(?:cat\s+)?<<['"]?(\w+)['"]?\s*\n([\s\S]*?)\n\1\s*$/);
+    return m ? m[2] : text;
+}
+const HEADERS = ['*** Add File:', '*** Delete File:', '*** Update File:'];
+const MOVE = '*** Move to:';
+/**
+ * Every path a patch in the apply_patch format touches, read as opencode 1.18.33 reads it: the
+ * text trimmed and unwrapped from a heredoc, the part between the lines that trim to
+ * `*** Begin Patch` and `*** End Patch`, headers at the start of a line with the path after the
+ * colon trimmed (spaces, tabs, a CR; no space needed), `*** Move to:` only on the line right
+ * after an Update header, a header with an empty path skipped.
+ */
 export function patchPaths(patch) {
+    const lines = stripHeredoc(patch.trim()).split('\n');
+    const begin = lines.findIndex((l) => l.trim() === '*** Begin Patch');
+    const end = lines.findIndex((l) => l.trim() === '*** End Patch');
+    if (begin === -1 || end === -1 || begin >= end)
+        return [];
     const out = [];
-    for (const line of patch.split(/\r?\n/)) {
-        const m = line.match(/^\*\*\* (?:(?:Add|Update|Delete) File|Move to): (.+?)\s*$/);
-        if (m && !out.includes(m[1]))
-            out.push(m[1]);
+    const add = (p) => p && !out.includes(p) && out.push(p);
+    for (let i = begin + 1; i < end; i++) {
+        const header = HEADERS.find((h) => lines[i].startsWith(h));
+        if (!header)
+            continue;
+        add(lines[i].slice(header.length).trim());
+        if (header === '*** Update File:' && lines[i + 1]?.startsWith(MOVE))
+            add(lines[i + 1].slice(MOVE.length).trim());
     }
     return out;
 }
+/** A path argument as a file path: strings, `file://` URIs, and arrays of either (or of {path}). */
 function stringsOf(v) {
-    if (typeof v === 'string')
-        return v ? [v] : [];
+    if (typeof v === 'string') {
+        if (!v)
+            return [];
+        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v))
+            return v.startsWith('file://') ? [fileURLToPath(v)] : [];
+        return [v];
+    }
     if (Array.isArray(v))
         return v.flatMap((x) => (typeof x === 'string' ? stringsOf(x) : x && typeof x === 'object' ? stringsOf(x.path ?? x.filePath) : []));
     return [];
 }
 /**
- * The files `tool` will change given `args`: null for tools that do not write files, [] for a
- * writing tool whose arguments name no file (nothing to lock).
+ * The files `tool` will change given `args`: null for a tool that does not write files, [] for a
+ * writing tool whose arguments name no file (the caller must refuse it: it cannot be locked).
  */
-export function filesTouchedBy(tool, args) {
+export function filesTouchedBy(tool, args, rules = NO_RULES) {
     const a = (args && typeof args === 'object' ? args : {});
     const name = String(tool);
-    if (PATCH_TOOLS.has(name)) {
-        const text = PATCH_KEYS.map((k) => a[k]).find((v) => typeof v === 'string');
-        return text ? patchPaths(text) : [];
-    }
-    if (FILE_TOOLS.has(name))
-        return stringsOf(a.filePath ?? a.file_path ?? a.path);
-    if (READ_ONLY.has(name) || !WRITE_WORDS.test(name))
+    if (findRule(name, rules.ignores))
         return null;
+    const configured = findRule(name, rules.writes);
+    if (configured !== undefined && configured.length > 0)
+        return [...new Set(configured.flatMap((k) => stringsOf(a[k])))];
+    if (configured === undefined) {
+        if (PATCH_TOOLS.has(name)) {
+            const text = PATCH_KEYS.map((k) => a[k]).find((v) => typeof v === 'string');
+            return text ? patchPaths(text) : [];
+        }
+        if (FILE_TOOLS.has(name))
+            return stringsOf(a.filePath ?? a.file_path ?? a.path);
+        if (READ_ONLY.has(name) || !WRITE_WORDS.test(name))
+            return null;
+        // an editor tool asked only to look (str_replace_based_edit_tool's view)
+        if (a.command === 'view')
+            return null;
+    }
     const found = [...PATH_KEYS.flatMap((k) => stringsOf(a[k])), ...LIST_KEYS.flatMap((k) => stringsOf(a[k]))];
     for (const k of PATCH_KEYS)
         if (typeof a[k] === 'string' && a[k].includes('*** Begin Patch'))

@@ -1,0 +1,296 @@
+import { changes, snapshot } from './bash.js';
+import { HeldLocks } from './held.js';
+import * as say from './messages.js';
+import { Sessions } from './sessions.js';
+import { filesTouchedBy } from './tools.js';
+/** How long a write waits before the person at the keyboard is told that it waits. */
+const TELL_WAITING_AFTER_MS = 250;
+export function lockingHooks(lib, s, client) {
+    const log = (msg) => {
+        if (s.debug)
+            console.error(`[opencode-file-lock] ${msg}`);
+    };
+    const sessions = new Sessions(client);
+    const held = new HeldLocks();
+    const waits = new Map(); // session -> acquires still waiting
+    const bashBefore = new Map(); // callID -> the other sessions' files before a bash call
+    const toast = (t) => {
+        if (!s.toast)
+            return;
+        try {
+            // called as a method (the SDK needs its `this`); a toast never fails a call
+            Promise.resolve(client?.tui?.showToast?.({ body: { ...t, duration: 6000 } })).catch((e) => log(`toast failed: ${e?.message ?? e}`));
+        }
+        catch (e) {
+            log(`toast failed: ${e?.message ?? e}`);
+        }
+    };
+    /** A holder as opencode knows it, else as the lock record names it. */
+    const who = async (rec) => (rec.sessionId && (await sessions.describe(rec.sessionId))) || `agent ${rec.agentId ?? 'unknown'} (session ${rec.sessionId ?? 'unknown'})`;
+    // A lost lock is said whatever the debug setting: the tool holding it no longer excludes anyone.
+    const lost = (owner, path, reason, holder) => {
+        if (!held.forget(owner, path))
+            return log(`lock on ${path} of session ${owner} lost (${reason}) after this plugin let it go`);
+        console.error(say.lostNotice(path, owner, reason, holder));
+        toast(say.toasts.lost(path, reason));
+    };
+    // Opened on first use, and again after a failure: a store that is down at start may come back.
+    const offLost = [];
+    const watch = (c) => {
+        if (typeof c?.onLost === 'function')
+            offLost.push(c.onLost((ev) => lost(ev.sessionId, ev.path, ev.reason, ev.holder)));
+        return c;
+    };
+    if (s.cache)
+        watch(s.cache);
+    let opening;
+    const cache = () => {
+        if (s.cache)
+            return Promise.resolve(s.cache);
+        opening ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}).then(watch, (e) => {
+            opening = undefined;
+            throw e;
+        });
+        return opening;
+    };
+    // While anything is held, one timer renews it all every third of the TTL.
+    let renewer;
+    let renewing = false;
+    const renewEvery = Math.max(250, Math.floor((s.ttlMs ?? 300_000) / 3));
+    const keepRenewing = () => {
+        if (!s.renewal || renewer)
+            return;
+        renewer = setInterval(async () => {
+            if (held.size === 0) {
+                clearInterval(renewer);
+                renewer = undefined;
+                return;
+            }
+            if (renewing)
+                return; // a slow store must not stack renewals up
+            renewing = true;
+            try {
+                const c = await cache();
+                for (const { owner, path } of held.held()) {
+                    try {
+                        await lib.renewLock(path, owner, c, s.ttlMs ? { ttlMs: s.ttlMs } : undefined);
+                    }
+                    catch (e) {
+                        // ELOST: expired or forced free; renewing never takes it back, so stop trying.
+                        if (e?.code === 'ELOST')
+                            lost(owner, path, 'not renewable, expired or released', e.holder);
+                        else
+                            log(`renewing ${path} for session ${owner} failed: ${e?.code ?? ''} ${e?.message ?? e}`);
+                    }
+                }
+            }
+            catch (e) {
+                log(`renewing failed: ${e?.message ?? e}`);
+            }
+            finally {
+                renewing = false;
+            }
+        }, renewEvery);
+        renewer.unref?.();
+    };
+    const stopRenewing = () => {
+        clearInterval(renewer);
+        renewer = undefined;
+    };
+    /** Undoes these holds, every one of them whatever happens to the others. */
+    const release = async (holds, why) => {
+        if (holds.length === 0)
+            return;
+        let c;
+        try {
+            c = await cache();
+        }
+        catch (e) {
+            for (const h of holds)
+                console.error(say.releaseFailed(h.path, h.owner, why, e));
+            return;
+        }
+        const failed = [];
+        for (const h of holds) {
+            try {
+                if (!(await lib.releaseLock(h.path, h.owner, c)))
+                    log(`${h.path} was no longer held by session ${h.owner} when ${why}`);
+            }
+            catch (e) {
+                failed.push(h.path);
+                console.error(say.releaseFailed(h.path, h.owner, why, e));
+            }
+        }
+        log(`released ${holds.filter((h) => !failed.includes(h.path)).map((h) => h.path).join(', ') || 'nothing'} (${why})`);
+    };
+    /** A session that ends (or a plugin that is disposed) stops its tools' waits: they fail at once. */
+    const stopWaiting = (session, why) => {
+        for (const ac of waits.get(session) ?? [])
+            ac.abort(why);
+        waits.delete(session);
+    };
+    /** Everything a session took; for a root that ends, whatever else its tree still holds too. */
+    const endSession = async (session, why, ends) => {
+        if (!session)
+            return;
+        if (ends)
+            stopWaiting(session, why);
+        await release(held.endSession(session), why);
+        if (!ends || (await sessions.root(session)) !== session)
+            return;
+        try {
+            const n = await lib.releaseAllLocks({ sessionId: session }, await cache());
+            if (n)
+                log(`released ${n} more lock(s) of session ${session}'s tree (${why})`);
+        }
+        catch (e) {
+            console.error(`[opencode-file-lock] releasing the locks of session ${session} failed (${why}): ${e?.message ?? e}; they expire at their TTL`);
+        }
+    };
+    /** Tells the person at the keyboard that a write waits, and for whom. */
+    const tellWaiting = async (c, files) => {
+        for (const f of files) {
+            const rec = (await lib.getLock(f, c, { baseDir: s.baseDir }).catch(() => undefined));
+            if (rec)
+                return toast(say.toasts.waiting(files, await who(rec), s.waitMs));
+        }
+    };
+    return {
+        'tool.execute.before': async (input, output) => {
+            const tool = String(input?.tool);
+            const session = input?.sessionID ?? 'unknown-session';
+            if (tool === 'bash') {
+                // what other sessions hold, before the command runs
+                if (!input?.callID)
+                    return;
+                try {
+                    const owner = await sessions.root(session);
+                    const others = (await lib.listLocks(await cache())).filter((l) => l.sessionId !== owner);
+                    bashBefore.set(input.callID, snapshot(others));
+                }
+                catch (e) {
+                    log(`could not note the held files before bash: ${e?.message ?? e}`);
+                }
+                return;
+            }
+            const files = filesTouchedBy(tool, output?.args, s.tools);
+            if (files === null)
+                return;
+            if (files.length === 0)
+                throw say.noPaths(tool, output?.args);
+            const owner = await sessions.root(session);
+            const ac = new AbortController();
+            const mine = waits.get(session) ?? new Set();
+            waits.set(session, mine.add(ac));
+            const started = Date.now();
+            let paths;
+            let telling;
+            try {
+                const c = await cache();
+                if (s.waitMs > 0 && s.toast)
+                    telling = setTimeout(() => void tellWaiting(c, files), TELL_WAITING_AFTER_MS);
+                paths = await lib.acquireLocks(files, s.agentId, owner, c, { baseDir: s.baseDir, ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) });
+            }
+            catch (e) {
+                log(`refused ${tool} of ${files.join(', ')} for session ${session}: ${e?.code ?? ''} ${e?.message}`);
+                if (e?.code === 'ELOCKED' && e.holder)
+                    toast(say.toasts.refused(files, await who(e.holder)));
+                throw await say.blocked(tool, files, e, s.waitMs, ac.signal.reason, (id) => sessions.describe(id));
+            }
+            finally {
+                clearTimeout(telling);
+                mine.delete(ac);
+                if (mine.size === 0 && waits.get(session) === mine)
+                    waits.delete(session);
+            }
+            const waited = Date.now() - started;
+            const as = owner === session ? '' : ` as its task tree's root ${owner}`;
+            log(`locked ${paths.join(', ')} for ${tool} (session ${session}${as}, scope ${s.scope}${waited >= 50 ? `, after waiting ${waited} ms` : ''})`);
+            held.took(s.scope, input.callID, session, owner, paths);
+            keepRenewing();
+        },
+        'tool.execute.after': async (input, output) => {
+            if (input?.tool === 'bash') {
+                const before = input.callID ? bashBefore.get(input.callID) : undefined;
+                if (input.callID)
+                    bashBefore.delete(input.callID);
+                const found = before ? changes(before) : [];
+                if (found.length === 0)
+                    return;
+                const described = await Promise.all(found.map(async (f) => ({ path: f.lock.path, how: f.how, who: await who(f.lock) })));
+                if (output && typeof output.output === 'string')
+                    output.output += say.bashChanged(described);
+                console.error(`[opencode-file-lock] a bash command of session ${input.sessionID} changed ${described.map((d) => `${d.path} (${d.how}, held by ${d.who})`).join(', ')}`);
+                toast(say.toasts.bash(described.map((d) => d.path)));
+                return;
+            }
+            if (s.scope === 'call')
+                await release(held.endCall(input?.callID), `${input?.tool} finished`);
+        },
+        event: async ({ event }) => {
+            try {
+                const props = event?.properties ?? {};
+                switch (event?.type) {
+                    case 'session.created':
+                    case 'session.updated':
+                        sessions.saw(props.info);
+                        break;
+                    case 'message.part.updated': {
+                        // opencode skips tool.execute.after when a tool fails: release on the part's final state.
+                        const part = props.part;
+                        if (part?.type !== 'tool' || (part.state?.status !== 'error' && part.state?.status !== 'completed'))
+                            break;
+                        if (part.tool === 'bash' && part.state.status === 'error')
+                            bashBefore.delete(part.callID);
+                        if (s.scope === 'call')
+                            await release(held.endCall(part.callID), `${part.tool} ${part.state.status}`);
+                        break;
+                    }
+                    case 'session.idle':
+                        // turn scope: the turn is over; call scope: anything a call left (no callID, no end event)
+                        await endSession(props.sessionID, 'session idle', false);
+                        break;
+                    case 'session.deleted':
+                        await endSession(props.info?.id ?? props.sessionID, 'session deleted', true);
+                        break;
+                    case 'session.error':
+                        await endSession(props.sessionID, 'session error', true);
+                        break;
+                }
+            }
+            catch (e) {
+                log(`event ${event?.type} handling failed: ${e?.message ?? e}`);
+            }
+        },
+        /** The old TypeScript plugin's key: releases a session's locks, or with no session every lock of this agent. */
+        'session.end': async (arg) => {
+            const session = arg?.sessionID ?? arg?.sessionId ?? arg?.properties?.sessionID;
+            if (session)
+                return endSession(session, 'session end', true);
+            for (const k of [...waits.keys()])
+                stopWaiting(k, 'session end');
+            stopRenewing();
+            held.endAll();
+            try {
+                const n = await lib.releaseAllLocks({ agentId: s.agentId }, await cache());
+                log(`released ${n} lock(s) of agent ${s.agentId} (session end)`);
+            }
+            catch (e) {
+                console.error(`[opencode-file-lock] releasing the locks of agent ${s.agentId} failed: ${e?.message ?? e}; they expire at their TTL`);
+            }
+        },
+        dispose: async () => {
+            for (const k of [...waits.keys()])
+                stopWaiting(k, 'dispose');
+            await release(held.endAll(), 'dispose');
+            stopRenewing();
+            for (const off of offLost.splice(0))
+                off();
+            if (!s.cache && opening) {
+                const c = await opening.catch(() => undefined);
+                opening = undefined;
+                await c?.close().catch(() => { });
+            }
+        },
+    };
+}

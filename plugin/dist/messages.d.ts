@@ -1,0 +1,45 @@
+/** "the session “Fix the parser” (agent build)" when opencode knows the holder's session. */
+export type Describe = (sessionId: string) => Promise<string>;
+/** A refused or failed acquire, as the tool's error. */
+export declare function blocked(tool: string, files: string[], e: any, waitMs: number, why: unknown, describe: Describe): Promise<Error>;
+/** A tool whose name says it writes, with no argument naming a file: it cannot be locked. */
+export declare function noPaths(tool: string, args: unknown): Error;
+/** The plugin cannot lock at all (the native addon is missing, a setting is wrong): every write is refused. */
+export declare function cannotLock(tool: string, why: string): Error;
+/** Said once on stderr when the plugin cannot lock at all. */
+export declare function cannotLockNotice(why: string): string;
+/** A lock the plugin held is gone. */
+export declare function lostNotice(path: string, session: string, reason: string, holder?: {
+    agentId?: string;
+    sessionId?: string;
+} | null): string;
+/** A release that failed: the lock stays until its TTL. */
+export declare function releaseFailed(path: string, owner: string, why: string, e: any): string;
+/** What a bash command did to files other sessions hold: appended to its output for the model. */
+export declare function bashChanged(changes: {
+    path: string;
+    who: string;
+    how: string;
+}[]): string;
+export declare const toasts: {
+    waiting: (files: string[], who: string, waitMs: number) => {
+        title: string;
+        message: string;
+        variant: 'warning';
+    };
+    refused: (files: string[], who: string) => {
+        title: string;
+        message: string;
+        variant: 'error';
+    };
+    lost: (path: string, reason: string) => {
+        title: string;
+        message: string;
+        variant: 'error';
+    };
+    bash: (paths: string[]) => {
+        title: string;
+        message: string;
+        variant: 'warning';
+    };
+};

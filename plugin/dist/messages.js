@@ -1,0 +1,56 @@
+// What the plugin says: to the model (tool errors, a line added to a tool's output) and to the
+// person at the keyboard (stderr, toasts). Every message names the file, who holds it and what
+// happened to the call.
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const changed = (files) => (files.length > 1 ? `none of its ${files.length} files was changed` : 'the file was not changed');
+/** A refused or failed acquire, as the tool's error. */
+export async function blocked(tool, files, e, waitMs, why, describe) {
+    if (e?.code === 'ELOCKED') {
+        const waited = waitMs > 0 && typeof e.waitedMs === 'number' ? `waited ${seconds(e.waitedMs)} for it, then ` : '';
+        const who = e.holder?.sessionId ? await describe(e.holder.sessionId) : '';
+        const known = who ? ` It is held by ${who}.` : '';
+        return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`);
+    }
+    if (e?.code === 'EABORTED') {
+        return new Error(`opencode-file-lock stopped waiting for ${files.join(', ')} after ${seconds(e.waitedMs ?? 0)} (${why ?? 'the session ended'}). The ${tool} call was not run and ${changed(files)}.`);
+    }
+    return new Error(`opencode-file-lock could not lock ${files.join(', ')} because the lock store is unavailable (${e?.code ?? 'error'}: ${e?.message ?? e}). ` +
+        `The ${tool} call was not run and ${changed(files)}; retry in a moment.`);
+}
+/** A tool whose name says it writes, with no argument naming a file: it cannot be locked. */
+export function noPaths(tool, args) {
+    const keys = args && typeof args === 'object' ? Object.keys(args) : [];
+    const base = tool;
+    return new Error(`opencode-file-lock refused this ${tool} call: it is a tool that writes files, but none of its arguments (${keys.join(', ') || 'none'}) names a file it can lock, ` +
+        `so it would run unlocked. If it writes files, set FILE_LOCK_TOOLS="${base}:<argument holding the path>"; if it writes none, FILE_LOCK_TOOLS="-${base}" ` +
+        `(in the environment opencode starts with). A patch must name its files in *** Add/Update/Delete File: lines between *** Begin Patch and *** End Patch.`);
+}
+/** The plugin cannot lock at all (the native addon is missing, a setting is wrong): every write is refused. */
+export function cannotLock(tool, why) {
+    return new Error(`opencode-file-lock refused this ${tool} call because it cannot lock files: ${why} The call was not run, so no file was changed without a lock.`);
+}
+/** Said once on stderr when the plugin cannot lock at all. */
+export function cannotLockNotice(why) {
+    return `[opencode-file-lock] ${why} Until this is fixed, every write, edit and patch opencode tries is refused.`;
+}
+/** A lock the plugin held is gone. */
+export function lostNotice(path, session, reason, holder) {
+    const now = holder?.sessionId ? `; now held by agent ${holder.agentId} (session ${holder.sessionId})` : '';
+    return `[opencode-file-lock] lost the lock on ${path} (session ${session}, reason: ${reason}${now}); no longer renewing it`;
+}
+/** A release that failed: the lock stays until its TTL. */
+export function releaseFailed(path, owner, why, e) {
+    return `[opencode-file-lock] could not release ${path} (session ${owner}, ${why}): ${e?.code ?? ''} ${e?.message ?? e}; it is left to expire at its TTL`;
+}
+/** What a bash command did to files other sessions hold: appended to its output for the model. */
+export function bashChanged(changes) {
+    const lines = changes.map((c) => `- ${c.path} (${c.how}), which ${c.who} holds`);
+    return (`\n\n[opencode-file-lock] This command changed ${changes.length === 1 ? 'a file' : `${changes.length} files`} that another agent holds a lock on:\n${lines.join('\n')}\n` +
+        'That agent may be writing it right now. Check the file, and do not change it again until its lock is released; use write or edit, which wait for the lock.');
+}
+export const toasts = {
+    waiting: (files, who, waitMs) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' }),
+    refused: (files, who) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' }),
+    lost: (path, reason) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' }),
+    bash: (paths) => ({ title: 'A command changed a locked file', message: `${paths.join(', ')} (held by another agent) changed under a bash command.`, variant: 'warning' }),
+};

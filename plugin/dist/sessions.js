@@ -1,0 +1,50 @@
+// What opencode knows of a session: its parent (a subagent's session is its task's child), its
+// title and its agent. Asked of opencode's own client once per session and kept: a session's
+// parent never changes. Without a client (a test, an old opencode) every session is a root.
+/** Longer than any task tree: a loop in parent links (it should not happen) ends here. */
+const MAX_DEPTH = 32;
+export class Sessions {
+    client;
+    known = new Map();
+    constructor(client) {
+        this.client = client;
+    }
+    /** What a `session.created` / `session.updated` event says, so no question is needed. */
+    saw(info) {
+        if (typeof info?.id === 'string')
+            this.known.set(info.id, Promise.resolve({ title: info.title, agent: info.agent, parentID: info.parentID }));
+    }
+    info(id) {
+        let p = this.known.get(id);
+        if (!p) {
+            const session = this.client?.session;
+            // called as a method: the SDK's functions need their `this`
+            p = typeof session?.get === 'function'
+                ? session.get({ path: { id } }).then((r) => ({ title: r?.data?.title, agent: r?.data?.agent, parentID: r?.data?.parentID }), () => ({}))
+                : Promise.resolve({});
+            p = p.catch(() => ({}));
+            // a failed lookup is asked again next time
+            p.then((i) => i.title === undefined && i.parentID === undefined && this.known.delete(id));
+            this.known.set(id, p);
+        }
+        return p;
+    }
+    /** The root of `id`'s task tree: the session whose locks its subagents share. */
+    async root(id) {
+        let cur = id;
+        for (let depth = 0; depth < MAX_DEPTH; depth++) {
+            const parent = (await this.info(cur)).parentID;
+            if (!parent || parent === cur)
+                return cur;
+            cur = parent;
+        }
+        return cur;
+    }
+    /** "the session “Fix the parser” (agent build)", or nothing when opencode does not know it. */
+    async describe(id) {
+        const i = await this.info(id);
+        if (!i.title && !i.agent)
+            return '';
+        return [i.title ? `the session “${i.title}”` : `session ${id}`, i.agent ? `(agent ${i.agent})` : ''].filter(Boolean).join(' ');
+    }
+}

@@ -1,0 +1,95 @@
+// The record of the locks this plugin took: which session asked, under which owner (the root of
+// the session's task tree: a subagent's locks are its parent's, so it may write what its parent
+// holds), for one tool call or for the rest of a turn. Releases undo exactly these holds, one by
+// one, so a subagent letting go never drops what its parent still holds.
+
+export type Scope = 'call' | 'turn'
+
+/** One hold of `path`, taken by `session` as `owner` (the session id the lock record carries). */
+export interface Hold {
+  session: string
+  owner: string
+  path: string
+}
+
+export class HeldLocks {
+  /** callID -> the holds of that tool call (scope call). */
+  private calls = new Map<string, Hold[]>()
+  /** session -> the holds it keeps until it goes idle (scope turn, and calls without a callID). */
+  private turns = new Map<string, Hold[]>()
+
+  /** Records holds just taken: for the call (`callID`) or, in turn scope or without a callID, for the session's turn. */
+  took(scope: Scope, callID: string | undefined, session: string, owner: string, paths: string[]): void {
+    const holds = paths.map((path) => ({ session, owner, path }))
+    if (scope === 'call' && callID) this.calls.set(callID, [...(this.calls.get(callID) ?? []), ...holds])
+    else this.turns.set(session, [...(this.turns.get(session) ?? []), ...holds])
+  }
+
+  /** The holds of one tool call, forgotten (a call's after hook and its failure event may both come). */
+  endCall(callID: string | undefined): Hold[] {
+    if (!callID) return []
+    const holds = this.calls.get(callID) ?? []
+    this.calls.delete(callID)
+    return holds
+  }
+
+  /** Every hold `session` took (its calls' and its turn's), forgotten. */
+  endSession(session: string): Hold[] {
+    const out = this.turns.get(session) ?? []
+    this.turns.delete(session)
+    for (const [callID, holds] of this.calls) {
+      if (holds.some((h) => h.session === session)) {
+        out.push(...holds.filter((h) => h.session === session))
+        const rest = holds.filter((h) => h.session !== session)
+        if (rest.length) this.calls.set(callID, rest)
+        else this.calls.delete(callID)
+      }
+    }
+    return out
+  }
+
+  /** Everything, forgotten (dispose). */
+  endAll(): Hold[] {
+    const out = [...this.calls.values(), ...this.turns.values()].flat()
+    this.calls.clear()
+    this.turns.clear()
+    return out
+  }
+
+  /** A lock `owner` lost: no hold on `path` under it is renewed or released as if held. True if it was held. */
+  forget(owner: string, path: string): boolean {
+    let found = false
+    const drop = (holds: Hold[]) => {
+      const rest = holds.filter((h) => !(h.owner === owner && h.path === path))
+      found ||= rest.length !== holds.length
+      return rest
+    }
+    for (const [k, holds] of this.calls) {
+      const rest = drop(holds)
+      if (rest.length) this.calls.set(k, rest)
+      else this.calls.delete(k)
+    }
+    for (const [k, holds] of this.turns) {
+      const rest = drop(holds)
+      if (rest.length) this.turns.set(k, rest)
+      else this.turns.delete(k)
+    }
+    return found
+  }
+
+  /** Each (owner, path) held now, once: what the renewal keeps alive. */
+  held(): { owner: string; path: string }[] {
+    const seen = new Map<string, { owner: string; path: string }>()
+    for (const h of [...this.calls.values(), ...this.turns.values()].flat()) seen.set(`${h.owner}\0${h.path}`, { owner: h.owner, path: h.path })
+    return [...seen.values()]
+  }
+
+  /** The owners this plugin holds locks as (the sessions whose files are this plugin's). */
+  owners(): Set<string> {
+    return new Set([...this.calls.values(), ...this.turns.values()].flat().map((h) => h.owner))
+  }
+
+  get size(): number {
+    return this.calls.size + this.turns.size
+  }
+}
