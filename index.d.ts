@@ -64,9 +64,20 @@ export declare class NativeCache {
   /** Deletes the lock on `path` whoever holds it; the removed record as JSON, or "". */
   forceRelease(id: number, path: string): string | null
   listLocks(id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
+  /** The waiting acquires of this namespace, as JSON (see `waiters_json`). */
+  listWaiters(id: number): string | null
+  /** {"now", "locks", "waiters"}: locks and waiters with the store's clock. */
+  snapshot(id: number): string | null
+  /** Calls `listener()` after changes to this namespace's locks and waiters until `stop()`. */
+  watchChanges(listener: () => void): NativeChangeWatch
   health(id: number): string | null
   metrics(id: number): string | null
   close(id: number): string | null
+}
+
+/** A running change watch (`watchChanges`). */
+export declare class NativeChangeWatch {
+  stop(): void
 }
 
 export interface Completions {

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.Bridge = nativeBinding.Bridge
 module.exports.NativeCache = nativeBinding.NativeCache
+module.exports.NativeChangeWatch = nativeBinding.NativeChangeWatch
 module.exports.configFromEnv = nativeBinding.configFromEnv
 module.exports.connectRedis = nativeBinding.connectRedis
 module.exports.normalizePath = nativeBinding.normalizePath

@@ -59,6 +59,28 @@ class Cache {
   }
 
   /**
+   * Calls `listener()` after changes to this namespace's locks and waiters, made by any process
+   * on the store (grants, releases, waiters coming and going; several close together are told
+   * once). A hint to look again (`lockSnapshot`), not a description of the change. Returns a
+   * function that stops it. A listener that throws or rejects gets a process warning.
+   */
+  onChange(listener) {
+    if (typeof listener !== 'function') throw invalid('onChange takes a function')
+    const warn = (e) => process.emitWarning(`opencode-file-lock onChange listener failed: ${e?.message ?? e}`)
+    let w = this._n.watchChanges(() => {
+      try {
+        Promise.resolve(listener()).catch(warn)
+      } catch (e) {
+        warn(e)
+      }
+    })
+    return () => {
+      w?.stop()
+      w = undefined
+    }
+  }
+
+  /**
    * Acquire that waits up to `waitMs` (woken by the release itself); `signal` aborts with
    * EABORTED. Whatever ends it, no queue entry is left, and an aborted wait holds no lock.
    */

@@ -10,6 +10,11 @@ class FileLockError extends Error {
     this.name = 'FileLockError'
     this.code = code
     if (holder != null) this.holder = holder
+    // EDEADLK: every wait of the cycle, and the caller's locks let go of to break it
+    if (code === 'EDEADLK' && holder) {
+      this.cycle = holder.cycle ?? []
+      this.released = holder.released ?? []
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 // Public typings of opencode-file-lock (the generated ../index.d.ts types the raw binding).
 
-export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED' | 'ELOST' | 'EABORTED' | 'ENOADDON'
+export type ErrorCode = 'ELOCKED' | 'EINVAL' | 'EBACKEND' | 'ETIMEDOUT' | 'ECORRUPT' | 'ECLOSED' | 'ELOST' | 'EABORTED' | 'EDEADLK' | 'ENOADDON'
 
 /** Every error this package raises. `holder` is set for ELOCKED. */
 export declare class FileLockError extends Error {
@@ -10,6 +10,38 @@ export declare class FileLockError extends Error {
   holder?: LockRecord | QueuedHolder
   /** On a refusal after waiting (ELOCKED) or an aborted wait (EABORTED): how long it waited. */
   waitedMs?: number
+  /** EDEADLK: every wait of the cycle, the caller's first. */
+  cycle?: DeadlockStep[]
+  /** EDEADLK: the caller's locks let go of so that the wait before its own in the cycle goes on. */
+  released?: string[]
+}
+
+/** One wait of a deadlock cycle: `sessionId` waits for `waitsFor`, which `heldBy` holds (or is first in line for). */
+export interface DeadlockStep {
+  sessionId: string
+  agentId: string
+  waitsFor: string
+  heldBy: string
+}
+
+/** A waiting acquire, as `listWaiters` and `lockSnapshot` list it. */
+export interface Waiter {
+  sessionId: string
+  agentId: string
+  /** The paths it asks for (normalized; a claim ends in `/`). */
+  paths: string[]
+  /** The session holding it up, and the path that session holds (or is first in line for). */
+  blockedBy: { sessionId: string; path: string }
+  /** When it started waiting, and for how long it has, by the store's clock. */
+  since: number
+  waitedMs: number
+}
+
+/** Locks and waiters of a namespace, and the store's clock to tell their ages by. */
+export interface LockSnapshot {
+  now: number
+  locks: LockRecord[]
+  waiters: Waiter[]
 }
 
 /** The waiter a free file is promised to, named by a refusal. */
@@ -54,6 +86,8 @@ export declare class Cache<T = any> {
   readonly namespace: string
   /** Calls `listener` when a lock this process acquired through this store is lost. Returns an unsubscribe function. */
   onLost(listener: (event: LostLockEvent) => void | Promise<void>): () => void
+  /** Calls `listener` after changes to this namespace's locks and waiters (by any process on the store): a hint to look again. Returns a function that stops it. */
+  onChange(listener: () => void | Promise<void>): () => void
   /** The value, or `undefined` (never `null`) when missing or expired. */
   get(key: string): Promise<T | undefined>
   has(key: string): Promise<boolean>
@@ -184,6 +218,12 @@ export interface AcquireOptions {
 }
 
 export declare function normalizePath(filePath: string, baseDir?: string): string
+/**
+ * Locks a file for a session (re-entrant). A path ending in `/` claims that folder and everything
+ * below it: it conflicts with any other session's lock inside it, and a file lock conflicts with
+ * another session's claim on any folder above it. Rejects with ELOCKED (`err.holder`), or with
+ * EDEADLK when waiting would close a cycle of waits.
+ */
 export declare function acquireLock(filePath: string, agentId: string, sessionId: string, cache: Cache, opts?: AcquireOptions): Promise<string>
 export declare function acquireLocks(filePaths: string[], agentId: string, sessionId: string, cache: Cache, opts?: AcquireOptions): Promise<string[]>
 export declare function releaseLock(normalizedPath: string, sessionId: string, cache: Cache): Promise<boolean>
@@ -194,3 +234,7 @@ export declare function renewLock(normalizedPath: string, sessionId: string, cac
 export declare function forceRelease(filePath: string, cache: Cache, opts?: { baseDir?: string }): Promise<LockRecord | undefined>
 export declare function getLock(filePath: string, cache: Cache, opts?: { baseDir?: string }): Promise<LockRecord | undefined>
 export declare function listLocks(cache: Cache, filter?: { sessionId?: string; agentId?: string }): Promise<LockRecord[]>
+/** Who waits for which paths, held up by whom, since when (the store's clock), first come first. */
+export declare function listWaiters(cache: Cache): Promise<Waiter[]>
+/** Locks and waiters together, with the store's clock. */
+export declare function lockSnapshot(cache: Cache): Promise<LockSnapshot>

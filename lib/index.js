@@ -1,7 +1,7 @@
 'use strict'
 // Public entry point: caches, locks and typed errors over the native addon.
 const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = require('./cache.js')
-const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks } = require('./locks.js')
+const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks, listWaiters, lockSnapshot } = require('./locks.js')
 const { FileLockError } = require('./errors.js')
 
 module.exports = {
@@ -20,5 +20,7 @@ module.exports = {
   forceRelease,
   getLock,
   listLocks,
+  listWaiters,
+  lockSnapshot,
   FileLockError,
 }

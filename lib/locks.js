@@ -103,4 +103,14 @@ async function listLocks(cache, filter) {
   return JSON.parse(await c._call('listLocks', [check.optStr(f.sessionId, 'sessionId'), check.optStr(f.agentId, 'agentId')]))
 }
 
-module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks }
+/** The waiting acquires: who waits for which paths, held up by whom, since when (the store's clock). */
+async function listWaiters(cache) {
+  return JSON.parse(await cacheOf(cache)._call('listWaiters', []))
+}
+
+/** Locks and waiters together, with the store's clock (`now`) to tell their ages by. */
+async function lockSnapshot(cache) {
+  return JSON.parse(await cacheOf(cache)._call('snapshot', []))
+}
+
+module.exports = { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks, listWaiters, lockSnapshot }

@@ -112,7 +112,7 @@ async fn a_client_of_another_protocol_is_refused_with_both_versions() {
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).unwrap();
     let h: serde_json::Value = serde_json::from_slice(&answer[4..]).unwrap();
-    assert_eq!(h["protocol"], 2);
+    assert_eq!(h["protocol"], 3);
     assert!(h["refused"].as_str().unwrap().contains("999"), "{h}");
 }
 
@@ -156,7 +156,7 @@ fn a_server_of_another_protocol_gives_this_client_a_clear_error() {
         s.read_exact(&mut len).unwrap();
         let mut hello = vec![0u8; u32::from_le_bytes(len) as usize];
         s.read_exact(&mut hello).unwrap();
-        let ours = br#"{"hello":"opencode-file-lock","protocol":3,"version":"9.0.0","pid":4242,"refused":"this server speaks protocol 3, the client 2"}"#;
+        let ours = br#"{"hello":"opencode-file-lock","protocol":4,"version":"9.0.0","pid":4242,"refused":"this server speaks protocol 4, the client 3"}"#;
         s.write_all(&(ours.len() as u32).to_le_bytes()).unwrap();
         s.write_all(ours).unwrap();
     });
@@ -164,7 +164,7 @@ fn a_server_of_another_protocol_gives_this_client_a_clear_error() {
     fake.join().unwrap();
     let msg = err.to_string();
     assert_eq!(err.code(), "EBACKEND");
-    for part in ["opencode-file-lock 9.0.0 (protocol 3, pid 4242)", "(protocol 2)", "FILE_LOCK_PATH", env!("CARGO_PKG_VERSION")] {
+    for part in ["opencode-file-lock 9.0.0 (protocol 4, pid 4242)", "(protocol 3)", "FILE_LOCK_PATH", env!("CARGO_PKG_VERSION")] {
         assert!(msg.contains(part), "{part:?} in {msg}");
     }
     drop(serve_lock);

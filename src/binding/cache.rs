@@ -14,7 +14,9 @@ use serde_json::value::RawValue;
 use super::bridge::Bridge;
 use super::error::{invalid, millis, to_napi};
 use crate::core::handle::{BatchItem, Handle};
+use crate::core::handle::ChangeWatch;
 use crate::core::lock::LockRecord;
+use crate::core::wait::WaitEntry;
 use crate::core::wait::check_wait;
 use crate::core::Result as CoreResult;
 use crate::stores::AnyStore;
@@ -24,6 +26,20 @@ pub struct NativeCache {
     pub(crate) h: Arc<Handle<AnyStore>>,
     /// Where answers that are not ready at once are delivered (set once by `useBridge`).
     bridge: Option<Arc<super::bridge::Inner>>,
+}
+
+/// A running change watch (`watchChanges`).
+#[napi]
+pub struct NativeChangeWatch {
+    w: Option<ChangeWatch>,
+}
+
+#[napi]
+impl NativeChangeWatch {
+    #[napi]
+    pub fn stop(&mut self) {
+        self.w.take();
+    }
 }
 
 #[napi(object)]
@@ -37,6 +53,24 @@ pub struct NativeBatchOp {
 
 fn records_json(recs: &[LockRecord]) -> String {
     serde_json::to_string(recs).unwrap_or_else(|_| "[]".into())
+}
+
+/// Waiters as JS sees them: who, for what, held up by whom, since when and for how long (by the
+/// store's clock).
+fn waiters_json(now: i64, waiters: &[WaitEntry]) -> serde_json::Value {
+    waiters
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "sessionId": w.session_id,
+                "agentId": w.agent_id,
+                "paths": w.paths,
+                "blockedBy": { "sessionId": w.blocked_by, "path": w.blocked_on },
+                "since": w.since,
+                "waitedMs": (now - w.since).max(0),
+            })
+        })
+        .collect()
 }
 
 fn flag(b: bool) -> String {
@@ -226,6 +260,35 @@ impl NativeCache {
     pub fn list_locks(&self, id: u32, session_id: Option<String>, agent_id: Option<String>) -> napi::Result<Option<String>> {
         let f = Handle::<AnyStore>::filter(session_id, agent_id).map_err(to_napi)?;
         self.run(id, |h| async move { h.list_locks(&f).await.map(|r| records_json(&r)) })
+    }
+
+    /// The waiting acquires of this namespace, as JSON (see `waiters_json`).
+    #[napi]
+    pub fn list_waiters(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move {
+            let w = h.list_waiters().await?;
+            Ok(waiters_json(w.now, &w.waiters).to_string())
+        })
+    }
+
+    /// {"now", "locks", "waiters"}: locks and waiters with the store's clock.
+    #[napi]
+    pub fn snapshot(&self, id: u32) -> napi::Result<Option<String>> {
+        self.run(id, |h| async move {
+            let s = h.snapshot().await?;
+            Ok(serde_json::json!({ "now": s.now, "locks": s.locks, "waiters": waiters_json(s.now, &s.waiters) }).to_string())
+        })
+    }
+
+    /// Calls `listener()` after changes to this namespace's locks and waiters until `stop()`.
+    #[napi]
+    pub fn watch_changes(&self, listener: Function<(), ()>) -> napi::Result<NativeChangeWatch> {
+        // Weak: a watch must not keep the process alive on its own (the CLI keeps it alive itself).
+        let tsfn = listener.build_threadsafe_function::<()>().callee_handled::<false>().weak::<true>().build()?;
+        let w = self.h.watch_changes(Arc::new(move || {
+            tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }));
+        Ok(NativeChangeWatch { w: Some(w) })
     }
 
     #[napi]

@@ -27,6 +27,10 @@ pub enum Error {
     /// A lock the caller held is gone (expired, released by someone else, lost at recovery).
     #[error("{message}")]
     Lost { message: String, holder: Value },
+    /// Waiting would close a cycle of sessions each waiting for the next; `holder` names the
+    /// blocking holder and, under `cycle`, every wait of the cycle.
+    #[error("{message}")]
+    Deadlock { message: String, holder: Value },
     /// The caller gave up waiting (its AbortSignal fired); nothing was left behind.
     #[error("{0}")]
     Aborted(String),
@@ -43,6 +47,7 @@ impl Error {
             Error::Closed(_) => "ECLOSED",
             Error::Lost { .. } => "ELOST",
             Error::Aborted(_) => "EABORTED",
+            Error::Deadlock { .. } => "EDEADLK",
         }
     }
 
@@ -62,7 +67,7 @@ impl Error {
 
     pub fn holder(&self) -> Option<&Value> {
         match self {
-            Error::Locked { holder, .. } | Error::Lost { holder, .. } if !holder.is_null() => Some(holder),
+            Error::Locked { holder, .. } | Error::Lost { holder, .. } | Error::Deadlock { holder, .. } if !holder.is_null() => Some(holder),
             _ => None,
         }
     }

@@ -16,10 +16,39 @@ use super::lock::{check_id, check_ttl, LockFilter, LockRecord, LockRequest, DEFA
 use super::lost::{LostListener, LostWatch, Spawn};
 use super::path::{is_lexically_normal, normalize_path};
 use super::store::{BatchOp, Page, Store};
+use super::wait::{WaitEntry, Waiting};
 use super::{debug, metrics};
+
+/// Changes closer together than this are reported once.
+const CHANGE_QUIET: Duration = Duration::from_millis(25);
+
+/// Locks and waiters of a namespace, and the store's clock.
+pub struct Snapshot {
+    pub now: i64,
+    pub locks: Vec<LockRecord>,
+    pub waiters: Vec<WaitEntry>,
+}
+
+/// A running `watch_changes`; stopping (or dropping) it ends the watch.
+pub struct ChangeWatch {
+    stop: Arc<Notify>,
+}
+
+impl ChangeWatch {
+    pub fn stop(&self) {
+        self.stop.notify_one();
+    }
+}
+
+impl Drop for ChangeWatch {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 pub struct Handle<S: Store> {
     store: Arc<S>,
+    spawn: Spawn,
     ns: String,
     default_ttl_ms: Option<u64>,
     /// Shared by every namespace view of the store: lost-lock reports for this process's locks.
@@ -44,7 +73,7 @@ impl<S: Store> Handle<S> {
         if let Some(t) = default_ttl_ms {
             check_ttl(t).map_err(|_| Error::invalid(format!("defaultTtlMs must be between 1 and {MAX_TTL_MS} milliseconds (24.8 days), got {t}")))?;
         }
-        Ok(Handle { store: Arc::new(store), ns: ns.to_owned(), default_ttl_ms, watch: LostWatch::new(spawn) })
+        Ok(Handle { store: Arc::new(store), ns: ns.to_owned(), default_ttl_ms, watch: LostWatch::new(spawn.clone()), spawn })
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -63,7 +92,7 @@ impl<S: Store> Handle<S> {
     /// A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`).
     pub fn with_namespace(&self, ns: &str) -> Result<Self> {
         validate_namespace(ns)?;
-        Ok(Handle { store: self.store.clone(), ns: nested_namespace(&self.ns, ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone() })
+        Ok(Handle { store: self.store.clone(), spawn: self.spawn.clone(), ns: nested_namespace(&self.ns, ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone() })
     }
 
     /// A cache value's TTL: its own, else the cache's default; the store turns it into an expiry
@@ -160,6 +189,7 @@ impl<S: Store> Handle<S> {
             Ok(_) => "granted",
             Err(e) if e.code() == "ELOCKED" => "refused",
             Err(e) if e.code() == "EABORTED" => "aborted",
+            Err(e) if e.code() == "EDEADLK" => "deadlock",
             Err(_) => "error",
         };
         if wait.is_some() {
@@ -282,6 +312,40 @@ impl<S: Store> Handle<S> {
 
     pub async fn list_locks(&self, filter: &LockFilter) -> Result<Vec<LockRecord>> {
         self.store.list_locks(&self.ns, filter).await
+    }
+
+    /// Who waits for what in this namespace, by the store's clock.
+    pub async fn list_waiters(&self) -> Result<Waiting> {
+        self.store.list_waiters(&self.ns).await
+    }
+
+    /// Locks and waiters at once, with the store's clock: what `watch` and the agents' lock tool
+    /// show. (Two reads, not one atomic view: a change between them shows at the next look.)
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let waiting = self.store.list_waiters(&self.ns).await?;
+        let locks = self.store.list_locks(&self.ns, &LockFilter::default()).await?;
+        Ok(Snapshot { now: waiting.now, locks, waiters: waiting.waiters })
+    }
+
+    /// Calls `f` after every change to this namespace's locks and waiters (grants, releases,
+    /// waiters coming and going), at most once per `CHANGE_QUIET` while they keep changing,
+    /// until the returned watch is stopped or dropped.
+    pub fn watch_changes(&self, f: Arc<dyn Fn() + Send + Sync>) -> ChangeWatch {
+        let stop = Arc::new(Notify::new());
+        let (store, ns, done) = (self.store.clone(), self.ns.clone(), stop.clone());
+        (self.spawn)(Box::pin(async move {
+            let wake = Arc::new(Notify::new());
+            let _listening = store.watch(&ns, &wake);
+            loop {
+                tokio::select! {
+                    _ = done.notified() => return,
+                    _ = wake.notified() => {}
+                }
+                tokio::time::sleep(CHANGE_QUIET).await;
+                f();
+            }
+        }));
+        ChangeWatch { stop }
     }
 
     pub async fn health(&self) -> Result<Value> {

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::envelope::Entry;
 use super::error::{Error, Result};
+use super::path::is_claim;
 use super::time::{human_duration, iso8601};
 
 /// Locks never live forever: a holder that dies must not block a file for good.
@@ -227,21 +228,20 @@ pub fn release_step(path: &str, existing: Option<&Entry>, session_id: &str, now:
 
 /// The error a refused acquire rejects with. The message starts with the legacy plugin's words
 /// (`File <path> is locked by another agent`) and says who holds it, since when and until when,
-/// in terms a model can act on.
+/// in terms a model can act on. When the holder's lock is on another path (a claim on a folder
+/// above `path`, or, for a claim, a lock below it), it names that path too.
 pub fn locked_error(path: &str, holder: Value, now: i64) -> Error {
     let get_s = |k: &str| holder.get(k).and_then(Value::as_str).unwrap_or("unknown").to_owned();
     let get_i = |k: &str| holder.get(k).and_then(Value::as_f64).map(|f| f as i64);
-    let mut message = format!(
-        "File {path} is locked by another agent: agent {} (session {})",
-        get_s("agentId"),
-        get_s("sessionId")
-    );
-    if let Some(since) = get_i("timestamp") {
-        message.push_str(&format!(
-            " has held it since {} ({} ago)",
-            iso8601(since),
-            human_duration(now - since)
-        ));
+    let held = holder.get("path").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != path).map(str::to_owned);
+    let what = if is_claim(path) { "Folder" } else { "File" };
+    let mut message = format!("{what} {path} is locked by another agent: agent {} (session {})", get_s("agentId"), get_s("sessionId"));
+    let since = get_i("timestamp").map(|t| format!(" since {} ({} ago)", iso8601(t), human_duration(now - t))).unwrap_or_default();
+    match held {
+        Some(h) if is_claim(&h) && path.starts_with(&h) => message.push_str(&format!(" has claimed the folder {h}, which contains it,{since}")),
+        Some(h) => message.push_str(&format!(" has held {h}, inside it,{since}")),
+        None if !since.is_empty() => message.push_str(&format!(" has held it{since}")),
+        None => {}
     }
     match get_i("expiresAt").filter(|x| *x > 0) {
         Some(x) => message.push_str(&format!(
@@ -300,6 +300,16 @@ mod tests {
         assert_eq!(err.code(), "ELOCKED");
         assert!(err.to_string().starts_with("File /p is locked by another agent: agent ts (session old)"), "{err}");
         assert!(err.to_string().contains("expires in 4s"), "{err}");
+    }
+
+    #[test]
+    fn refusals_by_a_claim_name_the_claimed_folder() {
+        let holder = serde_json::json!({"sessionId": "s1", "agentId": "a1", "path": "/p/src/", "timestamp": 0, "expiresAt": 60_000});
+        let e = locked_error("/p/src/a.ts", holder.clone(), 1000);
+        assert!(e.to_string().starts_with("File /p/src/a.ts is locked by another agent: agent a1 (session s1) has claimed the folder /p/src/, which contains it, since"), "{e}");
+        let inside = serde_json::json!({"sessionId": "s1", "agentId": "a1", "path": "/p/src/a.ts", "timestamp": 0, "expiresAt": 60_000});
+        let e = locked_error("/p/", inside, 1000);
+        assert!(e.to_string().starts_with("Folder /p/ is locked by another agent: agent a1 (session s1) has held /p/src/a.ts, inside it, since"), "{e}");
     }
 
     #[test]

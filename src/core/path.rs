@@ -12,7 +12,17 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// Resolves `input` against `base_dir` (or the process's working directory), folds `.` and `..`,
 /// resolves symlinks in the longest prefix that exists, and returns it in Unicode NFC.
 /// The file itself need not exist: `/test/file.txt` stays `/test/file.txt` on Linux.
+/// A path that ends in `/` (or `/.`) names a folder and keeps its `/`: a lock on it claims the folder.
 pub fn normalize_path(input: &str, base_dir: Option<&str>) -> Result<String> {
+    let folder = input.ends_with('/') || input.ends_with("/.") || input.ends_with("/..") || input == "." || input == "..";
+    let mut p = normalize_file_path(input, base_dir)?;
+    if folder && !p.ends_with('/') {
+        p.push('/');
+    }
+    Ok(p)
+}
+
+fn normalize_file_path(input: &str, base_dir: Option<&str>) -> Result<String> {
     check_path_text(input, "path")?;
     let input: String = input.nfc().collect();
     let mut joined = PathBuf::new();
@@ -47,14 +57,39 @@ pub fn normalize_path(input: &str, base_dir: Option<&str>) -> Result<String> {
 }
 
 /// True when `p` is already in the form `normalize_path` produces lexically (absolute, NFC, no `.`,
-/// `..`, empty segments or trailing slash). Symlinks are not checked: callers use this only to try
-/// the path as given before paying for resolution.
+/// `..` or empty segments; a trailing `/` only as a folder claim's). Symlinks are not checked:
+/// callers use this only to try the path as given before paying for resolution.
 pub fn is_lexically_normal(p: &str) -> bool {
-    p.starts_with('/')
+    let body = p.strip_suffix('/').filter(|b| !b.is_empty()).unwrap_or(p);
+    body.starts_with('/')
+        && !p.ends_with("//")
         && p.len() <= MAX_PATH_BYTES
         && !p.contains('\0')
-        && (p == "/" || !p[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".."))
+        && (body == "/" || !body[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == ".."))
         && (p.is_ascii() || unicode_normalization::is_nfc(p))
+}
+
+/// A path that names a folder (ends in `/`): a lock on it claims everything below it.
+pub fn is_claim(path: &str) -> bool {
+    path.ends_with('/')
+}
+
+/// Whether `path` is at or below the folder `claim` (a claim's own path included).
+pub fn within(path: &str, claim: &str) -> bool {
+    is_claim(claim) && path.starts_with(claim)
+}
+
+/// Whether locks on `a` and `b` exclude each other (held by different sessions): the same path,
+/// or one a claim on a folder the other is in.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    a == b || within(a, b) || within(b, a)
+}
+
+/// The folders above `path` whose claims cover it, outermost first: `/a/b/c` and `/a/b/` both
+/// give `/`, `/a/`, then `/a/b/` for the file only (a claim does not cover itself here).
+pub fn claim_ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let body = path.strip_suffix('/').unwrap_or(path);
+    body.match_indices('/').map(move |(i, _)| &path[..=i])
 }
 
 fn check_path_text(p: &str, what: &str) -> Result<()> {
@@ -173,12 +208,27 @@ mod tests {
 
     #[test]
     fn lexically_normal_paths() {
-        for ok in ["/", "/a", "/a/b.txt", "/caf\u{e9}"] {
+        for ok in ["/", "/a", "/a/b.txt", "/caf\u{e9}", "/a/", "/a/b/"] {
             assert!(is_lexically_normal(ok), "{ok}");
         }
-        for not in ["", "a/b", "/a/", "/a//b", "/a/./b", "/a/../b", "/a/.", "/cafe\u{301}"] {
+        for not in ["", "a/b", "//", "/a//", "/a//b", "/a/./b", "/a/../b", "/a/.", "/cafe\u{301}"] {
             assert!(!is_lexically_normal(not), "{not}");
         }
+    }
+
+    #[test]
+    fn folder_paths_keep_their_slash_and_claim_what_is_below() {
+        assert_eq!(normalize_path("/p/src/", None).unwrap(), "/p/src/");
+        assert_eq!(normalize_path("/p/src/auth/..", None).unwrap(), "/p/src/");
+        assert_eq!(normalize_path("src/.", Some("/p")).unwrap(), "/p/src/");
+        assert_eq!(normalize_path(".", Some("/p")).unwrap(), "/p/");
+        assert_eq!(normalize_path("/", None).unwrap(), "/");
+        assert_eq!(normalize_path("/p/src", None).unwrap(), "/p/src", "no slash: a file");
+        assert!(overlaps("/p/src/a.ts", "/p/src/") && overlaps("/p/src/", "/p/src/a/") && overlaps("/p/x", "/"));
+        assert!(!overlaps("/p/src", "/p/src/") && !overlaps("/p/srcx/a", "/p/src/") && !overlaps("/p/a", "/p/b"));
+        assert_eq!(claim_ancestors("/a/b/c").collect::<Vec<_>>(), ["/", "/a/", "/a/b/"]);
+        assert_eq!(claim_ancestors("/a/b/").collect::<Vec<_>>(), ["/", "/a/"]);
+        assert_eq!(claim_ancestors("/").count(), 0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::envelope::Entry;
 use super::error::Result;
 use super::lock::{LockFilter, LockRecord, LockRequest};
 use super::lost::LostListener;
-use super::wait::{Attempt, Waiter};
+use super::wait::{Attempt, Waiter, Waiting};
 use super::wake::Listening;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -65,6 +65,11 @@ pub trait Store: Send + Sync + 'static {
     fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> impl Future<Output = Result<()>> + Send;
     /// Notifies `wake` whenever a lock on one of `paths` is released, until the guards are dropped.
     fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening>;
+    /// Who waits for what in `ns` right now, by the store's clock.
+    fn list_waiters(&self, ns: &str) -> impl Future<Output = Result<Waiting>> + Send;
+    /// Notifies `wake` on every change to the locks and waiters of `ns` (a hint to look again),
+    /// until the guards are dropped.
+    fn watch(&self, ns: &str, wake: &Arc<tokio::sync::Notify>) -> Vec<Listening>;
 
     /// Where the store reports locks of this process that it finds lost on its own (the hybrid's
     /// recovery, the shared store's re-assertion after a takeover). Most stores find none.

@@ -13,16 +13,18 @@
 //! refresh, or the deadline, whichever is first; a lost wake-up therefore costs at most
 //! `REFRESH_MS`, never the wait.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::error::{Error, Result};
 use super::lock::{LockRecord, LockRequest};
+use super::path::overlaps;
 use super::store::Store;
 use super::time::now_ms;
 
@@ -74,46 +76,100 @@ pub enum Attempt {
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub waiter: String,
+    pub ns: String,
     pub session_id: String,
     pub agent_id: String,
+    /// The paths it asks for, and their storage keys (the queues it is in).
+    pub paths: Vec<String>,
+    keys: Vec<String>,
+    pub ticket: u64,
+    /// When it first queued, on the store's clock.
+    pub since: i64,
     pub lease_until: i64,
     /// The session this waiter was refused for at its last try: that session is not made to wait for it.
     pub waits_for: String,
+    /// The path that session holds (or is first in line for) that held this waiter up.
+    pub blocked_on: String,
+}
+
+/// Whom a refused waiter waits for, as `Queues::enqueue` records it.
+pub struct WaitFor<'a> {
+    pub ns: &'a str,
+    pub paths: &'a [String],
+    pub session: &'a str,
+    pub path: &'a str,
 }
 
 /// In-memory FIFO queues per storage key (the sled store; Redis keeps the same in sorted sets).
 #[derive(Debug, Default)]
 pub struct Queues {
-    /// In ticket order; the waiter id breaks ties (a hybrid waiter may bring a ticket from Redis).
-    by_key: HashMap<String, BTreeMap<(u64, String), Queued>>,
+    /// Each key's waiters in ticket order; the waiter id breaks ties (a hybrid waiter may bring
+    /// a ticket from Redis).
+    by_key: HashMap<String, BTreeSet<(u64, String)>>,
+    waiters: HashMap<String, Queued>,
     next_ticket: u64,
 }
 
 impl Queues {
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.waiters.is_empty()
+    }
+
+    /// Drops a waiter from every queue it is in.
+    fn drop_waiter(&mut self, id: &str) -> Option<Queued> {
+        let w = self.waiters.remove(id)?;
+        for k in &w.keys {
+            if let Some(q) = self.by_key.get_mut(k) {
+                q.remove(&(w.ticket, w.waiter.clone()));
+                if q.is_empty() {
+                    self.by_key.remove(k);
+                }
+            }
+        }
+        Some(w)
+    }
+
+    /// Drops the waiters whose lease ran out: they are presumed dead.
+    fn drop_dead(&mut self, now: i64) {
+        let dead: Vec<String> = self.waiters.values().filter(|w| w.lease_until <= now).map(|w| w.waiter.clone()).collect();
+        for id in dead {
+            self.drop_waiter(&id);
+        }
     }
 
     /// The first live waiter of another session ahead of `me` (everyone, when `me` is not queued)
     /// on `key`, as a holder record for the refusal, and its lease expiry. Dead waiters are dropped.
     pub fn ahead(&mut self, key: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64) -> Option<(Value, i64)> {
-        let q = self.by_key.get_mut(key)?;
-        q.retain(|_, w| w.lease_until > now);
-        let mine = me.map(|w| w.ticket).filter(|t| *t > 0);
-        let found = q
-            .iter()
-            .take_while(|((t, _), _)| mine.is_none_or(|m| *t < m))
-            .find(|(_, w)| w.session_id != session_id && w.waits_for != session_id)
-            .map(|(_, w)| (queued_holder(path, &w.session_id, &w.agent_id), w.lease_until));
-        if q.is_empty() {
-            self.by_key.remove(key);
+        if !self.by_key.contains_key(key) {
+            return None;
         }
-        found
+        self.drop_dead(now);
+        let mine = me.map(|w| w.ticket).filter(|t| *t > 0);
+        self.by_key
+            .get(key)?
+            .iter()
+            .take_while(|(t, _)| mine.is_none_or(|m| *t < m))
+            .filter_map(|(_, id)| self.waiters.get(id))
+            .find(|w| w.session_id != session_id && w.waits_for != session_id)
+            .map(|w| (queued_holder(path, &w.session_id, &w.agent_id), w.lease_until))
+    }
+
+    /// Like `ahead`, for waiters that ask for a path overlapping `path` without being it: a claim
+    /// on a folder above it, or (when `path` is a claim) a path below it.
+    pub fn ahead_overlapping(&mut self, ns: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64) -> Option<(Value, i64)> {
+        self.drop_dead(now);
+        let mine = me.map(|w| w.ticket).filter(|t| *t > 0);
+        self.waiters
+            .values()
+            .filter(|w| w.ns == ns && w.session_id != session_id && w.waits_for != session_id && mine.is_none_or(|m| w.ticket < m))
+            .filter_map(|w| w.paths.iter().find(|p| *p != path && overlaps(p, path)).map(|p| (w, p)))
+            .min_by_key(|(w, _)| (w.ticket, w.waiter.clone()))
+            .map(|(w, p)| (queued_holder(p, &w.session_id, &w.agent_id), w.lease_until))
     }
 
     /// Puts `w` in the queues of `keys` (assigning its ticket on first use) or refreshes its lease
     /// and whom it waits for.
-    pub fn enqueue(&mut self, keys: &[String], w: &Waiter, req: &LockRequest, waits_for: &str, now: i64) -> u64 {
+    pub fn enqueue(&mut self, keys: &[String], w: &Waiter, req: &LockRequest, wf: WaitFor<'_>, now: i64) -> u64 {
         let ticket = if w.ticket > 0 {
             w.ticket
         } else {
@@ -124,42 +180,128 @@ impl Queues {
         };
         // later waiters line up behind this one, wherever its ticket came from
         self.next_ticket = self.next_ticket.max(ticket);
+        let since = match self.waiters.get(&w.id) {
+            Some(old) if old.ticket == ticket => old.since,
+            _ => self.drop_waiter(&w.id).map_or(now, |old| old.since),
+        };
         for k in keys {
-            self.by_key.entry(k.clone()).or_default().insert(
-                (ticket, w.id.clone()),
-                Queued {
-                    waiter: w.id.clone(),
-                    session_id: req.session_id.clone(),
-                    agent_id: req.agent_id.clone(),
-                    lease_until: now + WAITER_LEASE_MS,
-                    waits_for: waits_for.to_owned(),
-                },
-            );
+            self.by_key.entry(k.clone()).or_default().insert((ticket, w.id.clone()));
         }
+        self.waiters.insert(
+            w.id.clone(),
+            Queued {
+                waiter: w.id.clone(),
+                ns: wf.ns.to_owned(),
+                session_id: req.session_id.clone(),
+                agent_id: req.agent_id.clone(),
+                paths: wf.paths.to_vec(),
+                keys: keys.to_vec(),
+                ticket,
+                since,
+                lease_until: now + WAITER_LEASE_MS,
+                waits_for: wf.session.to_owned(),
+                blocked_on: wf.path.to_owned(),
+            },
+        );
         ticket
     }
 
-    /// Takes `w` out of the queues of `keys`; returns the keys someone still waits on.
-    pub fn leave(&mut self, keys: &[String], w: &Waiter) -> Vec<String> {
-        let mut still = Vec::new();
-        for k in keys {
-            if let Some(q) = self.by_key.get_mut(k) {
-                q.retain(|_, e| e.waiter != w.id);
-                if q.is_empty() {
-                    self.by_key.remove(k);
-                } else {
-                    still.push(k.clone());
-                }
-            }
-        }
-        still
+    /// Takes `w` out of the queues it is in; returns the keys someone still waits on.
+    pub fn leave(&mut self, w: &Waiter) -> Vec<String> {
+        let Some(gone) = self.drop_waiter(&w.id) else { return Vec::new() };
+        gone.keys.into_iter().filter(|k| self.by_key.contains_key(k)).collect()
+    }
+
+    /// Whether a live waiter of `session_id` asks for a path overlapping `path` (a queued wait's
+    /// holder: the waiter first in line).
+    pub fn has_waiter_for(&self, ns: &str, session_id: &str, path: &str, now: i64) -> bool {
+        self.waiters.values().any(|w| w.ns == ns && w.session_id == session_id && w.lease_until > now && w.paths.iter().any(|p| overlaps(p, path)))
+    }
+
+    /// The live waiters of namespace `ns`, first come first.
+    pub fn waiting_in(&mut self, ns: &str, now: i64) -> Vec<Queued> {
+        self.drop_dead(now);
+        let mut out: Vec<Queued> = self.waiters.values().filter(|w| w.ns == ns).cloned().collect();
+        out.sort_by_key(|w| (w.ticket, w.waiter.clone()));
+        out
     }
 
     /// How many waiters queue on `key`.
     #[cfg(test)]
     fn len(&self, key: &str) -> usize {
-        self.by_key.get(key).map_or(0, BTreeMap::len)
+        self.by_key.get(key).map_or(0, BTreeSet::len)
     }
+}
+
+/// One wait in a cycle: `session_id` waits for `path`, which `held_by` holds (or is first in
+/// line for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleStep {
+    pub session_id: String,
+    pub agent_id: String,
+    pub path: String,
+    pub held_by: String,
+}
+
+/// Whether waiting for `blocker` would close a cycle back to `me`: the waits from `blocker` on,
+/// each to the session holding it up, ending with a wait for `me`. `waits` are the other waits
+/// (session, agent, path, held by); `still_holds` says whether a wait is still current (its
+/// holder still holds the path), so a wait its holder has let go of since does not count.
+pub fn find_cycle(me: &str, blocker: &str, waits: &[CycleStep], still_holds: impl Fn(&CycleStep) -> bool) -> Option<Vec<CycleStep>> {
+    // breadth first over sessions; `via` remembers the wait that reached each
+    let mut via: HashMap<&str, Option<usize>> = HashMap::from([(blocker, None)]);
+    let mut frontier = vec![blocker];
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for s in frontier {
+            for (i, w) in waits.iter().enumerate().filter(|(_, w)| w.session_id == s) {
+                if (w.held_by != me && via.contains_key(w.held_by.as_str())) || !still_holds(w) {
+                    continue;
+                }
+                if w.held_by == me {
+                    let mut chain = vec![w.clone()];
+                    let mut at = via[s];
+                    while let Some(j) = at {
+                        chain.push(waits[j].clone());
+                        at = via[waits[j].session_id.as_str()];
+                    }
+                    chain.reverse();
+                    return Some(chain);
+                }
+                via.insert(&w.held_by, Some(i));
+                next.push(w.held_by.as_str());
+            }
+        }
+        frontier = next;
+    }
+    None
+}
+
+/// The refusal of a wait that would close `cycle` (the waits after the caller's own, which is
+/// `first`). `released`: the caller's locks let go of so that the wait before its own can go on.
+pub fn deadlock_error(first: &CycleStep, holder: Value, cycle: &[CycleStep], released: &[String]) -> Error {
+    let who = |s: &CycleStep| format!("session {} (agent {})", s.session_id, s.agent_id);
+    let mut message = format!("Deadlock: {} would wait for {}, held by session {}", who(first), first.path, first.held_by);
+    for w in cycle {
+        message.push_str(&format!(", which waits for {}, held by session {}", w.path, w.held_by));
+    }
+    message.push_str(". Refused at once instead of letting every session of the cycle wait");
+    if let Some(before) = cycle.last() {
+        if !released.is_empty() {
+            message.push_str(&format!(
+                "; session {}'s lock on {} was let go so that {} can go on",
+                first.session_id,
+                released.join(", "),
+                who(before)
+            ));
+        }
+    }
+    message.push_str(". Retry once the other sessions are done.");
+    let step = |s: &CycleStep| json!({ "sessionId": s.session_id, "agentId": s.agent_id, "waitsFor": s.path, "heldBy": s.held_by });
+    let mut holder = if holder.is_object() { holder } else { json!({}) };
+    holder["cycle"] = std::iter::once(first).chain(cycle).map(step).collect();
+    holder["released"] = json!(released);
+    Error::Deadlock { message, holder }
 }
 
 /// The holder a refusal names when the path is free but promised to a waiter ahead.
@@ -167,15 +309,45 @@ pub fn queued_holder(path: &str, session_id: &str, agent_id: &str) -> Value {
     json!({ "sessionId": session_id, "agentId": agent_id, "path": path, "queued": true })
 }
 
-/// The refusal for a path that is free but promised to the first waiter in its queue.
+/// The refusal for a path that is free but promised to the first waiter in its queue (or to a
+/// waiter for a path overlapping it: a claim above it, a file below the claim asked for).
 pub fn queued_error(path: &str, holder: Value) -> Error {
     let get = |k: &str| holder.get(k).and_then(Value::as_str).unwrap_or("unknown").to_owned();
+    let what = if crate::core::path::is_claim(path) { "Folder" } else { "File" };
+    let wants = holder.get("path").and_then(Value::as_str).filter(|p| *p != path).map_or("it".to_owned(), |p| p.to_owned());
     let message = format!(
-        "File {path} is locked by another agent: agent {} (session {}) is waiting for it and comes first. Work on another file, or retry later.",
+        "{what} {path} is locked by another agent: agent {} (session {}) is waiting for {wants} and comes first. Work on another file, or retry later.",
         get("agentId"),
         get("sessionId")
     );
     Error::Locked { message, holder }
+}
+
+/// A waiting acquire as a store lists it: who, for what, held up by whom, since when (the
+/// store's clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitEntry {
+    pub session_id: String,
+    pub agent_id: String,
+    pub paths: Vec<String>,
+    /// The session holding it up, and the path that session holds (or is first in line for).
+    pub blocked_by: String,
+    pub blocked_on: String,
+    pub since: i64,
+}
+
+/// The waiters of a namespace, and the store's clock when they were read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Waiting {
+    pub now: i64,
+    pub waiters: Vec<WaitEntry>,
+}
+
+impl From<&Queued> for WaitEntry {
+    fn from(q: &Queued) -> Self {
+        WaitEntry { session_id: q.session_id.clone(), agent_id: q.agent_id.clone(), paths: q.paths.clone(), blocked_by: q.waits_for.clone(), blocked_on: q.blocked_on.clone(), since: q.since }
+    }
 }
 
 /// A refusal after waiting: the same error, saying how long it waited.
@@ -201,6 +373,7 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
     let wake = Arc::new(Notify::new());
     // listening before the first try: a release between the try and the sleep still wakes us
     let _listening = store.listen(ns, paths, &wake);
+    let mut also: HashMap<String, Vec<crate::core::wake::Listening>> = HashMap::new();
     let mut me = Waiter::new();
     let leave = |me: Waiter| async move {
         if me.ticket > 0 {
@@ -225,6 +398,12 @@ pub async fn acquire_waiting<S: Store>(store: &S, ns: &str, paths: &[String], re
         if now >= deadline {
             leave(me).await;
             return Err(waited(error, started.elapsed()));
+        }
+        // held up by a lock on another path (a claim above, a file below a claim): hear of its
+        // release too, and look once more at once, in case it came before the listening
+        if let Some(p) = error.holder().and_then(|h| h["path"].as_str()).filter(|p| !paths.iter().any(|q| q == p) && !also.contains_key(*p)) {
+            also.insert(p.to_owned(), store.listen(ns, &[p.to_owned()], &wake));
+            continue;
         }
         let until_retry = Duration::from_millis(retry_in_ms.clamp(1, REFRESH_MS) as u64);
         tokio::select! {
@@ -258,22 +437,64 @@ mod tests {
         LockRequest::new(s, "agent", Some(1000)).unwrap()
     }
 
+    fn wf<'a>(paths: &'a [&'a str], session: &'a str) -> WaitFor<'a> {
+        let paths: &'static [String] = Box::leak(paths.iter().map(|p| p.to_string()).collect::<Vec<_>>().into_boxed_slice());
+        WaitFor { ns: "n", paths, session, path: "/p" }
+    }
+
+    fn step(s: &str, path: &str, held_by: &str) -> CycleStep {
+        CycleStep { session_id: s.into(), agent_id: format!("agent-{s}"), path: path.into(), held_by: held_by.into() }
+    }
+
+    #[test]
+    fn claim_waiters_come_first_for_the_files_below_and_the_other_way_round() {
+        let mut q = Queues::default();
+        let mut c = Waiter::new();
+        c.ticket = q.enqueue(&["n/src/".to_owned()], &c, &req("sc"), wf(&["/src/"], "holder"), 0);
+        assert_eq!(q.ahead_overlapping("n", "/src/a.ts", "sf", None, 1).unwrap().0["sessionId"], "sc", "a file below a claim someone waits for");
+        assert!(q.ahead_overlapping("n", "/lib/a.ts", "sf", None, 1).is_none());
+        assert!(q.ahead_overlapping("other", "/src/a.ts", "sf", None, 1).is_none(), "another namespace");
+        let mut f = Waiter::new();
+        f.ticket = q.enqueue(&["n/lib/a.ts".to_owned()], &f, &req("sf"), wf(&["/lib/a.ts"], "holder"), 0);
+        assert_eq!(q.ahead_overlapping("n", "/lib/", "sx", None, 1).unwrap().0["path"], "/lib/a.ts", "a claim above a file someone waits for");
+        assert!(q.ahead_overlapping("n", "/lib/", "sf", Some(&f), 1).is_none(), "its own wait");
+        assert_eq!(q.waiting_in("n", 1).iter().map(|w| w.session_id.as_str()).collect::<Vec<_>>(), ["sc", "sf"]);
+        q.leave(&c);
+        assert_eq!(q.waiting_in("n", 1).len(), 1);
+    }
+
+    #[test]
+    fn cycles_of_two_and_three_sessions_are_found_and_stale_waits_do_not_count() {
+        // b waits for x, which a (the caller) holds: a waiting for b closes the cycle
+        let waits = vec![step("b", "/x", "a")];
+        assert_eq!(find_cycle("a", "b", &waits, |_| true).unwrap(), waits);
+        assert!(find_cycle("a", "b", &waits, |_| false).is_none(), "a wait whose holder let go");
+        let three = vec![step("c", "/z", "a"), step("b", "/y", "c"), step("d", "/q", "b")];
+        let found = find_cycle("a", "b", &three, |_| true).unwrap();
+        assert_eq!(found.iter().map(|w| w.session_id.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert!(find_cycle("a", "d", &[step("d", "/q", "e"), step("e", "/r", "d")], |_| true).is_none(), "a cycle not through the caller");
+        let e = deadlock_error(&step("a", "/y", "b"), json!({"sessionId": "b"}), &found, &["/x".to_owned()]);
+        assert_eq!(e.code(), "EDEADLK");
+        assert_eq!(e.holder().unwrap()["cycle"].as_array().unwrap().len(), 3);
+        assert!(e.to_string().starts_with("Deadlock: session a (agent agent-a) would wait for /y, held by session b, which waits for /y, held by session c"), "{e}");
+    }
+
     #[test]
     fn waiters_are_served_in_ticket_order_and_dead_ones_are_dropped() {
         let mut q = Queues::default();
         let keys = vec!["k".to_owned()];
         let mut a = Waiter::new();
         let mut b = Waiter::new();
-        a.ticket = q.enqueue(&keys, &a, &req("sa"), "holder", 0);
-        b.ticket = q.enqueue(&keys, &b, &req("sb"), "holder", 0);
+        a.ticket = q.enqueue(&keys, &a, &req("sa"), wf(&["/p"], "holder"), 0);
+        b.ticket = q.enqueue(&keys, &b, &req("sb"), wf(&["/p"], "holder"), 0);
         assert!(q.ahead("k", "/p", "sa", Some(&a), 1).is_none(), "a is first");
         assert_eq!(q.ahead("k", "/p", "sb", Some(&b), 1).unwrap().0["sessionId"], "sa", "b is behind a");
         assert_eq!(q.ahead("k", "/p", "sc", None, 1).unwrap().0["sessionId"], "sa", "a newcomer is behind everyone");
         // b refreshes its lease, a does not: once a's runs out, b is first
-        q.enqueue(&keys, &b, &req("sb"), "holder", 10);
+        q.enqueue(&keys, &b, &req("sb"), wf(&["/p"], "holder"), 10);
         assert!(q.ahead("k", "/p", "sb", Some(&b), WAITER_LEASE_MS + 1).is_none());
         assert_eq!(q.len("k"), 1);
-        assert!(q.leave(&keys, &b).is_empty());
+        assert!(q.leave(&b).is_empty());
         assert!(q.is_empty());
     }
 
@@ -282,7 +503,7 @@ mod tests {
         let mut q = Queues::default();
         let keys = vec!["k".to_owned()];
         let a = Waiter::new();
-        q.enqueue(&keys, &a, &req("s"), "holder", 0);
+        q.enqueue(&keys, &a, &req("s"), wf(&["/p"], "holder"), 0);
         assert!(q.ahead("k", "/p", "s", None, 1).is_none());
     }
 
@@ -291,7 +512,7 @@ mod tests {
         let mut q = Queues::default();
         let keys = vec!["b".to_owned(), "a".to_owned()];
         let t = Waiter::new();
-        q.enqueue(&keys, &t, &req("t"), "s", 0); // t waits for [b, a]; s holds a
+        q.enqueue(&keys, &t, &req("t"), wf(&["/b", "/a"], "s"), 0); // t waits for [b, a]; s holds a
         assert!(q.ahead("b", "/b", "s", None, 1).is_none(), "s may take b: t is waiting for s");
         assert_eq!(q.ahead("b", "/b", "u", None, 1).unwrap().0["sessionId"], "t", "anyone else queues behind t");
     }

@@ -10,6 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+/// The key (in each namespace) that hears of every change to its locks and waiters: a grant, a
+/// release, a waiter coming or going. `opencode-file-lock watch` listens on it.
+pub const CHANGES: &str = "\u{241E}ofl:changes";
+
 /// Who hears of a released key.
 #[derive(Clone)]
 pub enum Sink {
@@ -54,6 +58,11 @@ impl WakeBus {
         }
         self.listening.fetch_add(keys.len(), Ordering::Relaxed);
         Listening { bus: self.clone(), id, keys, on_drop: None }
+    }
+
+    /// True while nobody listens on anything: a store skips building keys to announce.
+    pub fn idle(&self) -> bool {
+        self.listening.load(Ordering::Relaxed) == 0
     }
 
     /// Wakes every listener on `key` (a listener not waiting right now keeps the wake for later).

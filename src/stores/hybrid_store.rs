@@ -36,7 +36,7 @@ use crate::core::held::{settle, HeldLocks, Reasserted};
 use crate::core::lock::{parse_record, LockFilter, LockRecord, LockRequest};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::now_ms;
-use crate::core::wait::{Attempt, Waiter};
+use crate::core::wait::{Attempt, Waiter, Waiting};
 use crate::core::wake::Listening;
 
 use super::redis::{RedisStore, RestartHook};
@@ -567,6 +567,22 @@ impl Store for HybridStore {
             let _ = self.redis.leave_queue(ns, paths, waiter).await;
         }
         Ok(())
+    }
+
+    async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
+        let _gate = self.enter().await;
+        if let Some(r) = self.try_redis(self.redis.list_waiters(ns)).await {
+            return r;
+        }
+        self.refuse_if_closed()?;
+        self.sled.list_waiters(ns).await
+    }
+
+    /// Changes on either store: the one serving now, and the other across a switch.
+    fn watch(&self, ns: &str, wake: &std::sync::Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        let mut l = self.redis.watch(ns, wake);
+        l.extend(self.sled.watch(ns, wake));
+        l
     }
 
     fn set_lost_listener(&self, listener: LostListener) {

@@ -15,7 +15,7 @@ use crate::core::error::Result;
 use crate::core::lock::{LockFilter, LockRecord, LockRequest};
 use crate::core::lost::LostListener;
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::wait::{Attempt, Waiter};
+use crate::core::wait::{Attempt, Waiter, Waiting};
 use crate::core::wake::Listening;
 
 pub use hybrid_store::HybridStore;
@@ -91,6 +91,12 @@ impl Store for AnyStore {
     }
     fn listen(&self, ns: &str, paths: &[String], wake: &Arc<tokio::sync::Notify>) -> Vec<Listening> {
         dispatch!(self, s => s.listen(ns, paths, wake))
+    }
+    async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
+        dispatch!(self, s => s.list_waiters(ns).await)
+    }
+    fn watch(&self, ns: &str, wake: &Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        dispatch!(self, s => s.watch(ns, wake))
     }
     fn set_lost_listener(&self, listener: LostListener) {
         dispatch!(self, s => s.set_lost_listener(listener))

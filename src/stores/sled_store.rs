@@ -10,7 +10,7 @@
 //! folder's mutex from read to write, so each one is atomic across threads. Nothing here
 //! suspends: callers may poll the async methods once (see `now_or_never`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, RwLock, Weak};
@@ -25,8 +25,9 @@ pub use crate::core::held::Reasserted;
 use crate::core::lock::{decide, locked_error, token_of, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::{now_ms, now_us};
-use crate::core::wait::{queued_error, Attempt, Queues, Waiter, REFRESH_MS};
-use crate::core::wake::{Listening, WakeBus};
+use crate::core::wait::{deadlock_error, find_cycle, queued_error, Attempt, CycleStep, Queues, WaitEntry, WaitFor, Waiter, Waiting, REFRESH_MS};
+use crate::core::wake::{Listening, WakeBus, CHANGES};
+use crate::core::path::{claim_ancestors, is_claim};
 
 /// How long a write may stay in memory before it is in sled and on disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -45,6 +46,9 @@ type Changes = HashMap<Vec<u8>, Option<Vec<u8>>>;
 /// Writes not yet in sled (key -> Some(value) to insert, None to remove), and their journal.
 struct Pending {
     map: Changes,
+    /// The storage keys of claims (paths ending in `/`) that may be live: a superset, checked
+    /// against the record on use. Empty, as it usually is, file acquires skip claims entirely.
+    claims: BTreeSet<Vec<u8>>,
     /// The changes the flusher is moving into sled right now, outside the lock: reads look here
     /// after `map`, so the lock is held for microseconds, not for sled's batch.
     flushing: Option<Arc<Changes>>,
@@ -57,12 +61,22 @@ impl Pending {
         self.journal
             .append(changes.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
             .map_err(|e| Error::backend(format!("sled folder {}: cannot write its journal: {e}", folder.display())))?;
+        for (k, v) in &changes {
+            if k.ends_with(b"/") {
+                if v.is_some() {
+                    self.claims.insert(k.clone());
+                } else {
+                    self.claims.remove(k);
+                }
+            }
+        }
         self.map.extend(changes);
         Ok(())
     }
 
     /// Forgets an expired entry without journaling it: if the deletion is lost, it is still expired.
     fn forget(&mut self, key: Vec<u8>) {
+        self.claims.remove(&key);
         self.map.insert(key, None);
     }
 }
@@ -126,6 +140,76 @@ impl Folder {
 
     fn write(&self, pending: &mut Pending, changes: Vec<Change>) -> Result<()> {
         pending.write(&self.path, changes)
+    }
+
+    /// Every key under `prefix` that may hold a value: in sled, pending, or being flushed.
+    fn keys_under(&self, pending: &Pending, prefix: &str) -> Result<BTreeSet<Vec<u8>>> {
+        let mut keys = BTreeSet::new();
+        for k in self.db.scan_prefix(prefix.as_bytes()).keys() {
+            keys.insert(k.map_err(|e| self.err(e))?.to_vec());
+        }
+        let p = prefix.as_bytes();
+        keys.extend(pending.map.keys().filter(|k| k.starts_with(p)).cloned());
+        if let Some(f) = &pending.flushing {
+            keys.extend(f.keys().filter(|k| k.starts_with(p)).cloned());
+        }
+        Ok(keys)
+    }
+
+    /// The live locks that overlap `path` without being at it: claims on folders above it and,
+    /// for a claim, the locks below it. Stale entries of the claim index go on the way.
+    fn overlapping(&self, pending: &mut Pending, ns: &str, path: &str, now: i64) -> Result<Vec<(String, LockRecord)>> {
+        let mut out = Vec::new();
+        if !pending.claims.is_empty() {
+            for above in claim_ancestors(path) {
+                let key = storage_key(ns, above);
+                if !pending.claims.contains(key.as_bytes()) {
+                    continue;
+                }
+                match self.read_entry(pending, &key)? {
+                    Some(e) if e.is_live(now) => match parse_record(above, &e) {
+                        Ok(rec) if rec.expires_at == 0 || rec.expires_at > now => out.push((key, rec)),
+                        Ok(_) => pending.forget(key.into_bytes()),
+                        Err(_) => {
+                            pending.claims.remove(key.as_bytes()); // a cache value, not a claim
+                        }
+                    },
+                    Some(_) => pending.forget(key.into_bytes()),
+                    None => {
+                        pending.claims.remove(key.as_bytes());
+                    }
+                }
+            }
+        }
+        if is_claim(path) {
+            let own = storage_key(ns, path);
+            let prefix_len = namespace_prefix(ns).len();
+            for k in self.keys_under(pending, &own)? {
+                let Ok(key) = String::from_utf8(k) else { continue };
+                if key == own {
+                    continue;
+                }
+                // anything that is not a live lock record (a cache value) holds nothing up
+                if let Ok(Some(rec)) = self.live_record(pending, &key[prefix_len..], &key, now) {
+                    out.push((key, rec));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a wait of the waits-for graph is still current: its holder still holds the path,
+    /// or is still first in line for it.
+    fn still_holds(&self, pending: &Pending, q: &Queues, ns: &str, step: &CycleStep, now: i64) -> bool {
+        let key = storage_key(ns, &step.path);
+        matches!(self.live_record(pending, &step.path, &key, now), Ok(Some(r)) if r.session_id == step.held_by) || q.has_waiter_for(ns, &step.held_by, &step.path, now)
+    }
+
+    /// Announces a change to the locks or waiters of `ns` to whoever watches them.
+    fn changed(&self, ns: &str) {
+        if !self.bus.idle() {
+            self.bus.notify(&storage_key(ns, CHANGES));
+        }
     }
 
     /// A new fencing token: after every token handed out or seen, and not behind the clock.
@@ -317,9 +401,10 @@ impl SledStore {
 }
 
 /// One acquire try under the folder's locks: grants every path or none, fair to queued waiters;
-/// with a waiter, a refusal queues it. `resume` (the holds this session had of each path before)
-/// marks a retry of a request whose answer was lost with its server: a path it already raised to
-/// `prior + 1` holds is not raised again.
+/// with a waiter, a refusal queues it, unless waiting would close a cycle of waits (EDEADLK).
+/// `resume` (the holds this session had of each path before) marks a retry of a request whose
+/// answer was lost with its server: a path it already raised to `prior + 1` holds is not raised
+/// again.
 fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, resume: Option<&[u32]>) -> Result<Attempt> {
     if paths.len() > crate::core::lock::MAX_PATHS {
         return Err(Error::invalid(format!("an acquire takes at most {} paths", crate::core::lock::MAX_PATHS)));
@@ -330,7 +415,8 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
     let mut q = f.queues();
     let mut granted = Vec::with_capacity(paths.len());
     let mut changed = Vec::with_capacity(paths.len());
-    let mut blocked = None;
+    // (the refusal, when to look again, the path asked for that is held up)
+    let mut blocked: Option<(Error, i64, &str)> = None;
     for (i, (path, key)) in paths.iter().zip(&keys).enumerate() {
         let entry = f.read_entry(&p, key)?;
         if let Some(prior) = resume.and_then(|r| r.get(i)) {
@@ -341,31 +427,75 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
                 continue;
             }
         }
-        match decide(path, entry.as_ref(), req, now)? {
-            Decision::Grant(rec) => {
-                if !q.is_empty() {
-                    if let Some((holder, lease_until)) = q.ahead(key, path, &req.session_id, waiter, now) {
-                        blocked = Some((queued_error(path, holder), lease_until));
-                        break;
-                    }
-                }
-                granted.push(rec);
-                changed.push(true);
-            }
-            Decision::Reenter(rec) => {
-                granted.push(rec);
-                changed.push(true);
-            }
+        let rec = match decide(path, entry.as_ref(), req, now)? {
+            Decision::Grant(rec) | Decision::Reenter(rec) => rec,
             Decision::Refuse(holder) => {
                 let x = holder.get("expiresAt").and_then(Value::as_f64).map(|x| x as i64).filter(|x| *x > 0);
-                blocked = Some((locked_error(path, holder, now), x.unwrap_or(now + REFRESH_MS)));
+                blocked = Some((locked_error(path, holder, now), x.unwrap_or(now + REFRESH_MS), path));
+                break;
+            }
+        };
+        if !p.claims.is_empty() || is_claim(path) {
+            let other = f.overlapping(&mut p, ns, path, now)?.into_iter().find(|(_, r)| r.session_id != req.session_id);
+            if let Some((_, holder)) = other {
+                let x = if holder.expires_at > 0 { holder.expires_at } else { now + REFRESH_MS };
+                blocked = Some((locked_error(path, serde_json::to_value(holder).unwrap_or(Value::Null), now), x, path));
                 break;
             }
         }
+        if !q.is_empty() && rec.hold_count == 1 {
+            let first = q.ahead(key, path, &req.session_id, waiter, now).or_else(|| q.ahead_overlapping(ns, path, &req.session_id, waiter, now));
+            if let Some((holder, lease_until)) = first {
+                blocked = Some((queued_error(path, holder), lease_until, path));
+                break;
+            }
+        }
+        granted.push(rec);
+        changed.push(true);
     }
-    if let Some((error, retry_at)) = blocked {
-        let waits_for = error.holder().and_then(|h| h["sessionId"].as_str()).unwrap_or("").to_owned();
-        let ticket = waiter.map_or(0, |w| q.enqueue(&keys, w, req, &waits_for, now));
+    if let Some((error, retry_at, wanted)) = blocked {
+        let holder = error.holder().cloned().unwrap_or(Value::Null);
+        let waits_for = holder["sessionId"].as_str().unwrap_or("").to_owned();
+        let Some(w) = waiter else { return Ok(Attempt::Blocked { error, retry_in_ms: retry_at - now, ticket: 0 }) };
+        let held_on = holder["path"].as_str().filter(|s| !s.is_empty()).unwrap_or(wanted).to_owned();
+        if !waits_for.is_empty() {
+            let waiting: Vec<_> = q.waiting_in(ns, now).into_iter().filter(|x| x.waiter != w.id).collect();
+            let steps: Vec<CycleStep> = waiting.iter().map(|x| CycleStep { session_id: x.session_id.clone(), agent_id: x.agent_id.clone(), path: x.blocked_on.clone(), held_by: x.waits_for.clone() }).collect();
+            if let Some(cycle) = find_cycle(&req.session_id, &waits_for, &steps, |st| f.still_holds(&p, &q, ns, st, now)) {
+                // the wait just before this one in the cycle goes on: what it waits for of ours is let go
+                let before = cycle.last().and_then(|last| waiting.iter().find(|x| x.session_id == last.session_id && x.blocked_on == last.path && x.waits_for == req.session_id));
+                let mut freed: Vec<String> = Vec::new();
+                for wanted_there in before.map(|b| b.paths.clone()).unwrap_or_default() {
+                    let exact = storage_key(ns, &wanted_there);
+                    if matches!(f.live_record(&p, &wanted_there, &exact, now), Ok(Some(r)) if r.session_id == req.session_id) && !freed.contains(&exact) {
+                        freed.push(exact);
+                    }
+                    for (k, r) in f.overlapping(&mut p, ns, &wanted_there, now)? {
+                        if r.session_id == req.session_id && !freed.contains(&k) {
+                            freed.push(k);
+                        }
+                    }
+                }
+                f.write(&mut p, freed.iter().map(|k| (k.clone().into_bytes(), None)).collect())?;
+                q.leave(w);
+                drop(q);
+                drop(p);
+                for k in &freed {
+                    f.bus.notify(k);
+                }
+                f.changed(ns);
+                let prefix_len = namespace_prefix(ns).len();
+                let released: Vec<String> = freed.iter().map(|k| k[prefix_len..].to_owned()).collect();
+                let first = CycleStep { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: wanted.to_owned(), held_by: waits_for };
+                return Err(deadlock_error(&first, holder, &cycle, &released));
+            }
+        }
+        let ticket = q.enqueue(&keys, w, req, WaitFor { ns, paths, session: &waits_for, path: &held_on }, now);
+        drop(q);
+        drop(p);
+        if w.ticket == 0 {
+            f.changed(ns); // a new waiter
+        }
         return Ok(Attempt::Blocked { error, retry_in_ms: retry_at - now, ticket });
     }
     for rec in granted.iter_mut().filter(|r| r.token == 0) {
@@ -374,8 +504,11 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
     let writes = granted.iter().zip(keys.iter()).zip(&changed).filter(|(_, c)| **c).map(|((rec, key), _)| (key.clone().into_bytes(), record_bytes(rec))).collect();
     f.write(&mut p, writes)?;
     if let Some(w) = waiter.filter(|w| w.ticket > 0) {
-        q.leave(&keys, w);
+        q.leave(w);
     }
+    drop(q);
+    drop(p);
+    f.changed(ns);
     Ok(Attempt::Granted(granted))
 }
 
@@ -399,11 +532,13 @@ fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
     for old in journal.take_older() {
         let _ = std::fs::remove_file(old);
     }
+    // where claims may be (see `Pending::claims`): one walk over the keys at open
+    let claims = db.iter().keys().filter_map(|k| k.ok()).filter(|k| k.ends_with(b"/")).map(|k| k.to_vec()).collect();
     let fence = db.get(FENCE_KEY).ok().flatten().and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
     Ok(Folder {
         path: path.to_owned(),
         db,
-        pending: Mutex::new(Pending { map: HashMap::new(), flushing: None, journal }),
+        pending: Mutex::new(Pending { map: HashMap::new(), claims, flushing: None, journal }),
         flushing: Mutex::new(()),
         queues: Mutex::new(Queues::default()),
         bus,
@@ -477,6 +612,8 @@ impl SledStore {
             out.push(outcome);
         }
         f.write(&mut p, writes)?;
+        drop(p);
+        f.changed(ns);
         Ok(out)
     }
 
@@ -484,7 +621,8 @@ impl SledStore {
     pub fn requeue(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: &Waiter, waits_for: &str) -> Result<()> {
         let f = self.shared()?;
         let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
-        f.queues().enqueue(&keys, waiter, req, waits_for, now_ms());
+        f.queues().enqueue(&keys, waiter, req, WaitFor { ns, paths, session: waits_for, path: "" }, now_ms());
+        f.changed(ns);
         Ok(())
     }
 
@@ -623,11 +761,12 @@ impl Store for SledStore {
 
     async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
         let f = self.shared()?;
-        let keys: Vec<String> = paths.iter().map(|p| storage_key(ns, p)).collect();
-        let still_waited = f.queues().leave(&keys, waiter);
+        let _ = paths; // the queues know which keys the waiter is in
+        let still_waited = f.queues().leave(waiter);
         for k in still_waited {
             f.bus.notify(&k); // the next waiter may find the path free
         }
+        f.changed(ns);
         Ok(())
     }
 
@@ -649,6 +788,7 @@ impl Store for SledStore {
             rec
         };
         f.bus.notify(&key);
+        f.changed(ns);
         Ok(Some(rec))
     }
 
@@ -667,6 +807,7 @@ impl Store for SledStore {
         if freed {
             f.bus.notify(&key);
         }
+        f.changed(ns);
         Ok(true)
     }
 
@@ -685,6 +826,7 @@ impl Store for SledStore {
         for k in &freed {
             f.bus.notify(k);
         }
+        f.changed(ns);
         Ok(freed.len() as u64)
     }
 
@@ -721,6 +863,17 @@ impl Store for SledStore {
             })
             .filter(|rec| (rec.expires_at == 0 || rec.expires_at > now) && filter.matches(rec))
             .collect())
+    }
+
+    async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
+        let f = self.shared()?;
+        let now = now_ms();
+        let waiters = f.queues().waiting_in(ns, now).iter().map(WaitEntry::from).collect();
+        Ok(Waiting { now, waiters })
+    }
+
+    fn watch(&self, ns: &str, wake: &Arc<tokio::sync::Notify>) -> Vec<Listening> {
+        self.listen(ns, &[CHANGES.to_owned()], wake)
     }
 
     async fn health(&self) -> Result<Value> {

@@ -13,6 +13,21 @@ pub fn ticket_key(ns: &str) -> String {
     format!("{INTERNAL}ticket:{ns}")
 }
 
+/// The claims (paths ending in `/`) that may be held or waited for in a namespace (common.lua).
+pub fn claims_key(ns: &str) -> String {
+    format!("{INTERNAL}claims:{ns}")
+}
+
+/// The waiting acquires of a namespace: waiter id -> who waits for what, held up by whom.
+pub fn waits_key(ns: &str) -> String {
+    format!("{INTERNAL}waits:{ns}")
+}
+
+/// Present while someone watches lock changes (`watch`): scripts announce changes only then.
+pub fn watching_key() -> String {
+    format!("{INTERNAL}watching")
+}
+
 pub fn session_index_prefix(ns: &str) -> String {
     format!("{INTERNAL}sess:{ns}\u{241F}")
 }

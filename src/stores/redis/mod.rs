@@ -16,7 +16,7 @@ mod restart;
 mod scripts;
 mod store;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -64,6 +64,8 @@ struct Inner {
     /// Waiters and lost-lock watches of this process, woken by the subscriber.
     bus: Arc<WakeBus>,
     subscribed: AtomicBool,
+    /// How many change watches are open here: while any is, the watching marker is kept alive.
+    watchers: AtomicUsize,
     connect_timeout: Duration,
     /// Tells the background tasks (subscriber, restart watch) to stop.
     shutdown: Arc<Notify>,
@@ -100,6 +102,7 @@ impl RedisStore {
                 channel: format!("{INTERNAL}released:{}", p.db),
                 bus: WakeBus::new(),
                 subscribed: AtomicBool::new(false),
+                watchers: AtomicUsize::new(0),
                 connect_timeout: p.connect_timeout,
                 shutdown: Arc::new(Notify::new()),
                 held: Arc::default(),

@@ -11,6 +11,10 @@ use tokio::sync::Notify;
 
 use super::{Inner, RedisStore};
 
+/// How long the watching marker lives unless refreshed: a watcher that dies stops the
+/// announcements within this.
+const WATCH_MARK_MS: u64 = 30_000;
+
 impl RedisStore {
     /// Starts (once per store) the task that turns release announcements into wake-ups.
     pub(super) fn ensure_subscribed(&self) {
@@ -18,6 +22,38 @@ impl RedisStore {
             return;
         }
         tokio::spawn(subscriber(Arc::downgrade(&self.inner), self.inner.shutdown.clone()));
+    }
+
+    /// A change watch opened: the first one keeps the watching marker alive on the server (the
+    /// scripts announce changes only while it exists), refreshed well before it lapses.
+    pub(super) fn start_watching(&self) {
+        if self.inner.watchers.fetch_add(1, Ordering::AcqRel) > 0 {
+            return;
+        }
+        let (store, shutdown) = (Arc::downgrade(&self.inner), self.inner.shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = store.upgrade() else { return };
+                if inner.closed.load(Ordering::Relaxed) || inner.watchers.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                let me = RedisStore { inner };
+                if let Ok(mut c) = me.conn() {
+                    let mut set = redis::cmd("SET");
+                    set.arg(super::keys::watching_key()).arg(1).arg("PX").arg(WATCH_MARK_MS);
+                    let _ = tokio::time::timeout(me.inner.command_timeout, set.query_async::<()>(&mut c)).await;
+                }
+                drop(me);
+                tokio::select! {
+                    _ = shutdown.notified() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(WATCH_MARK_MS / 3)) => {}
+                }
+            }
+        });
+    }
+
+    pub(super) fn stop_watching(&self) {
+        self.inner.watchers.fetch_sub(1, Ordering::AcqRel);
     }
 
 }

@@ -12,11 +12,12 @@ use crate::core::error::{Error, Result};
 use crate::core::lock::{locked_error, parse_record, token_of, LockFilter, LockRecord, LockRequest};
 use crate::core::lost::LostListener;
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::wait::{queued_error, Attempt, Waiter, WAITER_LEASE_MS};
+use crate::core::wait::{deadlock_error, queued_error, Attempt, CycleStep, WaitEntry, Waiter, Waiting, WAITER_LEASE_MS};
+use crate::core::wake::CHANGES;
 use crate::core::wake::Listening;
 
 use super::commands::{not_a_lock, record_reply};
-use super::keys::{fence_key, fence_key_of, session_index_prefix, ticket_key};
+use super::keys::{claims_key, fence_key, fence_key_of, glob_escape, session_index_prefix, ticket_key, waits_key};
 use super::scripts::*;
 use super::RedisStore;
 
@@ -78,9 +79,11 @@ impl RedisStore {
         for p in paths {
             inv.key(storage_key(ns, p));
         }
-        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns));
+        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns)).key(claims_key(ns)).key(waits_key(ns));
         inv.arg(&req.session_id).arg(&req.agent_id).arg(req.ttl_ms);
         inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS).arg(&nonce);
+        let prefix = namespace_prefix(ns);
+        inv.arg(&prefix).arg(glob_escape(&prefix)).arg(&self.inner.channel);
         for p in paths {
             inv.arg(p);
         }
@@ -111,6 +114,7 @@ impl RedisStore {
                 let retry_in_ms = reply[3].parse::<i64>().ok().filter(|x| *x > 0).unwrap_or(crate::core::wait::REFRESH_MS);
                 Ok(Attempt::Blocked { error, retry_in_ms, ticket: reply[4].parse().unwrap_or(0) })
             }
+            Some("deadlock") if reply.len() == 5 => Err(self.deadlock(ns, req, &reply)),
             Some("corrupt") if reply.len() == 2 => Err(not_a_lock(&reply[1])),
             Some("recovering") if reply.len() == 2 => {
                 let retry_in_ms = reply[1].parse::<i64>().unwrap_or(crate::core::wait::REFRESH_MS);
@@ -172,6 +176,23 @@ impl RedisStore {
                 }
             }
         });
+    }
+
+    /// The EDEADLK of a {'deadlock', path, holder, cycle, released} answer. The locks let go of
+    /// are no longer this process's to put back after a restart.
+    fn deadlock(&self, ns: &str, req: &LockRequest, reply: &[String]) -> Error {
+        let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
+        let steps: Vec<Value> = serde_json::from_str::<Value>(&reply[3]).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
+        let released: Vec<String> = serde_json::from_str::<Value>(&reply[4]).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+        let cycle: Vec<CycleStep> = steps.iter().map(|s| CycleStep { session_id: text(s, "sessionId"), agent_id: text(s, "agentId"), path: text(s, "waitsFor"), held_by: text(s, "heldBy") }).collect();
+        let first = CycleStep { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: reply[1].clone(), held_by: text(&holder, "sessionId") };
+        if self.tracks_held() {
+            for p in released.iter().filter(|p| self.inner.held.get(ns, p).is_some_and(|h| h.rec.session_id == req.session_id)) {
+                self.inner.held.forget(ns, p, None);
+            }
+        }
+        deadlock_error(&first, holder, &cycle, &released)
     }
 
     /// Entries read outside a script: live by the server's clock.
@@ -330,7 +351,7 @@ impl Store for RedisStore {
         for p in paths {
             inv.key(storage_key(ns, p));
         }
-        inv.arg(&waiter.id).arg(&self.inner.channel);
+        inv.key(waits_key(ns)).arg(&waiter.id).arg(&self.inner.channel).arg(namespace_prefix(ns));
         let _: i64 = self.script("leave queue", &inv).await?;
         Ok(())
     }
@@ -352,7 +373,7 @@ impl Store for RedisStore {
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
         let mut inv = RELEASE.prepare_invoke();
-        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns)));
+        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns))).key(waits_key(ns));
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
         let r = self.script::<i64>("release", &inv).await;
         if r.is_err() && self.tracks_held() {
@@ -446,6 +467,33 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("TIME").cmd("HGETALL").arg(waits_key(ns));
+        let ((s, us), all): ((i64, i64), Vec<(String, String)>) = self.run("HGETALL", pipe.query_async(&mut c)).await?;
+        let now = s * 1000 + us / 1000;
+        let mut waits: Vec<(u64, WaitEntry)> = all
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+            .filter(|w| w["x"].as_i64().unwrap_or(0) > now)
+            .map(|w| {
+                let text = |k: &str| w[k].as_str().unwrap_or("").to_owned();
+                let paths = w["r"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+                (w["q"].as_u64().unwrap_or(0), WaitEntry { session_id: text("s"), agent_id: text("a"), paths, blocked_by: text("b"), blocked_on: text("p"), since: w["t"].as_i64().unwrap_or(now) })
+            })
+            .collect();
+        waits.sort_by_key(|(q, _)| *q);
+        Ok(Waiting { now, waiters: waits.into_iter().map(|(_, w)| w).collect() })
+    }
+
+    fn watch(&self, ns: &str, wake: &Arc<Notify>) -> Vec<Listening> {
+        self.ensure_subscribed();
+        self.start_watching();
+        let me = self.clone();
+        vec![self.inner.bus.listen(vec![storage_key(ns, CHANGES)], wake).on_drop(Box::new(move || me.stop_watching()))]
     }
 
     fn set_lost_listener(&self, listener: LostListener) {

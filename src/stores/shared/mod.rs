@@ -40,8 +40,8 @@ use crate::core::error::{Error, Result};
 use crate::core::lock::{LockFilter, LockRecord, LockRequest};
 use crate::core::lost::LostListener;
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::wait::{Attempt, Waiter};
-use crate::core::wake::{Listening, WakeBus};
+use crate::core::wait::{Attempt, Waiter, Waiting};
+use crate::core::wake::{Listening, WakeBus, CHANGES};
 use crate::core::{debug, metrics};
 use crate::stores::sled_store::{Reasserted, SledStore};
 
@@ -492,8 +492,8 @@ impl Shared {
                 Err(e) => eprintln!("[opencode-file-lock] could not re-assert the locks held in {}: {e}", self.folder.display()),
             }
         }
-        for q in lock(&self.waiting).values() {
-            let _ = s.store.requeue(&q.ns, &q.paths, &q.req, &Waiter { id: String::new(), ticket: q.ticket, ticket_from: "sled" }, &q.waits_for);
+        for (id, q) in lock(&self.waiting).iter() {
+            let _ = s.store.requeue(&q.ns, &q.paths, &q.req, &Waiter { id: id.clone(), ticket: q.ticket, ticket_from: "sled" }, &q.waits_for);
         }
         lock(&self.held).0.clear();
         lock(&self.waiting).clear();
@@ -762,6 +762,17 @@ impl Store for SharedStore {
             return s.list_locks(ns, filter).await;
         }
         self.exec(Request::ListLocks { ns: ns.into(), filter: filter.clone() }, None).await
+    }
+
+    async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
+        if let Some(s) = self.serving()? {
+            return s.list_waiters(ns).await;
+        }
+        self.exec(Request::ListWaiters { ns: ns.into() }, None).await
+    }
+
+    fn watch(&self, ns: &str, wake: &Arc<Notify>) -> Vec<Listening> {
+        self.listen(ns, &[CHANGES.to_owned()], wake)
     }
 
     async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {

@@ -17,8 +17,8 @@ use crate::core::store::{BatchOp, Page};
 use crate::core::wait::{Attempt, Waiter};
 
 /// 2: TTLs travel as durations (the server's clock sets expiries), pages carry the server's clock,
-/// refusals say how long until they may change.
-pub const PROTOCOL: u32 = 2;
+/// refusals say how long until they may change. 3: waiters are listed, EDEADLK crosses.
+pub const PROTOCOL: u32 = 3;
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What a hello says it is; anything else on the socket is a stranger.
 pub const HELLO: &str = "opencode-file-lock";
@@ -81,6 +81,7 @@ pub enum Request {
     ReleaseAll { ns: String, filter: LockFilter },
     Renew { ns: String, path: String, session: String, ttl_ms: u64 },
     ListLocks { ns: String, filter: LockFilter },
+    ListWaiters { ns: String },
     ForceRelease { ns: String, path: String },
     LeaveQueue { ns: String, paths: Vec<String>, waiter: WireWaiter },
     /// After a takeover: a waiter back in its place (its old ticket).
@@ -121,6 +122,7 @@ impl From<WireError> for Error {
         match w.code.as_str() {
             "ELOCKED" => Error::Locked { message: w.message, holder },
             "ELOST" => Error::Lost { message: w.message, holder },
+            "EDEADLK" => Error::Deadlock { message: w.message, holder },
             "EINVAL" => Error::Invalid(w.message),
             "ETIMEDOUT" => Error::Timeout(w.message),
             "ECORRUPT" => Error::Corrupt(w.message),
@@ -275,7 +277,7 @@ mod tests {
     /// The shapes on the wire. If this fails, the protocol changed: raise PROTOCOL, then update it.
     #[test]
     fn golden_frames_pin_the_protocol() {
-        assert_eq!(PROTOCOL, 2);
+        assert_eq!(PROTOCOL, 3);
         let samples = vec![
             Envelope { id: 1, req: Request::Acquire { ns: "n".into(), paths: vec!["/p".into()], req: req(), waiter: Some(WireWaiter { id: "w".into(), ticket: 7 }), resume: Some(vec![0]) } },
             Envelope { id: 2, req: Request::Release { ns: "n".into(), path: "/p".into(), session: "s1".into(), resume: None } },
@@ -283,6 +285,7 @@ mod tests {
             Envelope { id: 4, req: Request::Batch { ns: "n".into(), ops: vec![BatchOp::Del { key: "k".into() }, BatchOp::Put { key: "j".into(), value_json: "2".into(), ttl_ms: Some(9) }] } },
             Envelope { id: 5, req: Request::ReleaseAll { ns: "n".into(), filter: LockFilter { session_id: Some("s1".into()), agent_id: None } } },
             Envelope { id: 0, req: Request::Listen { keys: vec!["n\u{241F}/p".into()] } },
+            Envelope { id: 6, req: Request::ListWaiters { ns: "n".into() } },
         ];
         let text: Vec<String> = samples.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
         assert_eq!(
@@ -294,6 +297,7 @@ mod tests {
                 r#"{"id":4,"req":{"batch":{"ns":"n","ops":[{"type":"del","key":"k"},{"type":"put","key":"j","value_json":"2","ttl_ms":9}]}}}"#,
                 r#"{"id":5,"req":{"releaseAll":{"ns":"n","filter":{"sessionId":"s1","agentId":null}}}}"#,
                 r#"{"id":0,"req":{"listen":{"keys":["n␟/p"]}}}"#,
+                r#"{"id":6,"req":{"listWaiters":{"ns":"n"}}}"#,
             ]
         );
         let hello = serde_json::to_value(Hello::ours()).unwrap();

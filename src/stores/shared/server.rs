@@ -299,6 +299,7 @@ pub fn execute(store: &SledStore, id: u64, req: Request, out: &mut Vec<u8>) {
         Request::ReleaseAll { ns, filter } => answer(out, id, sync(store.release_all(&ns, &filter))),
         Request::Renew { ns, path, session, ttl_ms } => answer(out, id, sync(store.renew(&ns, &path, &session, ttl_ms))),
         Request::ListLocks { ns, filter } => answer(out, id, sync(store.list_locks(&ns, &filter))),
+        Request::ListWaiters { ns } => answer(out, id, sync(store.list_waiters(&ns))),
         Request::ForceRelease { ns, path } => answer(out, id, sync(store.force_release(&ns, &path))),
         Request::LeaveQueue { ns, paths, waiter } => answer(out, id, sync(store.leave_queue(&ns, &paths, &waiter.waiter()))),
         Request::Requeue { ns, paths, req, waiter, waits_for } => answer(out, id, store.requeue(&ns, &paths, &req, &waiter.waiter(), &waits_for)),

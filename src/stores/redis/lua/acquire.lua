@@ -1,39 +1,164 @@
--- All-or-nothing acquire of n paths for one session, fair to queued waiters (src/core/wait.rs).
--- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter.
+-- All-or-nothing acquire of n paths for one session, fair to queued waiters (src/core/wait.rs),
+-- claims included: a path ending in '/' locks its folder and everything below it.
+-- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter,
+--       n+4 the namespace's claim set, n+5 its waits hash.
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
---       lease, attempt nonce, then the n paths in KEYS order.
+--       lease, attempt nonce, the namespace's key prefix, the same escaped for SCAN MATCH, the
+--       release channel, then the n paths in KEYS order.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
---       | {'corrupt', path} | {'cancelled'} | {'recovering', retryInMs}
-local n = #KEYS - 3
+--       | {'deadlock', path, holder, cycle, released} | {'corrupt', path} | {'cancelled'}
+--       | {'recovering', retryInMs}
+local n = #KEYS - 5
 local sid, aid = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local wid, ticket, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local nonce = ARGV[7]
-local function path(i) return ARGV[7 + i] end
-local function qz(i) return QUEUE .. KEYS[i] end
-local function qh(i) return QUEUE_INFO .. KEYS[i] end
+local nonce, prefix, match, channel = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local CLAIM_SET, WAIT_HASH = KEYS[n + 4], KEYS[n + 5]
+local function path(i) return ARGV[10 + i] end
+local function qz(key) return QUEUE .. key end
+local function qh(key) return QUEUE_INFO .. key end
 local now, now_us = clock()
 if redis.call('EXISTS', CANCELLED .. nonce) == 1 then return {'cancelled'} end
 local grace = recovering()
 if grace then return {'recovering', tostring(grace)} end
 
--- The first live waiter of another session ahead of this one in path i's queue (dead ones go),
--- passing over waiters that wait for this very session (making it wait for them would deadlock).
-local function ahead(i)
-  if redis.call('EXISTS', qz(i)) == 0 then return nil end
-  local q = redis.call('ZRANGE', qz(i), 0, -1, 'WITHSCORES')
+-- The first live waiter of another session ahead of this one in the queue of `key` (dead ones
+-- go), passing over waiters that wait for this very session (making it wait for them would
+-- deadlock).
+local function ahead(key)
+  if redis.call('EXISTS', qz(key)) == 0 then return nil end
+  local q = redis.call('ZRANGE', qz(key), 0, -1, 'WITHSCORES')
   for j = 1, #q, 2 do
     local id, t = q[j], tonumber(q[j + 1])
     if ticket > 0 and t >= ticket then return nil end
-    local ok, w = pcall(cjson.decode, redis.call('HGET', qh(i), id) or '')
+    local ok, w = pcall(cjson.decode, redis.call('HGET', qh(key), id) or '')
     if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
-      redis.call('ZREM', qz(i), id)
-      redis.call('HDEL', qh(i), id)
+      redis.call('ZREM', qz(key), id)
+      redis.call('HDEL', qh(key), id)
     elseif w.s ~= sid and w.b ~= sid then
       return w
     end
   end
   return nil
+end
+
+-- The live lock at `key` (a path of this namespace), with its path filled in for old records.
+local function lock_at(p)
+  local v = decode_lock(redis.call('GET', prefix .. p), now)
+  if v and (v.path == nil or v.path == '') then v.path = p end
+  return v
+end
+
+-- The claim set, read once and only when it exists (no claims: one EXISTS per acquire).
+local claims
+local function claim_set()
+  if claims == nil then
+    claims = false
+    if redis.call('EXISTS', CLAIM_SET) == 1 then
+      claims = {}
+      for _, c in ipairs(redis.call('SMEMBERS', CLAIM_SET)) do claims[c] = true end
+    end
+  end
+  return claims
+end
+
+-- Calls f(folder) for each folder above p that may be claimed, outermost first.
+local function each_claim_above(p, f)
+  local set = claim_set()
+  if not set then return nil end
+  local body = is_claim(p) and string.sub(p, 1, -2) or p
+  local at = 0
+  while true do
+    local s = string.find(body, '/', at + 1, true)
+    if not s then return nil end
+    local folder = string.sub(p, 1, s)
+    if set[folder] then
+      local r = f(folder)
+      if r then return r end
+    end
+    at = s
+  end
+end
+
+-- Calls f(path, lock) for each live lock below the claim p (not at p itself).
+local function each_lock_below(p, f)
+  local pattern = match .. string.gsub(p, '([%*%?%[%]\\])', '\\%1') .. '*'
+  local own = prefix .. p
+  local cursor = '0'
+  repeat
+    local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do
+      if k ~= own then
+        local below = string.sub(k, #prefix + 1)
+        local v = lock_at(below)
+        if v then
+          local found = f(below, v)
+          if found then return found end
+        end
+      end
+    end
+  until cursor == '0'
+  return nil
+end
+
+-- A live lock of another session that overlaps p without being at p.
+local function other_overlapping(p)
+  local v = each_claim_above(p, function(folder)
+    local c = lock_at(folder)
+    if c and c.sessionId ~= sid then return c end
+    if not c and redis.call('EXISTS', qz(prefix .. folder)) == 0 then
+      redis.call('SREM', CLAIM_SET, folder) -- stale: nobody holds it or waits for it
+      claims[folder] = nil
+    end
+    return nil
+  end)
+  if v or not is_claim(p) then return v end
+  return each_lock_below(p, function(_, l) if l.sessionId ~= sid then return l end end)
+end
+
+-- The live waits of this namespace, by session (dead ones go), other than this waiter's.
+local function waits_by_session()
+  local by = {}
+  if redis.call('EXISTS', WAIT_HASH) == 0 then return by end
+  local all = redis.call('HGETALL', WAIT_HASH)
+  for j = 1, #all, 2 do
+    local ok, w = pcall(cjson.decode, all[j + 1])
+    if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
+      redis.call('HDEL', WAIT_HASH, all[j])
+    elseif all[j] ~= wid then
+      w.id = all[j]
+      by[w.s] = by[w.s] or {}
+      table.insert(by[w.s], w)
+    end
+  end
+  return by
+end
+
+-- The first waiter of another session, ahead of this one, for a path overlapping p but not p:
+-- a claim above it (queued on the claim's key) or, for a claim, a path below it.
+local function waiter_overlapping(p)
+  local w = each_claim_above(p, function(folder)
+    local q = ahead(prefix .. folder)
+    if q then q.p = folder end
+    return q
+  end)
+  if w or not is_claim(p) then return w end
+  local first
+  for _, list in pairs(waits_by_session()) do
+    for _, x in ipairs(list) do
+      if x.s ~= sid and x.b ~= sid and (ticket == 0 or (tonumber(x.q) or 0) < ticket) and (not first or (tonumber(x.q) or 0) < (tonumber(first.q) or 0)) then
+        for _, r in ipairs(x.r or {}) do
+          if r ~= p and overlaps(r, p) then
+            first = x
+            first.p = r
+            break
+          end
+        end
+      end
+    end
+  end
+  return first
 end
 
 local mine = {}
@@ -43,7 +168,13 @@ for i = 1, n do
   if bad then return {'corrupt', path(i)} end
   if v and v.sessionId ~= sid then
     local left = math.max(0, (tonumber(v.expiresAt) or 0) - now)
-    blocked = {'locked', path(i), encode_lock(v), tostring(left), v.sessionId}
+    if v.path == nil or v.path == '' then v.path = path(i) end
+    blocked = {'locked', path(i), encode_lock(v), tostring(left), v.sessionId, v.path}
+    break
+  end
+  local o = other_overlapping(path(i))
+  if o then
+    blocked = {'locked', path(i), encode_lock(o), tostring(math.max(0, (tonumber(o.expiresAt) or 0) - now)), o.sessionId, o.path}
     break
   end
   mine[i] = v or false
@@ -51,18 +182,101 @@ end
 if not blocked then
   for i = 1, n do
     if not mine[i] then
-      local w = ahead(i)
+      local w = ahead(KEYS[i])
+      local at = path(i)
+      if not w then
+        w = waiter_overlapping(path(i))
+        if w then at = w.p end
+      end
       if w then
-        local holder = cjson.encode({sessionId = w.s, agentId = w.a, path = path(i), queued = true})
+        local holder = cjson.encode({sessionId = w.s, agentId = w.a, path = at, queued = true})
         -- look again when its lease would run out
-        blocked = {'queued', path(i), holder, tostring(math.max(0, w.x - now)), w.s}
+        blocked = {'queued', path(i), holder, tostring(math.max(0, w.x - now)), w.s, at}
         break
       end
     end
   end
 end
+
+-- Would this wait close a cycle of waits back to this session? The waits from the blocker on,
+-- each still current (its holder still holds the path, or is first in line for it).
+local function find_cycle(blocker)
+  local by = waits_by_session()
+  local function current(w)
+    if w.b == nil or w.b == '' then return false end
+    local v = lock_at(w.p)
+    if v and v.sessionId == w.b then return true end
+    for _, x in ipairs(by[w.b] or {}) do
+      for _, r in ipairs(x.r or {}) do
+        if overlaps(r, w.p) then return true end
+      end
+    end
+    return false
+  end
+  local via = {[blocker] = false}
+  local frontier = {blocker}
+  while #frontier > 0 do
+    local nxt = {}
+    for _, s in ipairs(frontier) do
+      for _, w in ipairs(by[s] or {}) do
+        if (w.b == sid or via[w.b] == nil) and current(w) then
+          if w.b == sid then
+            local chain = {w}
+            local at = via[s]
+            while at do
+              table.insert(chain, 1, at)
+              at = via[at.s]
+            end
+            return chain
+          end
+          via[w.b] = w
+          table.insert(nxt, w.b)
+        end
+      end
+    end
+    frontier = nxt
+  end
+  return nil
+end
+
+-- Lets go of this session's locks that overlap p (the deadlock's way out); their paths.
+local function let_go(p, freed)
+  local function drop(at, v)
+    if v and v.sessionId == sid and not freed[at] then
+      freed[at] = true
+      redis.call('DEL', prefix .. at)
+      redis.call('SREM', KEYS[n + 2], at)
+      redis.pcall('PUBLISH', channel, prefix .. at)
+    end
+  end
+  drop(p, lock_at(p))
+  each_claim_above(p, function(folder) drop(folder, lock_at(folder)) end)
+  if is_claim(p) then each_lock_below(p, function(below, v) drop(below, v) end) end
+end
+
 if blocked then
   if wid ~= '' then
+    if blocked[5] and blocked[5] ~= '' then
+      local cycle = find_cycle(blocked[5])
+      if cycle then
+        -- the wait just before this one in the cycle goes on: what it waits for of ours is let go
+        local freed, released = {}, {}
+        for _, r in ipairs(cycle[#cycle].r or {}) do let_go(r, freed) end
+        for at in pairs(freed) do table.insert(released, at) end
+        local steps = {}
+        for _, w in ipairs(cycle) do
+          table.insert(steps, {sessionId = w.s, agentId = w.a, waitsFor = w.p, heldBy = w.b})
+        end
+        for i = 1, n do
+          redis.call('ZREM', qz(KEYS[i]), wid)
+          redis.call('HDEL', qh(KEYS[i]), wid)
+        end
+        redis.call('HDEL', WAIT_HASH, wid)
+        changed(channel, prefix)
+        return {'deadlock', blocked[2], blocked[3], cjson.encode(steps), cjson.encode(released)}
+      end
+    end
+    local first = ticket == 0
     if ticket == 0 then
       ticket = redis.call('INCR', KEYS[n + 3])
     elseif ticket > (tonumber(redis.call('GET', KEYS[n + 3])) or 0) then
@@ -70,12 +284,24 @@ if blocked then
       redis.call('SET', KEYS[n + 3], ticket)
     end
     local info = cjson.encode({s = sid, a = aid, b = blocked[5], x = now + lease})
+    local requested = {}
     for i = 1, n do
-      redis.call('ZADD', qz(i), ticket, wid)
-      redis.call('HSET', qh(i), wid, info)
-      redis.call('PEXPIRE', qz(i), lease)
-      redis.call('PEXPIRE', qh(i), lease)
+      redis.call('ZADD', qz(KEYS[i]), ticket, wid)
+      redis.call('HSET', qh(KEYS[i]), wid, info)
+      redis.call('PEXPIRE', qz(KEYS[i]), lease)
+      redis.call('PEXPIRE', qh(KEYS[i]), lease)
+      requested[i] = path(i)
+      -- a claim someone waits for: files below it queue behind
+      if is_claim(path(i)) then
+        redis.call('SADD', CLAIM_SET, path(i))
+        if redis.call('PTTL', CLAIM_SET) < lease then redis.call('PEXPIRE', CLAIM_SET, lease) end
+      end
     end
+    local ok, old = pcall(cjson.decode, redis.call('HGET', WAIT_HASH, wid) or '')
+    local since = (ok and type(old) == 'table' and tonumber(old.q) == ticket and tonumber(old.t)) or now
+    redis.call('HSET', WAIT_HASH, wid, cjson.encode({s = sid, a = aid, b = blocked[5], p = blocked[6], r = requested, q = ticket, t = since, x = now + lease}))
+    if redis.call('PTTL', WAIT_HASH) < lease then redis.call('PEXPIRE', WAIT_HASH, lease) end
+    if first then changed(channel, prefix) end
   end
   blocked[5] = tostring(ticket)
   blocked[6] = tostring(now)
@@ -104,11 +330,17 @@ for i = 1, n do
   redis.call('SET', KEYS[i], envelope(enc, v.expiresAt), 'PX', px)
   out[#out + 1] = enc
   paths[#paths + 1] = path(i)
+  if is_claim(path(i)) then
+    redis.call('SADD', CLAIM_SET, path(i))
+    if redis.call('PTTL', CLAIM_SET) < px then redis.call('PEXPIRE', CLAIM_SET, px) end
+  end
   if wid ~= '' and ticket > 0 then
-    redis.call('ZREM', qz(i), wid)
-    redis.call('HDEL', qh(i), wid)
+    redis.call('ZREM', qz(KEYS[i]), wid)
+    redis.call('HDEL', qh(KEYS[i]), wid)
   end
 end
+if wid ~= '' and ticket > 0 then redis.call('HDEL', WAIT_HASH, wid) end
 redis.call('SADD', KEYS[n + 2], unpack(paths))
 if redis.call('PTTL', KEYS[n + 2]) < longest then redis.call('PEXPIRE', KEYS[n + 2], longest) end
+changed(channel, prefix)
 return out

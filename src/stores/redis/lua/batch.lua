@@ -8,7 +8,11 @@ for i = 1, #KEYS / 2 do
   if kind == 'del' then
     redis.call('DEL', key)
   else
-    if token ~= '' then raise_fence(fence, tonumber(token)) end
+    if token ~= '' then
+      raise_fence(fence, tonumber(token))
+      local at = string.find(key, NS_SEP, 1, true)
+      if at then note_claim(key, string.sub(key, at + #NS_SEP), ttl ~= '' and tonumber(ttl) or nil) end
+    end
     if ttl == '' then
       redis.call('SET', key, '{"v":' .. value .. '}')
     else

@@ -7,4 +7,5 @@ if not v then return false end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[1] .. v.sessionId, ARGV[2])
 redis.pcall('PUBLISH', ARGV[3], KEYS[1])
+changed(ARGV[3], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2]))
 return encode_lock(v)

@@ -18,5 +18,6 @@ v.token = tonumber(ARGV[4])
 v.expiresAt = now + left
 redis.call('SET', KEYS[1], envelope(encode_lock(v), v.expiresAt), 'PX', left)
 redis.call('SADD', KEYS[2], ARGV[5])
+note_claim(KEYS[1], ARGV[5], left)
 if redis.call('PTTL', KEYS[2]) < left then redis.call('PEXPIRE', KEYS[2], left) end
 return {'restored'}

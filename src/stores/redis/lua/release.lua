@@ -1,6 +1,7 @@
--- Undo one hold of a session. KEYS[1] lock key, KEYS[2] the session's index set.
--- ARGV: sessionId, path, release channel.
--- Returns 1 released, 0 not held, -1 corrupt record. A last release wakes the queue's waiters.
+-- Undo one hold of a session. KEYS[1] lock key, KEYS[2] the session's index set, KEYS[3] the
+-- namespace's waits hash. ARGV: sessionId, path, release channel.
+-- Returns 1 released, 0 not held, -1 corrupt record. A last release wakes whoever waits for the
+-- path or for something overlapping it (a claim above it, a file below a claim).
 local now = clock()
 local v, bad = decode_lock(redis.call('GET', KEYS[1]), now)
 if bad then return -1 end
@@ -12,6 +13,7 @@ if holds > 1 then
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[2])
-  if redis.call('EXISTS', QUEUE .. KEYS[1]) == 1 then redis.pcall('PUBLISH', ARGV[3], KEYS[1]) end
+  if redis.call('EXISTS', QUEUE .. KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then redis.pcall('PUBLISH', ARGV[3], KEYS[1]) end
+  changed(ARGV[3], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2]))
 end
 return 1

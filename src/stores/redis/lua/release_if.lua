@@ -7,4 +7,5 @@ if (ARGV[1] ~= '' and v.sessionId ~= ARGV[1]) or (ARGV[2] ~= '' and v.agentId ~=
 redis.call('DEL', KEYS[1])
 redis.call('SREM', ARGV[3] .. v.sessionId, ARGV[4])
 redis.pcall('PUBLISH', ARGV[5], KEYS[1])
+changed(ARGV[5], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[4]))
 return 1

@@ -16,4 +16,5 @@ for _, path in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     redis.call('SREM', KEYS[1], path)
   end
 end
+if released > 0 then changed(ARGV[4], ARGV[1]) end
 return released

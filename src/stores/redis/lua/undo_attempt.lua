@@ -21,5 +21,6 @@ for i = 1, n do
     undone = undone + 1
   end
 end
+if undone > 0 then changed(ARGV[4], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[5])) end
 if undone == 0 then redis.call('SET', CANCELLED .. ARGV[1], '1', 'PX', ARGV[3]) end
 return undone
