@@ -28,6 +28,7 @@ const ops = {
   sweep: (c) => c.sweepExpired(),
   now: () => Date.now(),
   list: (c) => L.listLocks(c),
+  waiters: (c) => L.listWaiters(c),
   get: (c, [file]) => L.getLock(file, c),
   health: (c) => c.healthCheck(),
   lost: () => lost,
@@ -44,7 +45,7 @@ open().then(
         const ok = await ops[op](cache, args ?? [])
         console.log(JSON.stringify({ id, ok: ok ?? null }))
       } catch (e) {
-        console.log(JSON.stringify({ id, err: { code: e.code, message: e.message, holder: e.holder } }))
+        console.log(JSON.stringify({ id, err: { code: e.code, message: e.message, holder: e.holder, cycle: e.cycle, released: e.released } }))
       }
     })
   },

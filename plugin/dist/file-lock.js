@@ -60,5 +60,16 @@ export const FileLockPlugin = async (input = {}, options = {}) => {
     catch (e) {
         return refusingHooks(`${e.message.replace(/^opencode-file-lock: /, '')}; fix it and restart opencode.`);
     }
-    return lockingHooks(loaded.lib, s, input.client);
+    return lockingHooks(loaded.lib, s, input.client, await loadZod(s.debug));
 };
+/** zod, for the agents' lock tools' arguments; without it the plugin still locks, with no tools. */
+async function loadZod(debug) {
+    try {
+        return (await import('zod')).z;
+    }
+    catch (e) {
+        if (debug)
+            console.error(`[opencode-file-lock] the file_locks and claim_files tools are off: zod did not load (${e.message})`);
+        return undefined;
+    }
+}

@@ -20,6 +20,8 @@ export declare class HeldLocks {
     endAll(): Hold[];
     /** A lock `owner` lost: no hold on `path` under it is renewed or released as if held. True if it was held. */
     forget(owner: string, path: string): boolean;
+    /** Every hold of `owner`'s tree on one of `paths`, forgotten (an agent lets go of them early). */
+    takeOwned(owner: string, paths: string[]): Hold[];
     /** Each (owner, path) held now, once: what the renewal keeps alive. */
     held(): {
         owner: string;

@@ -70,6 +70,25 @@ export class HeldLocks {
         }
         return found;
     }
+    /** Every hold of `owner`'s tree on one of `paths`, forgotten (an agent lets go of them early). */
+    takeOwned(owner, paths) {
+        const out = [];
+        const take = (holds) => {
+            const rest = holds.filter((h) => !(h.owner === owner && paths.includes(h.path)));
+            out.push(...holds.filter((h) => h.owner === owner && paths.includes(h.path)));
+            return rest;
+        };
+        for (const map of [this.calls, this.turns]) {
+            for (const [k, holds] of map) {
+                const rest = take(holds);
+                if (rest.length)
+                    map.set(k, rest);
+                else
+                    map.delete(k);
+            }
+        }
+        return out;
+    }
     /** Each (owner, path) held now, once: what the renewal keeps alive. */
     held() {
         const seen = new Map();

@@ -1,3 +1,11 @@
+/** A duration as people say it: 45s, 3m 12s, 2h 5m. */
+export declare function ago(ms: number): string;
+/** Added to a holder's tool result while other agents wait for what it holds: one line each. */
+export declare function othersWait(waiting: {
+    agentId: string;
+    sessionId: string;
+    paths: string[];
+}[]): string;
 /** "the session “Fix the parser” (agent build)" when opencode knows the holder's session. */
 export type Describe = (sessionId: string) => Promise<string>;
 /** A refused or failed acquire, as the tool's error. */
@@ -36,6 +44,11 @@ export declare const toasts: {
         title: string;
         message: string;
         variant: 'error';
+    };
+    deadlock: (released: string[]) => {
+        title: string;
+        message: string;
+        variant: 'warning';
     };
     bash: (paths: string[]) => {
         title: string;

@@ -2,6 +2,23 @@
 // person at the keyboard (stderr, toasts). Every message names the file, who holds it and what
 // happened to the call.
 const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+/** A duration as people say it: 45s, 3m 12s, 2h 5m. */
+export function ago(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60)
+        return `${s}s`;
+    if (s < 3600)
+        return `${Math.floor(s / 60)}m ${s % 60}s`;
+    return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+/** Added to a holder's tool result while other agents wait for what it holds: one line each. */
+export function othersWait(waiting) {
+    const lines = waiting.map((w) => {
+        const them = w.paths.length === 1 ? 'it' : 'them';
+        return `[opencode-file-lock] agent ${w.agentId} (session ${w.sessionId}) is waiting for ${w.paths.join(', ')}; finish with ${them} or release ${them} (claim_files with release: true).`;
+    });
+    return `\n\n${lines.join('\n')}`;
+}
 const changed = (files) => (files.length > 1 ? `none of its ${files.length} files was changed` : 'the file was not changed');
 /** A refused or failed acquire, as the tool's error. */
 export async function blocked(tool, files, e, waitMs, why, describe) {
@@ -10,6 +27,9 @@ export async function blocked(tool, files, e, waitMs, why, describe) {
         const who = e.holder?.sessionId ? await describe(e.holder.sessionId) : '';
         const known = who ? ` It is held by ${who}.` : '';
         return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`);
+    }
+    if (e?.code === 'EDEADLK') {
+        return new Error(`${e.message} (opencode-file-lock refused this ${tool} call at once: waiting would never end; ${changed(files)}.)`);
     }
     if (e?.code === 'EABORTED') {
         return new Error(`opencode-file-lock stopped waiting for ${files.join(', ')} after ${seconds(e.waitedMs ?? 0)} (${why ?? 'the session ended'}). The ${tool} call was not run and ${changed(files)}.`);
@@ -52,5 +72,6 @@ export const toasts = {
     waiting: (files, who, waitMs) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' }),
     refused: (files, who) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' }),
     lost: (path, reason) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' }),
+    deadlock: (released) => ({ title: 'Deadlock between agents', message: `Two agents waited for each other's files; ${released.length ? `${released.join(', ')} was let go so the other can go on` : 'this write was refused'}.`, variant: 'warning' }),
     bash: (paths) => ({ title: 'A command changed a locked file', message: `${paths.join(', ')} (held by another agent) changed under a bash command.`, variant: 'warning' }),
 };

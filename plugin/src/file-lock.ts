@@ -12,6 +12,7 @@
 // still loads and refuses every write it would have locked. Throwing here instead would make
 // opencode skip the plugin and run the writes unlocked.
 import { createRequire } from 'node:module'
+import type { Zod } from './agent-tools.ts'
 import { lockingHooks, type Hooks } from './hooks.ts'
 import * as say from './messages.ts'
 import { settings, type FileLockOptions } from './options.ts'
@@ -75,5 +76,15 @@ export const FileLockPlugin = async (input: PluginInput & FileLockOptions = {}, 
   } catch (e) {
     return refusingHooks(`${(e as Error).message.replace(/^opencode-file-lock: /, '')}; fix it and restart opencode.`)
   }
-  return lockingHooks(loaded.lib, s, input.client as SessionClient | undefined)
+  return lockingHooks(loaded.lib, s, input.client as SessionClient | undefined, await loadZod(s.debug))
+}
+
+/** zod, for the agents' lock tools' arguments; without it the plugin still locks, with no tools. */
+async function loadZod(debug: boolean): Promise<Zod | undefined> {
+  try {
+    return (await import('zod')).z
+  } catch (e) {
+    if (debug) console.error(`[opencode-file-lock] the file_locks and claim_files tools are off: zod did not load (${(e as Error).message})`)
+    return undefined
+  }
 }

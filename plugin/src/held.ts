@@ -77,6 +77,24 @@ export class HeldLocks {
     return found
   }
 
+  /** Every hold of `owner`'s tree on one of `paths`, forgotten (an agent lets go of them early). */
+  takeOwned(owner: string, paths: string[]): Hold[] {
+    const out: Hold[] = []
+    const take = (holds: Hold[]) => {
+      const rest = holds.filter((h) => !(h.owner === owner && paths.includes(h.path)))
+      out.push(...holds.filter((h) => h.owner === owner && paths.includes(h.path)))
+      return rest
+    }
+    for (const map of [this.calls, this.turns]) {
+      for (const [k, holds] of map) {
+        const rest = take(holds)
+        if (rest.length) map.set(k, rest)
+        else map.delete(k)
+      }
+    }
+    return out
+  }
+
   /** Each (owner, path) held now, once: what the renewal keeps alive. */
   held(): { owner: string; path: string }[] {
     const seen = new Map<string, { owner: string; path: string }>()

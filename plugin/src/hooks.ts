@@ -2,6 +2,7 @@
 // of the calling session's task tree (so a subagent may write what its parent holds); the record
 // in held.ts says which holds each call and each turn took, and releases undo exactly those.
 import type { Cache, LockRecord, LostLockEvent } from '../../lib/index.js'
+import { agentTools, shown, type Zod } from './agent-tools.ts'
 import { changes, snapshot, type Snapshot } from './bash.ts'
 import { HeldLocks, type Hold } from './held.ts'
 import * as say from './messages.ts'
@@ -11,8 +12,8 @@ import { filesTouchedBy } from './tools.ts'
 
 type Lib = typeof import('../../lib/index.js')
 
-/** The hooks this plugin gives opencode. */
-export type Hooks = Record<string, (...args: any[]) => Promise<void>>
+/** The hooks this plugin gives opencode (and, under `tool`, the agents' lock tools). */
+export type Hooks = Record<string, any>
 
 interface ToolInput {
   tool: string
@@ -23,7 +24,7 @@ interface ToolInput {
 /** How long a write waits before the person at the keyboard is told that it waits. */
 const TELL_WAITING_AFTER_MS = 250
 
-export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | undefined): Hooks {
+export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | undefined, z?: Zod): Hooks {
   const log = (msg: string): void => {
     if (s.debug) console.error(`[opencode-file-lock] ${msg}`)
   }
@@ -155,7 +156,60 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
     }
   }
 
+  /** A deadlock was broken by letting go of some of `owner`'s locks: they are no longer held here. */
+  const letGoForDeadlock = (owner: string, e: any) => {
+    for (const p of e.released ?? []) held.forget(owner, p)
+    toast(say.toasts.deadlock(e.released ?? []))
+  }
+
+  /** Takes `paths` (files, or folders ending in /) for the rest of `session`'s turn, as `owner`. */
+  const claim = async (session: string, owner: string, paths: string[], signal?: AbortSignal): Promise<string[]> => {
+    const ac = new AbortController()
+    const stop = () => ac.abort(signal?.reason ?? 'the tool call was aborted')
+    signal?.addEventListener('abort', stop, { once: true })
+    try {
+      const c = await cache()
+      const got = await lib.acquireLocks(paths, s.agentId, owner, c, { baseDir: s.baseDir, ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) })
+      held.took('turn', undefined, session, owner, got)
+      keepRenewing()
+      log(`claimed ${got.join(', ')} for session ${session} until its turn ends`)
+      return got
+    } catch (e: any) {
+      if (e?.code === 'ELOCKED' && e.holder) toast(say.toasts.refused(paths, await who(e.holder)))
+      if (e?.code === 'EDEADLK') letGoForDeadlock(owner, e)
+      throw await say.blocked('claim_files', paths, e, s.waitMs, ac.signal.reason, (id) => sessions.describe(id))
+    } finally {
+      signal?.removeEventListener('abort', stop)
+    }
+  }
+
+  const unclaim = async (owner: string, paths: string[]): Promise<string[]> => {
+    const normalized = paths.map((p) => lib.normalizePath(p, s.baseDir))
+    const holds = held.takeOwned(owner, normalized)
+    await release(holds, 'released with claim_files')
+    return [...new Set(holds.map((h) => h.path))]
+  }
+
+  /** While others wait for what `session`'s task tree holds, its tool results say so (one line per waiter). */
+  const tellHolder = async (session: string | undefined, output: { output?: string } | undefined) => {
+    if (!session || typeof output?.output !== 'string') return
+    try {
+      const owner = await sessions.root(session)
+      if (!held.owners().has(owner)) return
+      const waiting = (await lib.listWaiters(await cache())).filter((w) => w.blockedBy.sessionId === owner && w.sessionId !== owner)
+      if (waiting.length === 0) return
+      output.output += say.othersWait(waiting.map((w) => ({ agentId: w.agentId, sessionId: w.sessionId, paths: w.paths.map((p) => shown(p, s.baseDir)) })))
+      log(`told session ${session} that ${waiting.map((w) => w.sessionId).join(', ')} wait(s) for what it holds`)
+    } catch (e: any) {
+      log(`could not look for waiters: ${e?.message ?? e}`)
+    }
+  }
+
+  const tools = z ? agentTools(z, { lib, cache, baseDir: s.baseDir, root: (id) => sessions.root(id), describe: (id) => sessions.describe(id), claim, unclaim }) : undefined
+
   return {
+    ...(tools ? { tool: tools } : {}),
+
     'tool.execute.before': async (input: ToolInput, output: { args?: unknown }) => {
       const tool = String(input?.tool)
       const session = input?.sessionID ?? 'unknown-session'
@@ -188,6 +242,7 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
       } catch (e: any) {
         log(`refused ${tool} of ${files.join(', ')} for session ${session}: ${e?.code ?? ''} ${e?.message}`)
         if (e?.code === 'ELOCKED' && e.holder) toast(say.toasts.refused(files, await who(e.holder)))
+        if (e?.code === 'EDEADLK') letGoForDeadlock(owner, e)
         throw await say.blocked(tool, files, e, s.waitMs, ac.signal.reason, (id) => sessions.describe(id))
       } finally {
         clearTimeout(telling)
@@ -206,14 +261,17 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
         const before = input.callID ? bashBefore.get(input.callID) : undefined
         if (input.callID) bashBefore.delete(input.callID)
         const found = before ? changes(before) : []
-        if (found.length === 0) return
-        const described = await Promise.all(found.map(async (f) => ({ path: f.lock.path, how: f.how, who: await who(f.lock) })))
-        if (output && typeof output.output === 'string') output.output += say.bashChanged(described)
-        console.error(`[opencode-file-lock] a bash command of session ${input.sessionID} changed ${described.map((d) => `${d.path} (${d.how}, held by ${d.who})`).join(', ')}`)
-        toast(say.toasts.bash(described.map((d) => d.path)))
-        return
+        if (found.length > 0) {
+          const described = await Promise.all(found.map(async (f) => ({ path: f.lock.path, how: f.how, who: await who(f.lock) })))
+          if (output && typeof output.output === 'string') output.output += say.bashChanged(described)
+          console.error(`[opencode-file-lock] a bash command of session ${input.sessionID} changed ${described.map((d) => `${d.path} (${d.how}, held by ${d.who})`).join(', ')}`)
+          toast(say.toasts.bash(described.map((d) => d.path)))
+        }
+      } else if (s.scope === 'call') {
+        await release(held.endCall(input?.callID), `${input?.tool} finished`)
       }
-      if (s.scope === 'call') await release(held.endCall(input?.callID), `${input?.tool} finished`)
+      // after the call's own locks went: what is still held is what others may be waiting for
+      await tellHolder(input?.sessionID, output)
     },
 
     event: async ({ event }: { event: any }) => {

@@ -9,7 +9,7 @@ const PATCH_TOOLS = new Set(['patch', 'apply_patch'])
 /** Other tools (MCP servers, custom tools) whose names say they change a file or folder. */
 const WRITE_WORDS = /(create|write|edit|replace|insert|delete|update|move|rename|remove|patch|diff|append|save|mkdir|unlink|copy|notebook)/i
 /** Tools that only look (or, like bash and the code-mode runner, are watched another way), whatever their names contain. */
-const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'websearch', 'codesearch', 'todoread', 'todowrite', 'task', 'bash', 'execute', 'lsp', 'skill', 'question'])
+const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'websearch', 'codesearch', 'todoread', 'todowrite', 'task', 'bash', 'execute', 'lsp', 'skill', 'question', 'file_locks', 'claim_files'])
 
 /** Arguments that name one file or folder a writing tool touches (MCP servers' spellings too). */
 export const PATH_KEYS = [
