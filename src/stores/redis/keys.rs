@@ -61,3 +61,30 @@ pub fn recovering_key() -> String {
 pub fn fence_key_of(storage_key: &str) -> String {
     fence_key(storage_key.split_once('\u{241F}').map_or("", |(ns, _)| ns))
 }
+
+/// Every internal key name of one namespace, made once (the hot scripts name several per call).
+pub struct NsKeys {
+    pub prefix: String,
+    pub fence: String,
+    pub ticket: String,
+    pub claims: String,
+    pub waits: String,
+    pub session_prefix: String,
+}
+
+impl NsKeys {
+    pub fn of(ns: &str) -> NsKeys {
+        NsKeys {
+            prefix: crate::core::envelope::namespace_prefix(ns),
+            fence: fence_key(ns),
+            ticket: ticket_key(ns),
+            claims: claims_key(ns),
+            waits: waits_key(ns),
+            session_prefix: session_index_prefix(ns),
+        }
+    }
+
+    pub fn session_index(&self, session_id: &str) -> String {
+        format!("{}{session_id}", self.session_prefix)
+    }
+}

@@ -76,6 +76,8 @@ struct Inner {
     /// What the server said about itself at the last look: its epoch marker and run id.
     seen: Mutex<Option<(String, String)>>,
     lost: RwLock<Option<LostListener>>,
+    /// The internal key names of each namespace used so far.
+    ns_keys: RwLock<std::collections::HashMap<String, Arc<keys::NsKeys>>>,
 }
 
 impl Drop for Inner {
@@ -109,6 +111,7 @@ impl RedisStore {
                 restart_hook: RwLock::new(None),
                 seen: Mutex::new(None),
                 lost: RwLock::new(None),
+                ns_keys: RwLock::default(),
             }),
         }
     }
@@ -151,6 +154,16 @@ impl RedisStore {
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
         *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
         *self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The internal key names of namespace `ns`, made on first use.
+    pub(super) fn keys(&self, ns: &str) -> Arc<keys::NsKeys> {
+        if let Some(k) = self.inner.ns_keys.read().unwrap_or_else(|p| p.into_inner()).get(ns) {
+            return k.clone();
+        }
+        let k = Arc::new(keys::NsKeys::of(ns));
+        self.inner.ns_keys.write().unwrap_or_else(|p| p.into_inner()).insert(ns.to_owned(), k.clone());
+        k
     }
 
     /// The locks this process holds through the store (the hybrid keeps its own instead).

@@ -17,7 +17,7 @@ use crate::core::wake::CHANGES;
 use crate::core::wake::Listening;
 
 use super::commands::{not_a_lock, record_reply};
-use super::keys::{claims_key, fence_key, fence_key_of, glob_escape, session_index_prefix, ticket_key, waits_key};
+use super::keys::{fence_key_of, session_index_prefix, waits_key};
 use super::scripts::*;
 use super::RedisStore;
 
@@ -79,11 +79,11 @@ impl RedisStore {
         for p in paths {
             inv.key(storage_key(ns, p));
         }
-        inv.key(fence_key(ns)).key(format!("{}{}", session_index_prefix(ns), req.session_id)).key(ticket_key(ns)).key(claims_key(ns)).key(waits_key(ns));
+        let k = self.keys(ns);
+        inv.key(&k.fence).key(k.session_index(&req.session_id)).key(&k.ticket).key(&k.claims).key(&k.waits);
         inv.arg(&req.session_id).arg(&req.agent_id).arg(req.ttl_ms);
         inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS).arg(&nonce);
-        let prefix = namespace_prefix(ns);
-        inv.arg(&prefix).arg(glob_escape(&prefix)).arg(&self.inner.channel);
+        inv.arg(&k.prefix).arg(&self.inner.channel);
         for p in paths {
             inv.arg(p);
         }
@@ -373,7 +373,8 @@ impl Store for RedisStore {
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
         let mut inv = RELEASE.prepare_invoke();
-        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns))).key(waits_key(ns));
+        let k = self.keys(ns);
+        inv.key(storage_key(ns, path)).key(k.session_index(session_id)).key(&k.waits);
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
         let r = self.script::<i64>("release", &inv).await;
         if r.is_err() && self.tracks_held() {

@@ -3,8 +3,8 @@
 -- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter,
 --       n+4 the namespace's claim set, n+5 its waits hash.
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
---       lease, attempt nonce, the namespace's key prefix, the same escaped for SCAN MATCH, the
---       release channel, then the n paths in KEYS order.
+--       lease, attempt nonce, the namespace's key prefix, the release channel, then the n paths
+--       in KEYS order.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
 --       | {'deadlock', path, holder, cycle, released} | {'corrupt', path} | {'cancelled'}
 --       | {'recovering', retryInMs}
@@ -12,15 +12,22 @@ local n = #KEYS - 5
 local sid, aid = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local wid, ticket, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local nonce, prefix, match, channel = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local nonce, prefix, channel = ARGV[7], ARGV[8], ARGV[9]
 local CLAIM_SET, WAIT_HASH = KEYS[n + 4], KEYS[n + 5]
-local function path(i) return ARGV[10 + i] end
+local function path(i) return ARGV[9 + i] end
 local function qz(key) return QUEUE .. key end
 local function qh(key) return QUEUE_INFO .. key end
 local now, now_us = clock()
-if redis.call('EXISTS', CANCELLED .. nonce) == 1 then return {'cancelled'} end
-local grace = recovering()
-if grace then return {'recovering', tostring(grace)} end
+-- One look at the keys that decide whether this is the usual acquire: the epoch marker (always
+-- there, unless the server lost its data) and the keys almost never there (this attempt's
+-- cancellation, a claim in the namespace, someone watching, a recovery under way). EXISTS counts
+-- the marker five times: 5 means the marker and none of the others, so the checks below are off.
+local rare = redis.call('EXISTS', EPOCH, EPOCH, EPOCH, EPOCH, EPOCH, CANCELLED .. nonce, CLAIM_SET, WATCHING, RECOVERING) ~= 5
+if rare then
+  if redis.call('EXISTS', CANCELLED .. nonce) == 1 then return {'cancelled'} end
+  local grace = recovering()
+  if grace then return {'recovering', tostring(grace)} end
+end
 
 -- The first live waiter of another session ahead of this one in the queue of `key` (dead ones
 -- go), passing over waiters that wait for this very session (making it wait for them would
@@ -42,124 +49,199 @@ local function ahead(key)
   return nil
 end
 
--- The live lock at `key` (a path of this namespace), with its path filled in for old records.
-local function lock_at(p)
-  local v = decode_lock(redis.call('GET', prefix .. p), now)
-  if v and (v.path == nil or v.path == '') then v.path = p end
-  return v
+-- The claim and deadlock helpers, made only when an acquire may need them (a claim in the
+-- namespace, a claim asked for, a waiting acquire): the usual acquire does not even make the
+-- closure that makes them.
+local wants_claim = false
+for i = 1, n do
+  if is_claim(path(i)) then wants_claim = true end
 end
-
--- The claim set, read once and only when it exists (no claims: one EXISTS per acquire).
-local claims
-local function claim_set()
-  if claims == nil then
-    claims = false
-    if redis.call('EXISTS', CLAIM_SET) == 1 then
-      claims = {}
-      for _, c in ipairs(redis.call('SMEMBERS', CLAIM_SET)) do claims[c] = true end
-    end
+local H
+local helpers
+if rare or wants_claim or wid ~= '' then helpers = function()
+  if H then return H end
+  H = {}
+  local claims
+  local match = string.gsub(prefix, '([%*%?%[%]\\])', '\\%1')
+  local function overlaps(a, b)
+    return a == b or (is_claim(b) and string.sub(a, 1, #b) == b) or (is_claim(a) and string.sub(b, 1, #a) == a)
   end
-  return claims
-end
 
--- Calls f(folder) for each folder above p that may be claimed, outermost first.
-local function each_claim_above(p, f)
-  local set = claim_set()
-  if not set then return nil end
-  local body = is_claim(p) and string.sub(p, 1, -2) or p
-  local at = 0
-  while true do
-    local s = string.find(body, '/', at + 1, true)
-    if not s then return nil end
-    local folder = string.sub(p, 1, s)
-    if set[folder] then
-      local r = f(folder)
-      if r then return r end
-    end
-    at = s
+  -- The live lock at `key` (a path of this namespace), with its path filled in for old records.
+  function H.lock_at(p)
+    local v = decode_lock(redis.call('GET', prefix .. p), now)
+    if v and (v.path == nil or v.path == '') then v.path = p end
+    return v
   end
-end
 
--- Calls f(path, lock) for each live lock below the claim p (not at p itself).
-local function each_lock_below(p, f)
-  local pattern = match .. string.gsub(p, '([%*%?%[%]\\])', '\\%1') .. '*'
-  local own = prefix .. p
-  local cursor = '0'
-  repeat
-    local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
-    cursor = r[1]
-    for _, k in ipairs(r[2]) do
-      if k ~= own then
-        local below = string.sub(k, #prefix + 1)
-        local v = lock_at(below)
-        if v then
-          local found = f(below, v)
-          if found then return found end
-        end
+  -- The claim set, read once and only when it exists (no claims: one EXISTS per acquire).
+  function H.claim_set()
+    if claims == nil then
+      claims = false
+      if rare and redis.call('EXISTS', CLAIM_SET) == 1 then
+        claims = {}
+        for _, c in ipairs(redis.call('SMEMBERS', CLAIM_SET)) do claims[c] = true end
       end
     end
-  until cursor == '0'
-  return nil
-end
+    return claims
+  end
 
--- A live lock of another session that overlaps p without being at p.
-local function other_overlapping(p)
-  local v = each_claim_above(p, function(folder)
-    local c = lock_at(folder)
-    if c and c.sessionId ~= sid then return c end
-    if not c and redis.call('EXISTS', qz(prefix .. folder)) == 0 then
-      redis.call('SREM', CLAIM_SET, folder) -- stale: nobody holds it or waits for it
-      claims[folder] = nil
-    end
-    return nil
-  end)
-  if v or not is_claim(p) then return v end
-  return each_lock_below(p, function(_, l) if l.sessionId ~= sid then return l end end)
-end
-
--- The live waits of this namespace, by session (dead ones go), other than this waiter's.
-local function waits_by_session()
-  local by = {}
-  if redis.call('EXISTS', WAIT_HASH) == 0 then return by end
-  local all = redis.call('HGETALL', WAIT_HASH)
-  for j = 1, #all, 2 do
-    local ok, w = pcall(cjson.decode, all[j + 1])
-    if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
-      redis.call('HDEL', WAIT_HASH, all[j])
-    elseif all[j] ~= wid then
-      w.id = all[j]
-      by[w.s] = by[w.s] or {}
-      table.insert(by[w.s], w)
+  -- Calls f(folder) for each folder above p that may be claimed, outermost first.
+  function H.each_claim_above(p, f)
+    local set = H.claim_set()
+    if not set then return nil end
+    local body = is_claim(p) and string.sub(p, 1, -2) or p
+    local at = 0
+    while true do
+      local s = string.find(body, '/', at + 1, true)
+      if not s then return nil end
+      local folder = string.sub(p, 1, s)
+      if set[folder] then
+        local r = f(folder)
+        if r then return r end
+      end
+      at = s
     end
   end
-  return by
-end
 
--- The first waiter of another session, ahead of this one, for a path overlapping p but not p:
--- a claim above it (queued on the claim's key) or, for a claim, a path below it.
-local function waiter_overlapping(p)
-  local w = each_claim_above(p, function(folder)
-    local q = ahead(prefix .. folder)
-    if q then q.p = folder end
-    return q
-  end)
-  if w or not is_claim(p) then return w end
-  local first
-  for _, list in pairs(waits_by_session()) do
-    for _, x in ipairs(list) do
-      if x.s ~= sid and x.b ~= sid and (ticket == 0 or (tonumber(x.q) or 0) < ticket) and (not first or (tonumber(x.q) or 0) < (tonumber(first.q) or 0)) then
-        for _, r in ipairs(x.r or {}) do
-          if r ~= p and overlaps(r, p) then
-            first = x
-            first.p = r
-            break
+  -- Calls f(path, lock) for each live lock below the claim p (not at p itself).
+  function H.each_lock_below(p, f)
+    local pattern = match .. string.gsub(p, '([%*%?%[%]\\])', '\\%1') .. '*'
+    local own = prefix .. p
+    local cursor = '0'
+    repeat
+      local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+      cursor = r[1]
+      for _, k in ipairs(r[2]) do
+        if k ~= own then
+          local below = string.sub(k, #prefix + 1)
+          local v = H.lock_at(below)
+          if v then
+            local found = f(below, v)
+            if found then return found end
+          end
+        end
+      end
+    until cursor == '0'
+    return nil
+  end
+
+  -- A live lock of another session that overlaps p without being at p.
+  function H.other_overlapping(p)
+    local v = H.each_claim_above(p, function(folder)
+      local c = H.lock_at(folder)
+      if c and c.sessionId ~= sid then return c end
+      if not c and redis.call('EXISTS', qz(prefix .. folder)) == 0 then
+        redis.call('SREM', CLAIM_SET, folder) -- stale: nobody holds it or waits for it
+        claims[folder] = nil
+      end
+      return nil
+    end)
+    if v or not is_claim(p) then return v end
+    return H.each_lock_below(p, function(_, l) if l.sessionId ~= sid then return l end end)
+  end
+
+  -- The live waits of this namespace, by session (dead ones go), other than this waiter's.
+  function H.waits_by_session()
+    local by = {}
+    if redis.call('EXISTS', WAIT_HASH) == 0 then return by end
+    local all = redis.call('HGETALL', WAIT_HASH)
+    for j = 1, #all, 2 do
+      local ok, w = pcall(cjson.decode, all[j + 1])
+      if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
+        redis.call('HDEL', WAIT_HASH, all[j])
+      elseif all[j] ~= wid then
+        w.id = all[j]
+        by[w.s] = by[w.s] or {}
+        table.insert(by[w.s], w)
+      end
+    end
+    return by
+  end
+
+  -- The first waiter of another session, ahead of this one, for a path overlapping p but not p:
+  -- a claim above it (queued on the claim's key) or, for a claim, a path below it.
+  function H.waiter_overlapping(p)
+    local w = H.each_claim_above(p, function(folder)
+      local q = ahead(prefix .. folder)
+      if q then q.p = folder end
+      return q
+    end)
+    if w or not is_claim(p) then return w end
+    local first
+    for _, list in pairs(H.waits_by_session()) do
+      for _, x in ipairs(list) do
+        if x.s ~= sid and x.b ~= sid and (ticket == 0 or (tonumber(x.q) or 0) < ticket) and (not first or (tonumber(x.q) or 0) < (tonumber(first.q) or 0)) then
+          for _, r in ipairs(x.r or {}) do
+            if r ~= p and overlaps(r, p) then
+              first = x
+              first.p = r
+              break
+            end
           end
         end
       end
     end
+    return first
   end
-  return first
-end
+
+  -- Would this wait close a cycle of waits back to this session? The waits from the blocker on,
+  -- each still current (its holder still holds the path, or is first in line for it).
+  function H.find_cycle(blocker)
+    local by = H.waits_by_session()
+    local function current(w)
+      if w.b == nil or w.b == '' then return false end
+      local v = H.lock_at(w.p)
+      if v and v.sessionId == w.b then return true end
+      for _, x in ipairs(by[w.b] or {}) do
+        for _, r in ipairs(x.r or {}) do
+          if overlaps(r, w.p) then return true end
+        end
+      end
+      return false
+    end
+    local via = {[blocker] = false}
+    local frontier = {blocker}
+    while #frontier > 0 do
+      local nxt = {}
+      for _, s in ipairs(frontier) do
+        for _, w in ipairs(by[s] or {}) do
+          if (w.b == sid or via[w.b] == nil) and current(w) then
+            if w.b == sid then
+              local chain = {w}
+              local at = via[s]
+              while at do
+                table.insert(chain, 1, at)
+                at = via[at.s]
+              end
+              return chain
+            end
+            via[w.b] = w
+            table.insert(nxt, w.b)
+          end
+        end
+      end
+      frontier = nxt
+    end
+    return nil
+  end
+
+  -- Lets go of this session's locks that overlap p (the deadlock's way out); their paths.
+  function H.let_go(p, freed)
+    local function drop(at, v)
+      if v and v.sessionId == sid and not freed[at] then
+        freed[at] = true
+        redis.call('DEL', prefix .. at)
+        redis.call('SREM', KEYS[n + 2], at)
+        redis.pcall('PUBLISH', channel, prefix .. at)
+      end
+    end
+    drop(p, H.lock_at(p))
+    H.each_claim_above(p, function(folder) drop(folder, H.lock_at(folder)) end)
+    if is_claim(p) then H.each_lock_below(p, function(below, v) drop(below, v) end) end
+  end
+  return H
+end end
 
 local mine = {}
 local blocked
@@ -172,7 +254,7 @@ for i = 1, n do
     blocked = {'locked', path(i), encode_lock(v), tostring(left), v.sessionId, v.path}
     break
   end
-  local o = other_overlapping(path(i))
+  local o = (rare or is_claim(path(i))) and helpers().other_overlapping(path(i))
   if o then
     blocked = {'locked', path(i), encode_lock(o), tostring(math.max(0, (tonumber(o.expiresAt) or 0) - now)), o.sessionId, o.path}
     break
@@ -184,8 +266,8 @@ if not blocked then
     if not mine[i] then
       local w = ahead(KEYS[i])
       local at = path(i)
-      if not w then
-        w = waiter_overlapping(path(i))
+      if not w and (rare or is_claim(path(i))) then
+        w = helpers().waiter_overlapping(path(i))
         if w then at = w.p end
       end
       if w then
@@ -198,70 +280,14 @@ if not blocked then
   end
 end
 
--- Would this wait close a cycle of waits back to this session? The waits from the blocker on,
--- each still current (its holder still holds the path, or is first in line for it).
-local function find_cycle(blocker)
-  local by = waits_by_session()
-  local function current(w)
-    if w.b == nil or w.b == '' then return false end
-    local v = lock_at(w.p)
-    if v and v.sessionId == w.b then return true end
-    for _, x in ipairs(by[w.b] or {}) do
-      for _, r in ipairs(x.r or {}) do
-        if overlaps(r, w.p) then return true end
-      end
-    end
-    return false
-  end
-  local via = {[blocker] = false}
-  local frontier = {blocker}
-  while #frontier > 0 do
-    local nxt = {}
-    for _, s in ipairs(frontier) do
-      for _, w in ipairs(by[s] or {}) do
-        if (w.b == sid or via[w.b] == nil) and current(w) then
-          if w.b == sid then
-            local chain = {w}
-            local at = via[s]
-            while at do
-              table.insert(chain, 1, at)
-              at = via[at.s]
-            end
-            return chain
-          end
-          via[w.b] = w
-          table.insert(nxt, w.b)
-        end
-      end
-    end
-    frontier = nxt
-  end
-  return nil
-end
-
--- Lets go of this session's locks that overlap p (the deadlock's way out); their paths.
-local function let_go(p, freed)
-  local function drop(at, v)
-    if v and v.sessionId == sid and not freed[at] then
-      freed[at] = true
-      redis.call('DEL', prefix .. at)
-      redis.call('SREM', KEYS[n + 2], at)
-      redis.pcall('PUBLISH', channel, prefix .. at)
-    end
-  end
-  drop(p, lock_at(p))
-  each_claim_above(p, function(folder) drop(folder, lock_at(folder)) end)
-  if is_claim(p) then each_lock_below(p, function(below, v) drop(below, v) end) end
-end
-
 if blocked then
   if wid ~= '' then
     if blocked[5] and blocked[5] ~= '' then
-      local cycle = find_cycle(blocked[5])
+      local cycle = helpers().find_cycle(blocked[5])
       if cycle then
         -- the wait just before this one in the cycle goes on: what it waits for of ours is let go
         local freed, released = {}, {}
-        for _, r in ipairs(cycle[#cycle].r or {}) do let_go(r, freed) end
+        for _, r in ipairs(cycle[#cycle].r or {}) do H.let_go(r, freed) end
         for at in pairs(freed) do table.insert(released, at) end
         local steps = {}
         for _, w in ipairs(cycle) do
@@ -342,5 +368,5 @@ end
 if wid ~= '' and ticket > 0 then redis.call('HDEL', WAIT_HASH, wid) end
 redis.call('SADD', KEYS[n + 2], unpack(paths))
 if redis.call('PTTL', KEYS[n + 2]) < longest then redis.call('PEXPIRE', KEYS[n + 2], longest) end
-changed(channel, prefix)
+if rare then changed(channel, prefix) end
 return out

@@ -84,29 +84,23 @@ end
 -- Claims (locks on a folder: a path ending in '/') and waits, per namespace: the set of claim
 -- paths that may be held or waited for (a superset: members are checked against the lock, stale
 -- ones dropped), and the hash of waiting acquires (waiter id -> who, what, held up by whom), read
--- for deadlocks, listings and the waiters below a claim.
+-- for deadlocks, listings and the waiters below a claim. (Helpers kept few: every closure defined
+-- here is made again on every call of every script.)
 local NS_SEP = '\226\144\159'
-local CLAIMS, WAITS = '\226\144\158ofl:claims:', '\226\144\158ofl:waits:'
-local function claims_of(key)
-  local i = string.find(key, NS_SEP, 1, true)
-  return CLAIMS .. (i and string.sub(key, 1, i - 1) or '')
-end
-local function is_claim(p) return string.sub(p, -1) == '/' end
-local function starts_with(s, prefix) return string.sub(s, 1, #prefix) == prefix end
-local function overlaps(a, b)
-  return a == b or (is_claim(b) and starts_with(a, b)) or (is_claim(a) and starts_with(b, a))
-end
+local CLAIMS = '\226\144\158ofl:claims:'
+local function is_claim(p) return string.byte(p, -1) == 47 end
 -- A lock record written outside an acquire (a re-assertion, a restore): a claim joins the set.
 local function note_claim(key, path, px)
   if not is_claim(path) then return end
-  local set = claims_of(key)
+  local i = string.find(key, NS_SEP, 1, true)
+  local set = CLAIMS .. (i and string.sub(key, 1, i - 1) or '')
   redis.call('SADD', set, path)
   if px and redis.call('PTTL', set) < px then redis.call('PEXPIRE', set, px) end
   if not px then redis.call('PERSIST', set) end
 end
 
 -- Someone runs `opencode-file-lock watch` (or onChange): lock changes are announced on the release
--- channel as the namespace's changes key. Nobody watching costs one EXISTS.
+-- channel as the namespace's changes key. Nobody watching costs one EXISTS, folded into another.
 local WATCHING, CHANGES = '\226\144\158ofl:watching', '\226\144\158ofl:changes'
 local function changed(channel, prefix)
   if redis.call('EXISTS', WATCHING) == 1 then redis.pcall('PUBLISH', channel, prefix .. CHANGES) end

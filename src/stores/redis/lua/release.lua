@@ -13,7 +13,10 @@ if holds > 1 then
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[2])
-  if redis.call('EXISTS', QUEUE .. KEYS[1]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then redis.pcall('PUBLISH', ARGV[3], KEYS[1]) end
-  changed(ARGV[3], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2]))
+  -- one look for the usual case: nobody waits in the namespace, nobody watches
+  if redis.call('EXISTS', QUEUE .. KEYS[1], KEYS[3], WATCHING) > 0 then
+    if redis.call('EXISTS', QUEUE .. KEYS[1], KEYS[3]) > 0 then redis.pcall('PUBLISH', ARGV[3], KEYS[1]) end
+    changed(ARGV[3], string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[2]))
+  end
 end
 return 1
