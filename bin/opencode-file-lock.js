@@ -18,9 +18,12 @@ const HELP = `usage: opencode-file-lock <command> [options] [--json]
 
 commands:
   status                      which store serves, and its health (exit 1 when unhealthy)
-  list                        who holds what, since when, expiring when
+  list                        who holds and claims what, since when, expiring when, and who waits
       --session <id>  --agent <id>  --prefix <path>
-  release <path> --force      delete a lock whoever holds it; refused without --force (exit 3)
+  watch                       a live view of holders, claims and waiters per project, updated as
+                              they change; q or Ctrl-C quits. --json: one event per line instead
+  release <path> --force      delete a lock whoever holds it (a path ending in / is a folder's
+                              claim); refused without --force (exit 3)
       --by <name>             who forced it (default: user@host), kept in the audit namespace
   sweep                       delete expired entries; prints how many
   metrics                     Prometheus text of this process's counters and the live lock count
@@ -39,12 +42,13 @@ commands:
   install-plugin              set up the opencode plugin
       --project <dir> | --global   --from <npm spec>   --no-npm   --force
 
-store options (status, list, release, sweep, metrics; default: the environment, see README):
+store options (status, list, watch, release, sweep, metrics; default: the environment, see README):
   --backend sled|redis|hybrid   --path <sled folder>   --redis-url <url>   --namespace <ns>
 
 examples:
   npx opencode-file-lock status --json
   npx opencode-file-lock list --prefix /home/me/repo --json
+  npx opencode-file-lock watch
   npx opencode-file-lock release /home/me/repo/src/app.ts --force --by ops-oncall
   npx opencode-file-lock migrate --from leveldb:/tmp/opencode/file-locks --to redis://127.0.0.1:6379
   npx opencode-file-lock rollback --from redis://127.0.0.1:6379 --to sled:/var/lib/file-locks
@@ -116,17 +120,33 @@ const commands = {
     const o = parseArgs(argv, [...STORE_FLAGS, 'session', 'agent', 'prefix'], ['json'])
     const L = require('../lib/index.js')
     return withStore(o, async (cache) => {
-      const now = Date.now()
-      const locks = (await L.listLocks(cache, { sessionId: o.session, agentId: o.agent }))
-        .filter((r) => !o.prefix || r.path.startsWith(o.prefix))
-        .sort((a, b) => a.path.localeCompare(b.path))
+      // ages by the store's clock, which dated the records
+      const { now, locks: all, waiters: allWaiters } = await L.lockSnapshot(cache)
+      const wanted = (sessionId, agentId) => (!o.session || sessionId === o.session) && (!o.agent || agentId === o.agent)
+      const locks = all.filter((r) => wanted(r.sessionId, r.agentId) && (!o.prefix || r.path.startsWith(o.prefix))).sort((a, b) => a.path.localeCompare(b.path))
+      const waiters = allWaiters.filter((w) => wanted(w.sessionId, w.agentId) && (!o.prefix || w.paths.some((p) => p.startsWith(o.prefix))))
       print(locks, o.json, (ls) =>
-        ls.length === 0
-          ? 'no locks held'
-          : ls.map((r) => `${r.path}\n    held by agent ${r.agentId} (session ${r.sessionId}) since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago), expires in ${ago(r.expiresAt - now)}, token ${r.token}`).join('\n'),
+        [
+          ls.length === 0 ? 'no locks held' : '',
+          ...ls.map((r) => `${r.path}${r.path.endsWith('/') ? '  (claim: the folder and everything in it)' : ''}\n    held by agent ${r.agentId} (session ${r.sessionId}) since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago), expires in ${ago(r.expiresAt - now)}, token ${r.token}`),
+          ...waiters.map((w) => `waiting: agent ${w.agentId} (session ${w.sessionId}) for ${w.paths.join(', ')} for ${ago(w.waitedMs)}, held up by session ${w.blockedBy.sessionId || 'unknown'}${w.blockedBy.path ? ` on ${w.blockedBy.path}` : ''}`),
+        ].filter(Boolean).join('\n'),
       )
       return 0
     })
+  },
+
+  async watch(argv) {
+    const o = parseArgs(argv, STORE_FLAGS, ['json'])
+    const cache = await openFromFlags(o)
+    try {
+      const health = await cache.healthCheck().catch(() => ({}))
+      const where = health.folder ? `sled ${health.folder}` : health.server ? `redis ${health.server}` : health.backend === 'hybrid' ? `hybrid (serving from ${health.currentBackend})` : cache.currentBackend?.()
+      await require('../lib/watch.js').watch(cache, { json: o.json, describe: where }).done
+    } finally {
+      await cache.close()
+    }
+    return 0
   },
 
   async release(argv) {
