@@ -238,3 +238,19 @@ export declare function listLocks(cache: Cache, filter?: { sessionId?: string; a
 export declare function listWaiters(cache: Cache): Promise<Waiter[]>
 /** Locks and waiters together, with the store's clock. */
 export declare function lockSnapshot(cache: Cache): Promise<LockSnapshot>
+
+/** A prom-client metric object (the shape a Registry takes). */
+export interface PromMetric {
+  name: string
+  help: string
+  type: 'counter' | 'gauge' | 'histogram'
+  aggregator: 'sum'
+  get(): Promise<{ name: string; help: string; type: string; values: { value: number; labels: Record<string, string>; metricName?: string }[]; aggregator: 'sum' }>
+}
+
+/** This package's metrics as prom-client metrics: `promCollector(cache).register(registry)` (any prom-client Registry, OpenMetrics too). */
+export declare function promCollector(cache: Cache): {
+  metrics: PromMetric[]
+  register(registry: { registerMetric(metric: any): void }): ReturnType<typeof promCollector>
+  unregister(registry: { removeSingleMetric(name: string): void }): void
+}

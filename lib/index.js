@@ -3,6 +3,7 @@
 const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = require('./cache.js')
 const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks, listWaiters, lockSnapshot } = require('./locks.js')
 const { FileLockError } = require('./errors.js')
+const { promCollector } = require('./prometheus.js')
 
 module.exports = {
   Cache,
@@ -23,4 +24,5 @@ module.exports = {
   listWaiters,
   lockSnapshot,
   FileLockError,
+  promCollector,
 }

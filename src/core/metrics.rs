@@ -178,7 +178,7 @@ pub fn render(active_locks: Option<usize>) -> String {
     }
     let r = registry();
     let mut out = String::new();
-    out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, aborted, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
+    out.push_str("# HELP file_lock_acquisitions_total Lock acquisitions by outcome (granted, refused, aborted, deadlock, error) and agent.\n# TYPE file_lock_acquisitions_total counter\n");
     for ((status, agent), n) in &r.acquisitions {
         let name = r.agents.get(*agent).map_or("other", String::as_str);
         let _ = writeln!(out, "file_lock_acquisitions_total{{status=\"{status}\",agent_id=\"{}\"}} {n}", label(name));
