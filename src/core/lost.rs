@@ -236,6 +236,9 @@ async fn watch<S: Store>(owner: Weak<LostWatch>, store: Arc<S>, ns: String, rec:
         match current {
             Some(c) if c.session_id == rec.session_id && c.token == rec.token => {} // still ours (perhaps renewed)
             other => {
+                if other.is_some() {
+                    store.before_reporting_loss().await;
+                }
                 let Some(owner) = owner.upgrade() else { return };
                 if !owner.untrack(&ns, &rec) {
                     return; // released by this process meanwhile

@@ -75,6 +75,13 @@ pub trait Store: Send + Sync + 'static {
     /// recovery, the shared store's re-assertion after a takeover). Most stores find none.
     fn set_lost_listener(&self, _listener: LostListener) {}
 
+    /// A lock of this process was found held by another session: if the store lost its data (a
+    /// Redis restart) and has not noticed yet, it notices now and settles its locks itself, so the
+    /// loss is reported as what it is (a conflict at re-assertion). Most stores have nothing to do.
+    fn before_reporting_loss(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     fn health(&self) -> impl Future<Output = Result<Value>> + Send;
     /// Makes what was written durable and lets go of the store; later calls fail with ECLOSED.
     fn close(&self) -> impl Future<Output = Result<()>> + Send;

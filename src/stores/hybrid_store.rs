@@ -585,6 +585,10 @@ impl Store for HybridStore {
         l
     }
 
+    async fn before_reporting_loss(&self) {
+        self.redis.before_reporting_loss().await;
+    }
+
     fn set_lost_listener(&self, listener: LostListener) {
         self.sled.set_lost_listener(listener.clone());
         *self.rec.lost.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);

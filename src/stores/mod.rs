@@ -101,6 +101,9 @@ impl Store for AnyStore {
     fn set_lost_listener(&self, listener: LostListener) {
         dispatch!(self, s => s.set_lost_listener(listener))
     }
+    async fn before_reporting_loss(&self) {
+        dispatch!(self, s => s.before_reporting_loss().await)
+    }
     async fn health(&self) -> Result<Value> {
         dispatch!(self, s => s.health().await)
     }

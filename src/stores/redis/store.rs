@@ -497,6 +497,10 @@ impl Store for RedisStore {
         vec![self.inner.bus.listen(vec![storage_key(ns, CHANGES)], wake).on_drop(Box::new(move || me.stop_watching()))]
     }
 
+    async fn before_reporting_loss(&self) {
+        self.catch_up().await;
+    }
+
     fn set_lost_listener(&self, listener: LostListener) {
         *self.inner.lost.write().unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
