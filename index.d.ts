@@ -147,6 +147,8 @@ export interface NativeRedisOptions {
   sentinelPassword?: string
   /** A PEM file of CA certificates to trust for TLS (`tls: true` or a rediss:// url). */
   tlsCaFile?: string
+  /** Redis Cluster nodes to start from ("redis://host:port" or "host:port"). */
+  cluster?: Array<string>
 }
 
 /** The canonical form of a path, as locks key it (see `core::path`). */

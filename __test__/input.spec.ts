@@ -109,8 +109,8 @@ describe('bad factory options', () => {
 
 describe('factories: options they do not know, and secrets in what they say', () => {
   it('an option a factory does not know is EINVAL naming it', async () => {
-    const e1: any = await L.RedisCache.connect({ cluster: ['redis://127.0.0.1:7000'] } as never).catch((e) => e)
-    expect(e1).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"cluster"') })
+    const e1: any = await L.RedisCache.connect({ clusterNodes: ['redis://127.0.0.1:7000'] } as never).catch((e) => e)
+    expect(e1).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"clusterNodes"') })
     const e2: any = await L.SledCache.open({ path: tmpDir(), pathh: 'x' } as never).catch((e) => e)
     expect(e2).toMatchObject({ code: 'EINVAL', message: expect.stringContaining('"pathh"') })
     const e3: any = await L.HybridCache.open({ redis: { port: 1, tls: false, hostt: 'x' }, sledPath: tmpDir() } as never).catch((e) => e)

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { acquireLock, getLock, HybridCache, RedisCache, releaseLock, type Cache, type LostLockEvent } from '../lib/index.js'
 import { startLockProcess, type LockProcess } from './helpers/lock-process'
 import { startRedis, type RedisServer } from './helpers/redis-server'
+import { fenceKey } from './helpers/slots'
 import { redisCliRaw, sleep, tmpDir } from './helpers/tmp'
 
 vi.setConfig({ testTimeout: 40_000 })
@@ -109,7 +110,7 @@ describe('Redis restarted without persistence', () => {
       await releaseLock('/r/fenced.txt', 'ses', cache)
       await s.kill()
       await s.restart()
-      expect(redisCliRaw(s.port, 'EXISTS', '\u241Eofl:fence:restart')).toBe('0') // the counter is gone
+      expect(redisCliRaw(s.port, 'EXISTS', fenceKey('restart', '/r/fenced.txt'))).toBe('0') // the counter is gone
       await until('grants again', () => acquireLock('/r/warm.txt', 'agent', 'ses', cache).then(() => true, () => false))
       await releaseLock('/r/warm.txt', 'ses', cache)
     }

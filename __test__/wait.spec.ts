@@ -5,10 +5,10 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { acquireLock, acquireLocks, forceRelease, getLock, releaseLock, renewLock, RedisCache, type Cache } from '../lib/index.js'
 import { cachesOn, useRedis } from './helpers/backends'
+import { queueKey } from './helpers/slots'
 import { redisCliRaw, sleep } from './helpers/tmp'
 
 const SEP = '\u241F'
-const queueKey = (ns: string, p: string) => `\u241Eofl:q:${ns}${SEP}${p}`
 
 function percentile(xs: number[], p: number) {
   const s = [...xs].sort((a, b) => a - b)

@@ -257,7 +257,7 @@ function namespaceOf(o) {
   return o.namespace
 }
 
-const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']
+const REDIS_KEYS = ['url', 'host', 'port', 'username', 'password', 'database', 'tls', 'connectTimeoutMs', 'commandTimeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'waitReplicas', 'waitTimeoutMs', 'sentinels', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile', 'cluster']
 
 function redisOptions(o, what) {
   check.known(o, [...REDIS_KEYS, ...(what === 'RedisCache.connect' ? ['namespace', 'defaultTtlMs'] : [])], what)
@@ -265,6 +265,7 @@ function redisOptions(o, what) {
   for (const k of REDIS_KEYS) if (o[k] !== undefined && o[k] !== null) out[k] = o[k]
   for (const k of ['url', 'host', 'username', 'password', 'sentinelMaster', 'sentinelPassword', 'tlsCaFile']) if (k in out) check.str(out[k], k)
   if ('sentinels' in out && (!Array.isArray(out.sentinels) || out.sentinels.some((x) => typeof x !== 'string'))) throw invalid('sentinels must be an array of "host:port" strings')
+  if ('cluster' in out && (!Array.isArray(out.cluster) || out.cluster.length === 0 || out.cluster.some((x) => typeof x !== 'string'))) throw invalid('cluster must be a non-empty array of "redis://host:port" strings')
   for (const k of ['port', 'database', 'maxRetries', 'waitReplicas']) {
     if (k in out && (!Number.isInteger(out[k]) || out[k] < 0)) throw invalid(`${k} must be a whole number >= 0`)
   }
@@ -317,7 +318,7 @@ class HybridCache extends Cache {
 const ENV_KEYS = [
   'FILE_LOCK_CACHE_BACKEND', 'FILE_LOCK_PATH', 'FILE_LOCK_NAMESPACE', 'FILE_LOCK_TTL_MS', 'FILE_LOCK_FAIL_MODE',
   'REDIS_URL', 'REDIS_HOST', 'REDIS_PORT', 'REDIS_PASSWORD', 'REDIS_USERNAME', 'REDIS_DATABASE', 'REDIS_TLS',
-  'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY', 'REDIS_WAIT_REPLICAS', 'REDIS_WAIT_TIMEOUT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS_CA',
+  'REDIS_CONNECT_TIMEOUT', 'REDIS_COMMAND_TIMEOUT', 'REDIS_MAX_RETRIES', 'REDIS_BASE_DELAY', 'REDIS_MAX_DELAY', 'REDIS_WAIT_REPLICAS', 'REDIS_WAIT_TIMEOUT', 'REDIS_SENTINELS', 'REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD', 'REDIS_TLS_CA', 'REDIS_CLUSTER_NODES',
   'DEBUG_FILE_LOCK_CACHE', 'XDG_STATE_HOME', 'HOME', 'USERPROFILE', 'TMPDIR',
   // the deployment guide's feature flags and pool sizes (see docs/configuration.md)
   'USE_REDIS_CACHE', 'ENABLE_DISTRIBUTED_LOCKS', 'ENABLE_METRICS', 'DEBUG_MODE', 'REDIS_POOL_MIN', 'REDIS_POOL_MAX', 'REDIS_POOL_TIMEOUT',

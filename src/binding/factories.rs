@@ -36,6 +36,8 @@ pub struct NativeRedisOptions {
     pub sentinel_password: Option<String>,
     /// A PEM file of CA certificates to trust for TLS (`tls: true` or a rediss:// url).
     pub tls_ca_file: Option<String>,
+    /// Redis Cluster nodes to start from ("redis://host:port" or "host:port").
+    pub cluster: Option<Vec<String>>,
 }
 
 fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
@@ -67,6 +69,10 @@ fn redis_options(o: NativeRedisOptions) -> napi::Result<RedisOptions> {
         sentinel_master: o.sentinel_master.unwrap_or(d.sentinel_master),
         sentinel_password: o.sentinel_password,
         tls_ca_file: o.tls_ca_file,
+        cluster: match o.cluster {
+            None => Vec::new(),
+            Some(list) => config::parse_cluster_nodes(&list.join(",")).map_err(|e| invalid(format!("cluster {e}")))?,
+        },
     })
 }
 
@@ -184,6 +190,7 @@ pub fn config_from_env(env: HashMap<String, String>) -> napi::Result<EnvConfig> 
             sentinel_master: Some(r.sentinel_master),
             sentinel_password: r.sentinel_password,
             tls_ca_file: r.tls_ca_file,
+            cluster: (!r.cluster.is_empty()).then_some(r.cluster),
         },
     })
 }

@@ -45,6 +45,8 @@ pub struct RedisOptions {
     pub sentinel_password: Option<String>,
     /// A PEM file of CA certificates to trust for TLS instead of the system's.
     pub tls_ca_file: Option<String>,
+    /// Redis Cluster nodes to start from (`redis://host:port` or `host:port`; empty: no Cluster).
+    pub cluster: Vec<String>,
 }
 
 impl Default for RedisOptions {
@@ -65,6 +67,7 @@ impl Default for RedisOptions {
             wait_replicas: 0,
             wait_timeout_ms: 1000,
             sentinels: Vec::new(),
+            cluster: Vec::new(),
             sentinel_master: "mymaster".into(),
             sentinel_password: None,
             tls_ca_file: None,
@@ -78,8 +81,10 @@ impl RedisOptions {
         for s in [&self.password, &self.sentinel_password].into_iter().flatten() {
             super::secrets::remember(s);
         }
-        if let Some(pw) = self.url.as_deref().and_then(|u| u.split_once("://")).and_then(|(_, rest)| rest.rsplit_once('@')).and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, pw)| pw) {
-            super::secrets::remember(pw);
+        for url in self.url.iter().chain(&self.cluster) {
+            if let Some(pw) = url.split_once("://").and_then(|(_, rest)| rest.rsplit_once('@')).and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, pw)| pw) {
+                super::secrets::remember(pw);
+            }
         }
     }
 }
@@ -95,6 +100,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("database", &self.database)
             .field("tls", &self.tls)
             .field("sentinels", &self.sentinels)
+            .field("cluster", &self.cluster.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
             .field("sentinel_master", &self.sentinel_master)
             .finish_non_exhaustive()
     }
@@ -191,7 +197,33 @@ fn redis_options_from_env(env: &HashMap<String, String>) -> Result<RedisOptions>
         sentinel_master: get("REDIS_SENTINEL_MASTER").unwrap_or(d.sentinel_master),
         sentinel_password: get("REDIS_SENTINEL_PASSWORD"),
         tls_ca_file: get("REDIS_TLS_CA"),
+        cluster: match get("REDIS_CLUSTER_NODES") {
+            None => Vec::new(),
+            Some(list) => parse_cluster_nodes(&list).map_err(|e| Error::invalid(format!("REDIS_CLUSTER_NODES {e}")))?,
+        },
     })
+}
+
+/// `redis://host:port,host:port,...` (or bare `host:port`) -> node URLs. Credentials and TLS come
+/// from the other options when a node's URL has none.
+pub fn parse_cluster_nodes(list: &str) -> std::result::Result<Vec<String>, String> {
+    let nodes: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|n| {
+            if n.contains("://") {
+                return Ok(n.to_owned());
+            }
+            let (h, p) = n.rsplit_once(':').ok_or_else(|| format!("must be redis://host:port or host:port, comma separated; got {n:?}"))?;
+            p.parse::<u16>().map_err(|_| format!("has a bad port in {n:?}"))?;
+            Ok(format!("redis://{h}:{p}"))
+        })
+        .collect::<std::result::Result<_, String>>()?;
+    if nodes.is_empty() {
+        return Err("names no node".into());
+    }
+    Ok(nodes)
 }
 
 /// `host:port,host:port` -> [(host, port)].

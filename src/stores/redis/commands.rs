@@ -103,35 +103,35 @@ impl RedisStore {
         Ok(t.elapsed())
     }
 
-    /// Every key of a namespace (internal keys excluded), one SCAN page at a time.
-    pub(super) async fn scan_keys(&self, ns: &str, cursor: u64, count: usize) -> Result<(u64, Vec<String>)> {
-        let mut c = self.conn()?;
+    /// Keys of a namespace (internal keys excluded), one SCAN page at a time (every primary of a
+    /// Cluster in turn).
+    pub(super) async fn scan_keys(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<(Option<String>, Vec<String>)> {
         let pattern = format!("{}*", glob_escape(&namespace_prefix(ns)));
-        let (next, keys): (u64, Vec<String>) = self
-            .run(
-                "SCAN",
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(count).query_async(&mut c),
-            )
-            .await?;
+        let (next, keys) = self.scan_page(&pattern, cursor, count).await?;
         Ok((next, keys.into_iter().filter(|k| !k.starts_with(INTERNAL)).collect()))
+    }
+
+    /// The raw values of `keys` (MGET; split by slot on a Cluster).
+    pub(super) async fn values(&self, keys: &[String]) -> Result<Vec<Option<String>>> {
+        let mut c = self.conn()?;
+        self.run("MGET", c.mget(keys)).await
     }
 
     /// Every (key, raw value) of the namespace. Lock namespaces hold thousands of keys, not
     /// millions, so collecting them is cheaper than streaming through callbacks.
     pub(super) async fn all_entries(&self, ns: &str) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut cursor = 0;
+        let mut cursor: Option<String> = None;
         loop {
-            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            let (next, keys) = self.scan_keys(ns, cursor.as_deref(), 500).await?;
             if !keys.is_empty() {
-                let mut c = self.conn()?;
-                let values: Vec<Option<String>> = self.run("MGET", c.mget(&keys)).await?;
+                let values = self.values(&keys).await?;
                 out.extend(keys.into_iter().zip(values).filter_map(|(k, v)| Some((k, v?))));
             }
-            if next == 0 {
-                return Ok(out);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
             }
-            cursor = next;
         }
     }
 }

@@ -173,6 +173,9 @@ impl RedisStore {
     /// Connects, failing within the connect timeout when Redis cannot be reached. With sentinels,
     /// to the primary they name, and again to the new one after a failover.
     pub async fn connect(opts: &RedisOptions) -> Result<RedisStore> {
+        if !opts.cluster.is_empty() {
+            return Self::connect_cluster(opts).await;
+        }
         let (direct, sentinel) = if opts.sentinels.is_empty() {
             (opts.clone(), None)
         } else {
@@ -199,7 +202,7 @@ impl RedisStore {
             .await
             .map_err(|_| too_slow())?
             .map_err(|e| connect_error(&p.target, &e))?;
-        let store = Self::from_parts(Some(conn), &p, None, sentinel);
+        let store = Self::from_parts(Some(Conn::Single(conn)), &p, None, sentinel, None);
         store.start_watching_restarts().await;
         Ok(store)
     }
@@ -207,16 +210,20 @@ impl RedisStore {
     /// A store whose connection is made on first use: for a hybrid that starts while Redis is
     /// down. With sentinels, the primary is asked for on first use too; host/port are not used.
     pub async fn connect_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
+        if !opts.cluster.is_empty() {
+            // a Cluster's connection cannot be made before a node answers: retried on first use
+            return Err(Error::Unreachable(format!("{why}")));
+        }
         let store = if opts.sentinels.is_empty() {
             let p = prepare(opts)?;
             let conn = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()).map_err(|e| connect_error(&p.target, &e))?;
-            Self::from_parts(Some(conn), &p, Some(why), None)
+            Self::from_parts(Some(Conn::Single(conn)), &p, Some(why), None, None)
         } else {
             // a placeholder client (never connected) until a sentinel names the primary
             let mut p = prepare(&primary_options(opts, "127.0.0.1", 0)?)?;
             p.target = sentinel_target(opts);
             let sentinel = SentinelState { opts: opts.clone(), primary: Mutex::new(None), resolving: AtomicBool::new(false) };
-            let store = Self::from_parts(None, &p, Some(why), Some(sentinel));
+            let store = Self::from_parts(None, &p, Some(why), Some(sentinel), None);
             store.find_new_primary();
             store
         };
@@ -239,7 +246,7 @@ impl RedisStore {
                 if changed {
                     if let Ok(p) = primary_options(&s.opts, &host, port).and_then(|o| prepare(&o)) {
                         if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
-                            me.switch_server(conn, p.client.clone());
+                            me.switch_server(Conn::Single(conn), p.client.clone());
                             *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = Some((host, port));
                         }
                     }
@@ -261,5 +268,134 @@ pub(super) fn connect_error(target: &str, e: &RedisError) -> Error {
         Error::backend(format!("{target} refused the credentials (check REDIS_USERNAME / REDIS_PASSWORD)"))
     } else {
         Error::Unreachable(format!("cannot connect to {target}: {text}"))
+    }
+}
+
+/// The connection every call goes through: one server's (a `ConnectionManager`, reconnecting by
+/// itself), or a Cluster's (redis-rs follows MOVED/ASK and failovers by itself). Both multiplex.
+#[derive(Clone)]
+pub enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a redis::Pipeline, offset: usize, count: usize) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The node URLs of a Cluster as connection infos, with the options' credentials where a URL has none.
+fn cluster_infos(opts: &RedisOptions) -> Result<Vec<ConnectionInfo>> {
+    opts.cluster
+        .iter()
+        .map(|u| {
+            let info = url_info(u)?;
+            let mut s = info.redis_settings().clone();
+            if s.username().is_none() {
+                if let Some(user) = &opts.username {
+                    s = s.set_username(user);
+                }
+            }
+            if s.password().is_none() {
+                if let Some(pw) = &opts.password {
+                    s = s.set_password(pw);
+                }
+            }
+            let info = info.set_redis_settings(s);
+            Ok(match (opts.tls, info.addr().clone()) {
+                (true, ConnectionAddr::Tcp(host, port)) => tcp_info(&host, port, true)?.set_redis_settings(info.redis_settings().clone()),
+                _ => info,
+            })
+        })
+        .collect()
+}
+
+/// How a Cluster is named in messages: its first nodes, never with credentials.
+fn cluster_target(infos: &[ConnectionInfo]) -> String {
+    let addrs: Vec<String> = infos
+        .iter()
+        .map(|i| match i.addr() {
+            ConnectionAddr::Tcp(h, p) => format!("{h}:{p}"),
+            ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port} (tls)"),
+            _ => "?".into(),
+        })
+        .collect();
+    format!("redis cluster {}", addrs.join(","))
+}
+
+/// What a Cluster store keeps besides its connection: a client per seed node, for the release
+/// announcements' subscriber (pub/sub messages reach every node of a Cluster).
+pub struct ClusterState {
+    pub seeds: Vec<redis::Client>,
+}
+
+impl RedisStore {
+    /// Connects to a Redis Cluster through any of `opts.cluster`; fails within the connect
+    /// timeout when none answers.
+    pub async fn connect_cluster(opts: &RedisOptions) -> Result<RedisStore> {
+        if !opts.sentinels.is_empty() {
+            return Err(Error::invalid("cluster and sentinels exclude each other: a Cluster fails over by itself"));
+        }
+        if opts.wait_replicas > 0 {
+            return Err(Error::invalid("waitReplicas is not available with a cluster (WAIT acknowledges one node's writes, and an acquire may span nodes)"));
+        }
+        if opts.database != 0 || opts.url.is_some() {
+            return Err(Error::invalid("with cluster, name the nodes in cluster (or REDIS_CLUSTER_NODES) only: a Cluster has one database, and url/host/port are not used"));
+        }
+        let mut p = prepare(&RedisOptions { cluster: Vec::new(), ..opts.clone() })?;
+        let infos = cluster_infos(opts)?;
+        p.target = cluster_target(&infos);
+        let seeds = infos.iter().map(|i| client_for(i.clone(), opts, &p.target)).collect::<Result<Vec<_>>>()?;
+        if let Some(first) = seeds.first() {
+            p.client = first.clone();
+        }
+        let mut b = redis::cluster::ClusterClientBuilder::new(infos.clone())
+            .connection_timeout(p.connect_timeout)
+            .response_timeout(p.command_timeout + Duration::from_secs(3))
+            .retries(opts.max_retries as u32)
+            .min_retry_wait(opts.base_delay_ms.max(1))
+            .max_retry_wait(opts.max_delay_ms.max(1));
+        if let Some(u) = &opts.username {
+            b = b.username(u);
+        }
+        if let Some(pw) = &opts.password {
+            b = b.password(pw);
+        }
+        if opts.tls || infos.iter().any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. })) {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            b = b.tls(redis::TlsMode::Secure);
+            if let Some(f) = &opts.tls_ca_file {
+                let root_cert = std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?;
+                b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) });
+            }
+        }
+        let client = b.build().map_err(|e| Error::invalid(format!("{}: {e}", p.target)))?;
+        let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
+        let mut conn = tokio::time::timeout(p.connect_timeout, client.get_async_connection()).await.map_err(|_| too_slow())?.map_err(|e| connect_error(&p.target, &e))?;
+        // a PING proves the credentials (and that the slots are served)
+        match tokio::time::timeout(p.connect_timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+            Err(_) => return Err(too_slow()),
+            Ok(Err(e)) => return Err(connect_error(&p.target, &e)),
+            Ok(Ok(_)) => {}
+        }
+        Ok(Self::from_parts(Some(Conn::Cluster(conn)), &p, None, None, Some(ClusterState { seeds })))
     }
 }

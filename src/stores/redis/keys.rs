@@ -1,24 +1,166 @@
-//! Names of the keys the lock scripts use besides the lock keys themselves.
+//! Names of the keys the lock scripts use besides the lock keys themselves, laid out for Redis
+//! Cluster (the same names on one server and under Sentinel).
+//!
+//! A lock key is `namespace\u{241F}path`, as the legacy caches wrote it. Every key a script touches
+//! with it must live in the same hash slot, so the keys that go with a lock key carry a hash tag
+//! (`{...}`) chosen to hash to the lock key's slot: `tag(slot(lock key))`. Per-slot keys (the
+//! fencing counter, the ticket counter, a session's index) are one per namespace and slot. Keys of
+//! the whole namespace that only one server can keep (the claim set, the waits hash, the epoch
+//! marker) are untagged; a Cluster gets per-slot stand-ins that its scripts never write.
+
+use std::sync::LazyLock;
 
 /// Internal keys (fencing counters, session indexes, waiter queues) start with U+241E, which no
-/// namespaced key can start with unless its namespace does; scans skip them. common.lua spells
-/// the queue prefixes out too.
+/// namespaced key can start with unless its namespace does; scans skip them.
 pub const INTERNAL: &str = "\u{241E}ofl:";
 
-pub fn fence_key(ns: &str) -> String {
-    format!("{INTERNAL}fence:{ns}")
+/// Redis Cluster's 16384 hash slots.
+pub const SLOTS: u16 = 16384;
+
+/// CRC16-XMODEM, as Redis Cluster hashes keys (polynomial 0x1021, no reflection, init 0).
+const CRC_TABLE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut b = 0;
+        while b < 8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            b += 1;
+        }
+        t[i] = crc;
+        i += 1;
+    }
+    t
+};
+
+fn crc16(bytes: &[u8]) -> u16 {
+    bytes.iter().fold(0u16, |crc, b| (crc << 8) ^ CRC_TABLE[((crc >> 8) as u8 ^ b) as usize])
 }
 
-pub fn ticket_key(ns: &str) -> String {
-    format!("{INTERNAL}ticket:{ns}")
+/// The hash slot of a key: of the part between its first `{` and the next `}`, if not empty.
+pub fn slot(key: &str) -> u16 {
+    let b = key.as_bytes();
+    let hashed = b
+        .iter()
+        .position(|c| *c == b'{')
+        .and_then(|open| b[open + 1..].iter().position(|c| *c == b'}').map(|close| &b[open + 1..open + 1 + close]))
+        .filter(|t| !t.is_empty())
+        .unwrap_or(b);
+    crc16(hashed) % SLOTS
 }
 
-/// The claims (paths ending in `/`) that may be held or waited for in a namespace (common.lua).
+/// For every slot, a short tag that hashes to it: `{tag}` puts a key there.
+static TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    let mut tags = vec![String::new(); SLOTS as usize];
+    let mut left = SLOTS as usize;
+    let mut i: u64 = 0;
+    while left > 0 {
+        let t = radix36(i);
+        let s = (crc16(t.as_bytes()) % SLOTS) as usize;
+        if tags[s].is_empty() {
+            tags[s] = t;
+            left -= 1;
+        }
+        i += 1;
+    }
+    tags
+});
+
+fn radix36(mut n: u64) -> String {
+    const D: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(D[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
+/// The tag of a slot.
+pub fn tag(slot: u16) -> &'static str {
+    &TAGS[slot as usize]
+}
+
+fn tagged(kind: &str, tag: &str, rest: &str) -> String {
+    format!("{INTERNAL}{kind}:{{{tag}}}{rest}")
+}
+
+/// A lock key's waiter queue (a sorted set of waiter ids by ticket) and its info (a hash of
+/// waiter id -> lease, session, agent), in the lock key's slot (whose tag is `tag`).
+pub fn queue_keys(tag: &str, lock_key: &str) -> (String, String) {
+    (tagged("q", tag, lock_key), tagged("qh", tag, lock_key))
+}
+
+/// A lock key and the tag of its slot.
+pub fn lock_key(ns: &str, path: &str) -> (String, &'static str) {
+    let k = crate::core::envelope::storage_key(ns, path);
+    let t = tag(slot(&k));
+    (k, t)
+}
+
+/// The fencing counter of a namespace in one slot.
+pub fn fence_key(tag: &str, ns: &str) -> String {
+    tagged("fence", tag, ns)
+}
+
+/// The ticket counter (waiters' order) of a namespace in one slot.
+pub fn ticket_key(tag: &str, ns: &str) -> String {
+    tagged("ticket", tag, ns)
+}
+
+/// The paths a session holds in one slot of a namespace (what releaseAllLocks goes through).
+pub fn session_index(tag: &str, ns: &str, session_id: &str) -> String {
+    tagged("sess", tag, &format!("{ns}\u{241F}{session_id}"))
+}
+
+/// An acquire attempt its client gave up on, in the slot the attempt ran in.
+pub fn cancelled_key(tag: &str, nonce: &str) -> String {
+    tagged("cancelled", tag, nonce)
+}
+
+/// The fencing counter of the slot a storage key lives in (`ns\u{241F}key`; a raw key without a
+/// namespace belongs to "").
+pub fn fence_key_of(storage_key: &str) -> String {
+    fence_key(tag(slot(storage_key)), storage_key.split_once('\u{241F}').map_or("", |(ns, _)| ns))
+}
+
+/// The keys of a namespace that one server keeps for all its paths: on a Cluster, stand-ins in
+/// `tag`'s slot, which the scripts are told not to use.
+pub struct Whole {
+    pub claims: String,
+    pub waits: String,
+    pub epoch: String,
+    pub recovering: String,
+    pub watching: String,
+}
+
+impl Whole {
+    pub fn of(ns: &str, cluster_tag: Option<&str>) -> Whole {
+        match cluster_tag {
+            None => Whole { claims: claims_key(ns), waits: waits_key(ns), epoch: epoch_key(), recovering: recovering_key(), watching: watching_key() },
+            Some(t) => Whole {
+                claims: tagged("claims", t, ns),
+                waits: tagged("waits", t, ns),
+                epoch: tagged("epoch", t, ""),
+                recovering: tagged("recovering", t, ""),
+                watching: tagged("watching", t, ""),
+            },
+        }
+    }
+}
+
+/// The claims (paths ending in `/`) that may be held or waited for in a namespace.
 pub fn claims_key(ns: &str) -> String {
     format!("{INTERNAL}claims:{ns}")
 }
 
-/// The waiting acquires of a namespace: waiter id -> who waits for what, held up by whom.
+/// The waiting acquires of a namespace: waiter id -> who waits for what, held up by whom. On a
+/// Cluster, one per slot (`Whole`).
 pub fn waits_key(ns: &str) -> String {
     format!("{INTERNAL}waits:{ns}")
 }
@@ -28,8 +170,21 @@ pub fn watching_key() -> String {
     format!("{INTERNAL}watching")
 }
 
-pub fn session_index_prefix(ns: &str) -> String {
-    format!("{INTERNAL}sess:{ns}\u{241F}")
+/// One marker per database: planted by the first process that looks, gone when the server loses
+/// its data (see `restart`).
+pub fn epoch_key() -> String {
+    format!("{INTERNAL}epoch")
+}
+
+/// Set for a while after the server lost its data: new grants wait (see common.lua).
+pub fn recovering_key() -> String {
+    format!("{INTERNAL}recovering")
+}
+
+/// The session index of the layout before hash tags (one per namespace and session): read by
+/// releaseAllLocks on one server, so locks taken before an upgrade are released too.
+pub fn old_session_index(ns: &str, session_id: &str) -> String {
+    format!("{INTERNAL}sess:{ns}\u{241F}{session_id}")
 }
 
 /// SCAN MATCH treats `*?[]\` specially; a namespace may contain them.
@@ -44,47 +199,62 @@ pub fn glob_escape(s: &str) -> String {
     out
 }
 
-
-/// One marker per database: planted by the first process that looks, gone when the server loses
-/// its data (see `restart`).
-pub fn epoch_key() -> String {
-    format!("{INTERNAL}epoch")
+/// The keys of a session's indexes in every slot (SCAN MATCH); a match is checked with
+/// `is_session_index`, since a namespace's text may match the pattern's wildcard.
+pub fn session_index_pattern(ns: &str, session_id: &str) -> String {
+    format!("{}*{}", glob_escape(&format!("{INTERNAL}sess:{{")), glob_escape(&format!("}}{ns}\u{241F}{session_id}")))
 }
 
-/// Set for a while after the server lost its data: new grants wait (see common.lua).
-pub fn recovering_key() -> String {
-    format!("{INTERNAL}recovering")
+pub fn is_session_index(key: &str, ns: &str, session_id: &str) -> bool {
+    let Some(rest) = key.strip_prefix(&format!("{INTERNAL}sess:{{")) else { return false };
+    rest.split_once('}').is_some_and(|(t, after)| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) && after == format!("{ns}\u{241F}{session_id}"))
 }
 
-/// The fencing counter of the namespace a storage key belongs to (`ns\u{241F}key`; a raw key
-/// without a namespace belongs to "").
-pub fn fence_key_of(storage_key: &str) -> String {
-    fence_key(storage_key.split_once('\u{241F}').map_or("", |(ns, _)| ns))
-}
-
-/// Every internal key name of one namespace, made once (the hot scripts name several per call).
+/// Every internal key name of one namespace that does not depend on the slot, made once.
 pub struct NsKeys {
     pub prefix: String,
-    pub fence: String,
-    pub ticket: String,
-    pub claims: String,
-    pub waits: String,
-    pub session_prefix: String,
+    /// One server's whole-namespace keys (a Cluster makes per-slot stand-ins instead).
+    pub whole: Whole,
 }
 
 impl NsKeys {
     pub fn of(ns: &str) -> NsKeys {
-        NsKeys {
-            prefix: crate::core::envelope::namespace_prefix(ns),
-            fence: fence_key(ns),
-            ticket: ticket_key(ns),
-            claims: claims_key(ns),
-            waits: waits_key(ns),
-            session_prefix: session_index_prefix(ns),
-        }
+        NsKeys { prefix: crate::core::envelope::namespace_prefix(ns), whole: Whole::of(ns, None) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_redis_clusters() {
+        // the examples of the Redis Cluster specification
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+        assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+        assert_eq!(slot("foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
+        assert_eq!(slot("foo{bar}{zap}"), crc16(b"bar") % SLOTS);
     }
 
-    pub fn session_index(&self, session_id: &str) -> String {
-        format!("{}{session_id}", self.session_prefix)
+    #[test]
+    fn every_key_of_a_lock_lands_in_its_slot() {
+        for lock in ["locks\u{241F}/p/src/a.ts", "ns{x}\u{241F}/a}b", "\u{241F}/", "n\u{241F}/{weird}/path"] {
+            let s = slot(lock);
+            let t = tag(s);
+            let (q, qh) = queue_keys(t, lock);
+            for k in [q, qh, fence_key(t, "locks"), ticket_key(t, "locks"), session_index(t, "ns{x}", "ses}1"), cancelled_key(t, "n{o}nce")] {
+                assert_eq!(slot(&k), s, "{k} for {lock}");
+            }
+        }
+        assert!(TAGS.iter().all(|t| !t.is_empty() && t.len() <= 4));
+    }
+
+    #[test]
+    fn session_index_keys_are_told_apart_from_lookalikes() {
+        let k = session_index(tag(7), "ns", "s1");
+        assert!(is_session_index(&k, "ns", "s1"));
+        assert!(!is_session_index(&session_index(tag(7), "xns", "s1"), "ns", "s1"));
+        assert!(!is_session_index(&old_session_index("ns", "s1"), "ns", "s1"));
     }
 }

@@ -2,15 +2,20 @@
 //! Lua script run atomically on the server, every call bounded by the configured timeout. Every
 //! expiry is decided on the server's clock (`TIME` inside the scripts).
 //!
-//! - `connection`: reaching the server (URL, TLS, Sentinel) and following a failover;
+//! - `connection`: reaching the server (URL, TLS, Sentinel, Cluster) and following a failover;
+//! - `keys`: the key layout, every key of one lock in its hash slot;
+//! - `acquire`: acquiring, one script per slot with all or nothing across them;
+//! - `nodes`: walking the key space of one server or of every Cluster primary;
 //! - `commands`: running one interaction under the timeout, with its metrics and error mapping;
 //! - `pubsub`: release announcements turned into wake-ups;
 //! - `restart`: noticing that the server lost its data, and putting back the locks held here;
 //! - `store`: the `Store` implementation, on the scripts in `scripts` and `lua/`.
 
+mod acquire;
 mod commands;
 mod connection;
 mod keys;
+mod nodes;
 mod pubsub;
 mod restart;
 mod scripts;
@@ -28,7 +33,7 @@ use crate::core::held::HeldLocks;
 use crate::core::lost::LostListener;
 use crate::core::wake::WakeBus;
 
-use connection::{Prepared, SentinelState};
+use connection::{ClusterState, Conn, Prepared, SentinelState};
 use keys::INTERNAL;
 
 pub use restart::RestartHook;
@@ -40,7 +45,9 @@ pub struct RedisStore {
 
 struct Inner {
     /// None until a sentinel names a primary; replaced when Sentinel names a new one.
-    conn: RwLock<Option<ConnectionManager>>,
+    conn: RwLock<Option<Conn>>,
+    /// Set for a Redis Cluster: its seed nodes (the subscriber's choices).
+    cluster: Option<ClusterState>,
     /// WAIT's own connection (made on first use): a WAIT blocks its connection, and must not hold
     /// up the other calls.
     wait_conn: Mutex<Option<ConnectionManager>>,
@@ -87,10 +94,11 @@ impl Drop for Inner {
 }
 
 impl RedisStore {
-    pub(super) fn from_parts(conn: Option<ConnectionManager>, p: &Prepared, unreachable: Option<&Error>, sentinel: Option<SentinelState>) -> RedisStore {
+    pub(super) fn from_parts(conn: Option<Conn>, p: &Prepared, unreachable: Option<&Error>, sentinel: Option<SentinelState>, cluster: Option<ClusterState>) -> RedisStore {
         RedisStore {
             inner: Arc::new(Inner {
                 conn: RwLock::new(conn),
+                cluster,
                 wait_conn: Mutex::new(None),
                 client: RwLock::new(p.client.clone()),
                 config: p.config.clone(),
@@ -124,7 +132,7 @@ impl RedisStore {
         })
     }
 
-    pub(super) fn conn(&self) -> Result<ConnectionManager> {
+    pub(super) fn conn(&self) -> Result<Conn> {
         if self.inner.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed(format!("the cache on {} is closed", self.inner.target)));
         }
@@ -150,10 +158,15 @@ impl RedisStore {
     }
 
     /// Points every connection at another server (Sentinel named a new primary).
-    pub(super) fn switch_server(&self, conn: ConnectionManager, client: redis::Client) {
+    pub(super) fn switch_server(&self, conn: Conn, client: redis::Client) {
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
         *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
         *self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     /// The internal key names of namespace `ns`, made on first use.

@@ -62,12 +62,18 @@ impl RedisStore {
 /// (re)subscription wakes all listeners: announcements made meanwhile were missed.
 async fn subscriber(store: std::sync::Weak<Inner>, shutdown: Arc<Notify>) {
     let mut backoff = Duration::from_millis(50);
+    // on a Cluster, any node hears every announcement (pub/sub messages go to all nodes): a seed
+    // that fails gives way to the next
+    let mut seed = 0usize;
     loop {
         let Some(inner) = store.upgrade() else { return };
         if inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        let client = inner.client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let client = match &inner.cluster {
+            Some(c) if !c.seeds.is_empty() => c.seeds[seed % c.seeds.len()].clone(),
+            _ => inner.client.read().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
         let (channel, timeout, bus) = (inner.channel.clone(), inner.connect_timeout, inner.bus.clone());
         drop(inner); // the task must not keep the store alive
         let connect = async {
@@ -103,6 +109,7 @@ async fn subscriber(store: std::sync::Weak<Inner>, shutdown: Arc<Notify>) {
                 }
             }
         }
+        seed += 1;
         tokio::select! {
             _ = shutdown.notified() => return,
             _ = tokio::time::sleep(backoff) => {}

@@ -16,10 +16,9 @@ use crate::core::held::{settle, Held, Reasserted};
 use crate::core::lock::LockRecord;
 use crate::core::wait::Waiter;
 
-use super::keys::{epoch_key, fence_key, recovering_key, session_index_prefix};
+use super::keys::{epoch_key, fence_key, lock_key, recovering_key, session_index};
 use super::scripts::{EPOCH, REASSERT};
 use super::RedisStore;
-use crate::core::envelope::storage_key;
 
 /// How often the server is looked at while locks are held (a restart is noticed this late, plus
 /// the time to reconnect).
@@ -63,6 +62,9 @@ impl RedisStore {
     /// A first look now (so a later restart is told apart from the first contact), then one
     /// every LOOK_EVERY while locks are held, until the store is closed or dropped.
     pub(super) async fn start_watching_restarts(&self) {
+        if self.is_cluster() {
+            return; // a Cluster fails over by itself, node by node; see docs/deployment.md
+        }
         let _ = self.server_changed().await;
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -144,7 +146,8 @@ impl RedisStore {
     async fn reassert_one(&self, ns: &str, rec: &LockRecord, left_ms: u64) -> Result<Reasserted> {
         let json = serde_json::to_string(rec).map_err(|e| Error::backend(format!("cannot encode the lock record of {}: {e}", rec.path)))?;
         let mut inv = REASSERT.prepare_invoke();
-        inv.key(storage_key(ns, &rec.path)).key(format!("{}{}", session_index_prefix(ns), rec.session_id)).key(fence_key(ns));
+        let (lock, t) = lock_key(ns, &rec.path);
+        inv.key(lock).key(session_index(t, ns, &rec.session_id)).key(fence_key(t, ns)).key(self.whole(ns, t).claims);
         inv.arg(json).arg(left_ms).arg(&rec.session_id).arg(rec.token).arg(&rec.path);
         let reply: Vec<String> = self.script("re-assert", &inv).await?;
         Ok(match reply.first().map(String::as_str) {

@@ -1,5 +1,7 @@
 //! The `Store` implementation on Redis: each lock operation one script, on the server's clock.
+//! Keys and slots: `keys.rs`; acquiring across a Cluster's slots: `acquire.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,37 +11,31 @@ use tokio::sync::Notify;
 
 use crate::core::envelope::{namespace_prefix, storage_key, validate_key, Entry};
 use crate::core::error::{Error, Result};
-use crate::core::lock::{locked_error, parse_record, token_of, LockFilter, LockRecord, LockRequest};
+use crate::core::lock::{parse_record, token_of, LockFilter, LockRecord, LockRequest};
 use crate::core::lost::LostListener;
 use crate::core::store::{BatchOp, Page, Store};
-use crate::core::wait::{deadlock_error, queued_error, Attempt, CycleStep, WaitEntry, Waiter, Waiting, WAITER_LEASE_MS};
-use crate::core::wake::CHANGES;
-use crate::core::wake::Listening;
+use crate::core::wait::{Attempt, WaitEntry, Waiter, Waiting};
+use crate::core::wake::{Listening, CHANGES};
 
 use super::commands::{not_a_lock, record_reply};
-use super::keys::{fence_key_of, session_index_prefix, waits_key};
+use super::connection::Conn;
+use super::keys::{fence_key_of, glob_escape, is_session_index, lock_key, old_session_index, queue_keys, session_index, session_index_pattern, slot, tag, INTERNAL};
 use super::scripts::*;
 use super::RedisStore;
 
-/// How long a cancelled attempt is remembered on the server: longer than any answer can be late.
-const CANCEL_KEEP_MS: u64 = 120_000;
-/// How long a caller waits to learn what became of an acquire whose answer never came.
-const RESOLVE_WITHIN: Duration = Duration::from_millis(2_000);
-
-/// A fresh id for one acquire attempt (its answer may be lost; see `resolve_attempt.lua`).
-fn nonce() -> String {
-    Waiter::new().id
-}
+/// How often a watch on a Cluster looks again: its scripts cannot announce changes (a watching
+/// marker would have to be in every slot).
+const CLUSTER_WATCH_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisStore {
     /// Redis WAIT after a grant, on WAIT's own connection (a WAIT blocks its connection): a write
     /// there after the grant, then WAIT, covers the grant too (replication is in order). If fewer
     /// than `replicas` acknowledge within `timeout`, the grant is undone and the acquire fails, so
     /// a failover to a replica cannot forget it.
-    async fn wait_for_replicas(&self, ns: &str, recs: &[LockRecord], replicas: u32, timeout: Duration) -> Result<()> {
+    pub(super) async fn wait_for_replicas(&self, ns: &str, recs: &[LockRecord], replicas: u32, timeout: Duration) -> Result<()> {
         let mut c = self.wait_conn()?;
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(format!("{}wait-mark", super::keys::INTERNAL)).arg(1).arg("PX").arg(1000).ignore();
+        pipe.cmd("SET").arg(format!("{INTERNAL}wait-mark")).arg(1).arg("PX").arg(1000).ignore();
         pipe.cmd("WAIT").arg(replicas).arg(timeout.as_millis() as u64);
         let acked = tokio::time::timeout(timeout + self.inner.command_timeout, pipe.query_async::<(i64,)>(&mut c)).await;
         let acked = match acked {
@@ -62,146 +58,91 @@ impl RedisStore {
 
     /// Deletes a lock only if `session_id` holds it (whatever its hold count).
     pub async fn delete_lock_of(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        Ok(self.release_if(ns, path, session_id, "", session_id).await? == Some(true))
+    }
+
+    /// One lock deleted if it is live and matches (`session` / `agent`: '' for any), naming the
+    /// index of `holder` (the session the caller read as its holder). Some(deleted?), or None
+    /// when another session holds it now.
+    async fn release_if(&self, ns: &str, path: &str, session: &str, agent: &str, holder: &str) -> Result<Option<bool>> {
+        let (lock, t) = lock_key(ns, path);
         let mut inv = RELEASE_IF.prepare_invoke();
-        inv.key(storage_key(ns, path)).arg(session_id).arg("").arg(session_index_prefix(ns)).arg(path).arg(&self.inner.channel);
-        let n: i64 = self.script("recover release", &inv).await?;
-        Ok(n == 1)
-    }
-
-    /// One acquire try. With a waiter, a refusal queues it (see `core::wait`); without one, a
-    /// refusal is just that. An attempt whose answer does not come (a timeout, a dropped
-    /// connection) is resolved before this returns: granted (and returned as such) or cancelled
-    /// on the server, so it can never become a lock nobody knows of.
-    async fn acquire_script(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
-        let nonce = nonce();
-        // each path's waiter queue is named from its lock key inside the script (common.lua)
-        let mut inv = ACQUIRE.prepare_invoke();
-        for p in paths {
-            inv.key(storage_key(ns, p));
-        }
-        let k = self.keys(ns);
-        inv.key(&k.fence).key(k.session_index(&req.session_id)).key(&k.ticket).key(&k.claims).key(&k.waits);
-        inv.arg(&req.session_id).arg(&req.agent_id).arg(req.ttl_ms);
-        inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS).arg(&nonce);
-        inv.arg(&k.prefix).arg(&self.inner.channel);
-        for p in paths {
-            inv.arg(p);
-        }
-        let reply: Vec<String> = match self.script("acquire", &inv).await {
-            Ok(r) => r,
-            Err(e) if e.is_unavailable() => self.resolve_attempt(ns, paths, req, &nonce, e).await?,
-            Err(e) => return Err(e),
-        };
-        match reply.first().map(String::as_str) {
-            Some("ok" | "applied") => {
-                let recs: Vec<LockRecord> = reply[1..]
-                    .iter()
-                    .map(|r| serde_json::from_str(r).map_err(|e| Error::backend(format!("acquire returned a bad record: {e}"))))
-                    .collect::<Result<_>>()?;
-                if let Some((replicas, timeout)) = self.inner.wait {
-                    self.wait_for_replicas(ns, &recs, replicas, timeout).await?;
-                }
-                if self.tracks_held() {
-                    self.inner.held.granted(ns, &recs, Duration::from_millis(req.ttl_ms));
-                }
-                Ok(Attempt::Granted(recs))
-            }
-            Some(kind @ ("locked" | "queued")) if reply.len() == 6 => {
-                let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
-                // the message's "ago" and "expires in" are on the server's clock too
-                let server_now = reply[5].parse::<i64>().unwrap_or_default();
-                let error = if kind == "locked" { locked_error(&reply[1], holder, server_now) } else { queued_error(&reply[1], holder) };
-                let retry_in_ms = reply[3].parse::<i64>().ok().filter(|x| *x > 0).unwrap_or(crate::core::wait::REFRESH_MS);
-                Ok(Attempt::Blocked { error, retry_in_ms, ticket: reply[4].parse().unwrap_or(0) })
-            }
-            Some("deadlock") if reply.len() == 5 => Err(self.deadlock(ns, req, &reply)),
-            Some("corrupt") if reply.len() == 2 => Err(not_a_lock(&reply[1])),
-            Some("recovering") if reply.len() == 2 => {
-                let retry_in_ms = reply[1].parse::<i64>().unwrap_or(crate::core::wait::REFRESH_MS);
-                // not serving locks for now: a hybrid serves from its fallback meanwhile
-                let error = Error::Unreachable(format!(
-                    "{} lost its data (a restart without persistence or a flush); it grants new locks again in {retry_in_ms} ms, once the processes that held locks have put them back",
-                    self.inner.target
-                ));
-                Ok(Attempt::Blocked { error, retry_in_ms, ticket: waiter.map_or(0, |w| w.ticket) })
-            }
-            _ => Err(Error::backend(format!("{} answered acquire with {reply:?}", self.inner.target))),
+        inv.key(&lock).key(session_index(t, ns, holder)).key(self.whole(ns, t).watching);
+        inv.arg(session).arg(agent).arg(path).arg(&self.inner.channel).arg(holder);
+        match self.script::<RValue>("release", &inv).await? {
+            RValue::Int(n) => Ok(Some(n == 1)),
+            _ => Ok(None),
         }
     }
 
-    /// The acquire's answer was lost: asks whether it took effect (its records, as if it had
-    /// answered) or cancels it on the server. If even that gets no answer, the caller is told it
-    /// failed, and a task takes the attempt back as soon as Redis answers.
-    async fn resolve_attempt(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str, lost: Error) -> Result<Vec<String>> {
-        let mut inv = RESOLVE_ATTEMPT.prepare_invoke();
-        for p in paths {
-            inv.key(storage_key(ns, p));
-        }
-        inv.arg(nonce).arg(&req.session_id).arg(CANCEL_KEEP_MS);
-        let resolved = match self.script_within::<Vec<String>>("resolve acquire", &inv, RESOLVE_WITHIN).await {
-            Ok(reply) => reply,
-            _ => {
-                self.undo_attempt_later(ns, paths, req, nonce);
-                return Err(with_note(lost, "; if Redis granted the lock meanwhile, it is taken back as soon as Redis answers, so no lock is left behind"));
-            }
-        };
-        if resolved.first().map(String::as_str) == Some("applied") {
-            return Ok(resolved);
-        }
-        Err(with_note(lost, "; the acquire did not take effect (it was cancelled on the server), so no lock was taken"))
-    }
-
-    /// Until Redis answers (or the attempt's locks would have expired anyway): takes back what
-    /// the attempt did, or cancels it.
-    fn undo_attempt_later(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str) {
-        let (me, ns, paths, session, nonce) = (self.clone(), ns.to_owned(), paths.to_vec(), req.session_id.clone(), nonce.to_owned());
-        let give_up = tokio::time::Instant::now() + Duration::from_millis(req.ttl_ms) + Duration::from_secs(1);
-        tokio::spawn(async move {
-            let mut inv = UNDO_ATTEMPT.prepare_invoke();
-            for p in &paths {
-                inv.key(storage_key(&ns, p));
-            }
-            inv.key(format!("{}{}", session_index_prefix(&ns), session));
-            inv.arg(&nonce).arg(&session).arg(CANCEL_KEEP_MS).arg(&me.inner.channel);
-            for p in &paths {
-                inv.arg(p);
-            }
-            while tokio::time::Instant::now() < give_up && !me.inner.closed.load(std::sync::atomic::Ordering::Relaxed) {
-                match me.script::<i64>("undo acquire", &inv).await {
-                    Ok(n) => {
-                        crate::core::debug::log(format_args!("an acquire of {} whose answer was lost was taken back ({n} lock(s))", paths.join(" ")));
-                        return;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-                }
-            }
-        });
-    }
-
-    /// The EDEADLK of a {'deadlock', path, holder, cycle, released} answer. The locks let go of
-    /// are no longer this process's to put back after a restart.
-    fn deadlock(&self, ns: &str, req: &LockRequest, reply: &[String]) -> Error {
-        let holder: Value = serde_json::from_str(&reply[2]).unwrap_or(Value::Null);
-        let steps: Vec<Value> = serde_json::from_str::<Value>(&reply[3]).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default();
-        let released: Vec<String> = serde_json::from_str::<Value>(&reply[4]).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
-        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
-        let cycle: Vec<CycleStep> = steps.iter().map(|s| CycleStep { session_id: text(s, "sessionId"), agent_id: text(s, "agentId"), path: text(s, "waitsFor"), held_by: text(s, "heldBy") }).collect();
-        let first = CycleStep { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: reply[1].clone(), held_by: text(&holder, "sessionId") };
-        if self.tracks_held() {
-            for p in released.iter().filter(|p| self.inner.held.get(ns, p).is_some_and(|h| h.rec.session_id == req.session_id)) {
-                self.inner.held.forget(ns, p, None);
-            }
-        }
-        deadlock_error(&first, holder, &cycle, &released)
-    }
-
-    /// Entries read outside a script: live by the server's clock.
+    /// Entries read outside a script: live by the server's clock (the clock of the node that
+    /// holds the first key, on a Cluster).
     async fn live_values(&self, keys: &[String]) -> Result<(i64, Vec<Option<String>>)> {
         let mut c = self.conn()?;
+        if matches!(c, Conn::Cluster(_)) && keys.len() > 1 {
+            let values = self.values(keys).await?;
+            return Ok((self.server_ms().await?, values));
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("TIME").cmd("MGET").arg(keys);
         let ((s, us), values): ((i64, i64), Vec<Option<String>>) = self.run("MGET", pipe.query_async(&mut c)).await?;
         Ok((s * 1000 + us / 1000, values))
+    }
+
+    /// Runs `ops` of one slot (all of them, on one server) as one batch script.
+    async fn batch_slot(&self, ns: &str, ops: &[&BatchOp]) -> Result<()> {
+        let mut inv = BATCH.prepare_invoke();
+        for op in ops {
+            match op {
+                BatchOp::Put { key, value_json, ttl_ms } => {
+                    let k = storage_key(ns, key);
+                    let t = tag(slot(&k));
+                    inv.key(&k).key(fence_key_of(&k)).key(self.whole(ns, t).claims);
+                    inv.arg("put").arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default()).arg(key);
+                }
+                BatchOp::Del { key } => {
+                    let k = storage_key(ns, key);
+                    let t = tag(slot(&k));
+                    inv.key(&k).key(fence_key_of(&k)).key(self.whole(ns, t).claims);
+                    inv.arg("del").arg("").arg("").arg("").arg(key);
+                }
+            }
+        }
+        let _: i64 = self.script("batch", &inv).await?;
+        Ok(())
+    }
+
+    /// Keys grouped as one script may take them: one group on one server, one per slot on a Cluster.
+    fn by_slot<'a, T>(&self, items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<Vec<T>> {
+        if !self.is_cluster() {
+            return vec![items.into_iter().map(|(_, t)| t).collect()];
+        }
+        let mut groups: BTreeMap<u16, Vec<T>> = BTreeMap::new();
+        for (k, t) in items {
+            groups.entry(slot(k)).or_default().push(t);
+        }
+        groups.into_values().collect()
+    }
+
+    /// Deletes every live lock of `session` (an agent's only, with `agent`) named by one index.
+    async fn release_indexed(&self, ns: &str, index: &str, session: &str, agent: &str) -> Result<u64> {
+        let mut c = self.conn()?;
+        let paths: Vec<String> = self.run("SMEMBERS", c.smembers(index)).await?;
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let prefix = namespace_prefix(ns);
+        let mut inv = RELEASE_SESSION.prepare_invoke();
+        inv.key(index);
+        for p in &paths {
+            inv.key(format!("{prefix}{p}"));
+        }
+        inv.key(self.whole(ns, tag(slot(index))).watching);
+        inv.arg(&prefix).arg(session).arg(agent).arg(&self.inner.channel);
+        for p in &paths {
+            inv.arg(p);
+        }
+        Ok(self.script::<i64>("releaseAll", &inv).await? as u64)
     }
 }
 
@@ -210,12 +151,14 @@ fn is_recovering(r: &RValue) -> bool {
     matches!(r, RValue::Array(a) if matches!(a.first(), Some(RValue::BulkString(b)) if b == b"recovering"))
 }
 
-/// The same error, with a note saying what became of the operation.
-fn with_note(e: Error, note: &str) -> Error {
-    match e {
-        Error::Timeout(m) => Error::Timeout(m + note),
-        Error::Unreachable(m) => Error::Unreachable(m + note),
-        other => other,
+/// A script's {'other', sessionId} answer: another session holds it now.
+fn other_holder(r: &RValue) -> Option<String> {
+    match r {
+        RValue::Array(a) if matches!(a.first(), Some(RValue::BulkString(b)) if b == b"other") => match a.get(1) {
+            Some(RValue::BulkString(s)) => Some(String::from_utf8_lossy(s).into_owned()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -239,8 +182,8 @@ impl Store for RedisStore {
         validate_key(key)?;
         let k = storage_key(ns, key);
         let mut inv = SET.prepare_invoke();
-        inv.key(&k).key(fence_key_of(&k));
-        inv.arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default());
+        inv.key(&k).key(fence_key_of(&k)).key(self.whole(ns, tag(slot(&k))).claims);
+        inv.arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default()).arg(key);
         let _: i64 = self.script("SET", &inv).await?;
         Ok(())
     }
@@ -252,36 +195,30 @@ impl Store for RedisStore {
         Ok(n > 0)
     }
 
+    /// All or nothing on one server. On a Cluster, all or nothing per hash slot: a script cannot
+    /// span slots, so the slots' batches run one after the other.
     async fn batch(&self, ns: &str, ops: &[BatchOp]) -> Result<()> {
-        let mut inv = BATCH.prepare_invoke();
-        for op in ops {
-            match op {
-                BatchOp::Put { key, value_json, ttl_ms } => {
-                    validate_key(key)?;
-                    let k = storage_key(ns, key);
-                    inv.key(&k).key(fence_key_of(&k));
-                    inv.arg("put").arg(value_json).arg(ttl_ms.map(|t| t.to_string()).unwrap_or_default()).arg(token_of(value_json).map(|t| t.to_string()).unwrap_or_default());
-                }
-                BatchOp::Del { key } => {
-                    validate_key(key)?;
-                    let k = storage_key(ns, key);
-                    inv.key(&k).key(fence_key_of(&k));
-                    inv.arg("del").arg("").arg("").arg("");
-                }
+        let keyed: Vec<(String, &BatchOp)> = ops
+            .iter()
+            .map(|op| {
+                let key = match op {
+                    BatchOp::Put { key, .. } | BatchOp::Del { key } => key,
+                };
+                validate_key(key).map(|_| (storage_key(ns, key), op))
+            })
+            .collect::<Result<_>>()?;
+        for group in self.by_slot(keyed.iter().map(|(k, op)| (k.as_str(), *op))) {
+            if !group.is_empty() {
+                self.batch_slot(ns, &group).await?;
             }
         }
-        let _: i64 = self.script("batch", &inv).await?;
         Ok(())
     }
 
     async fn scan(&self, ns: &str, cursor: Option<&str>, count: usize) -> Result<Page> {
-        let start: u64 = match cursor {
-            None => 0,
-            Some(c) => c.parse().map_err(|_| Error::invalid("bad entries() cursor"))?,
-        };
-        let (next, keys) = self.scan_keys(ns, start, count.max(1)).await?;
+        let (next, keys) = self.scan_keys(ns, cursor, count.max(1)).await?;
         let prefix_len = namespace_prefix(ns).len();
-        let mut page = Page { items: Vec::new(), cursor: (next != 0).then(|| next.to_string()), now: 0 };
+        let mut page = Page { items: Vec::new(), cursor: next, now: 0 };
         if keys.is_empty() {
             page.now = self.server_ms().await?;
             return Ok(page);
@@ -297,42 +234,44 @@ impl Store for RedisStore {
     }
 
     /// Entries past their envelope's expiry on the server's clock (old clients wrote some without
-    /// a Redis TTL), a page of keys per script.
+    /// a Redis TTL), a page of keys per script (per slot, on a Cluster).
     async fn sweep_expired(&self, ns: &str) -> Result<u64> {
         let mut n = 0;
-        let mut cursor = 0;
+        let mut cursor: Option<String> = None;
         loop {
-            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
-            if !keys.is_empty() {
+            let (next, keys) = self.scan_keys(ns, cursor.as_deref(), 500).await?;
+            for group in self.by_slot(keys.iter().map(|k| (k.as_str(), k))) {
+                if group.is_empty() {
+                    continue;
+                }
                 let mut inv = SWEEP.prepare_invoke();
-                for k in &keys {
+                for k in group {
                     inv.key(k);
                 }
                 n += self.script::<i64>("sweep", &inv).await? as u64;
             }
-            if next == 0 {
-                return Ok(n);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(n),
             }
-            cursor = next;
         }
     }
 
     async fn clear(&self, ns: &str) -> Result<u64> {
         let mut n = 0;
-        let mut cursor = 0;
+        let mut cursor: Option<String> = None;
         loop {
-            let (next, keys) = self.scan_keys(ns, cursor, 500).await?;
+            let (next, keys) = self.scan_keys(ns, cursor.as_deref(), 500).await?;
             if !keys.is_empty() {
                 let mut c = self.conn()?;
                 let d: i64 = self.run("DEL", c.del(&keys)).await?;
                 n += d as u64;
             }
-            if next == 0 {
-                break;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(n),
             }
-            cursor = next;
         }
-        Ok(n)
     }
 
     async fn acquire(&self, ns: &str, paths: &[String], req: &LockRequest) -> Result<Vec<LockRecord>> {
@@ -346,13 +285,23 @@ impl Store for RedisStore {
         self.acquire_script(ns, paths, req, Some(waiter)).await
     }
 
+    /// Out of the queues of every path (one script per slot, on a Cluster).
     async fn leave_queue(&self, ns: &str, paths: &[String], waiter: &Waiter) -> Result<()> {
-        let mut inv = LEAVE_QUEUE.prepare_invoke();
-        for p in paths {
-            inv.key(storage_key(ns, p));
+        let locks: Vec<(String, &'static str)> = paths.iter().map(|p| lock_key(ns, p)).collect();
+        for group in self.by_slot(locks.iter().map(|(k, t)| (k.as_str(), (k, *t)))) {
+            let Some((_, t0)) = group.first().copied() else { continue };
+            let mut inv = LEAVE_QUEUE.prepare_invoke();
+            for (lock, t) in &group {
+                let (q, qh) = queue_keys(t, lock);
+                inv.key(q).key(qh);
+            }
+            let w = self.whole(ns, t0);
+            inv.key(w.waits).key(w.watching).arg(&waiter.id).arg(&self.inner.channel).arg(namespace_prefix(ns));
+            for (lock, _) in &group {
+                inv.arg(lock.as_str());
+            }
+            let _: i64 = self.script("leave queue", &inv).await?;
         }
-        inv.key(waits_key(ns)).arg(&waiter.id).arg(&self.inner.channel).arg(namespace_prefix(ns));
-        let _: i64 = self.script("leave queue", &inv).await?;
         Ok(())
     }
 
@@ -362,19 +311,33 @@ impl Store for RedisStore {
     }
 
     async fn force_release(&self, ns: &str, path: &str) -> Result<Option<LockRecord>> {
-        let mut inv = FORCE_RELEASE.prepare_invoke();
-        inv.key(storage_key(ns, path)).arg(session_index_prefix(ns)).arg(path).arg(&self.inner.channel);
-        let r = record_reply(self.script("force release", &inv).await?, "force release", path)?;
-        if let (Some(gone), true) = (&r, self.tracks_held()) {
-            self.inner.held.forget(ns, path, Some(gone.token));
+        let (lock, t) = lock_key(ns, path);
+        let watching = self.whole(ns, t).watching;
+        // the holder's index must be named: ask with a guess, then with the holder it names
+        let mut holder = String::new();
+        for _ in 0..5 {
+            let mut inv = FORCE_RELEASE.prepare_invoke();
+            inv.key(&lock).key(session_index(t, ns, &holder)).key(&watching).arg(path).arg(&self.inner.channel).arg(&holder);
+            let reply = self.script::<RValue>("force release", &inv).await?;
+            if let Some(other) = other_holder(&reply) {
+                holder = other;
+                continue;
+            }
+            let r = record_reply(reply, "force release", path)?;
+            if let (Some(gone), true) = (&r, self.tracks_held()) {
+                self.inner.held.forget(ns, path, Some(gone.token));
+            }
+            return Ok(r);
         }
-        Ok(r)
+        Err(Error::backend(format!("{}: the lock on {path} changed hands five times during a forced release; try again", self.inner.target)))
     }
 
     async fn release(&self, ns: &str, path: &str, session_id: &str) -> Result<bool> {
+        let (lock, t) = lock_key(ns, path);
+        let (q, _) = queue_keys(t, &lock);
+        let w = self.whole(ns, t);
         let mut inv = RELEASE.prepare_invoke();
-        let k = self.keys(ns);
-        inv.key(storage_key(ns, path)).key(k.session_index(session_id)).key(&k.waits);
+        inv.key(&lock).key(session_index(t, ns, session_id)).key(q).key(w.waits).key(w.watching);
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
         let r = self.script::<i64>("release", &inv).await;
         if r.is_err() && self.tracks_held() {
@@ -397,28 +360,49 @@ impl Store for RedisStore {
         }
     }
 
+    /// A session's locks: through its index in every slot (found by SCAN, on every primary of a
+    /// Cluster), one script per index; on one server the index of the layout before hash tags
+    /// too. Without a session: every matching record, one script each.
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let agent = filter.agent_id.as_deref().unwrap_or("");
-        let n = if let Some(sid) = &filter.session_id {
-            // One round trip, whatever the number of locks: the session index names them.
-            let mut inv = RELEASE_SESSION.prepare_invoke();
-            inv.key(format!("{}{sid}", session_index_prefix(ns))).arg(namespace_prefix(ns)).arg(sid).arg(agent).arg(&self.inner.channel);
-            self.script::<i64>("releaseAll", &inv).await? as u64
+        let mut n = 0;
+        if let Some(sid) = &filter.session_id {
+            let mut indexes: Vec<String> = self.scan_all(&session_index_pattern(ns, sid)).await?.into_iter().filter(|k| is_session_index(k, ns, sid)).collect();
+            if !self.is_cluster() {
+                indexes.push(old_session_index(ns, sid));
+            }
+            for index in indexes {
+                n += self.release_indexed(ns, &index, sid, agent).await?;
+            }
         } else {
             let prefix_len = namespace_prefix(ns).len();
-            let mut n = 0;
             for (k, v) in self.all_entries(ns).await? {
                 let Ok(entry) = Entry::decode(v.as_bytes()) else { continue };
-                if !matches!(parse_record(&k, &entry), Ok(rec) if filter.matches(&rec)) {
+                let Ok(rec) = parse_record(&k, &entry) else { continue };
+                if !filter.matches(&rec) {
                     continue;
                 }
                 // the script looks again, on the server's clock, and only deletes a live match
-                let mut inv = RELEASE_IF.prepare_invoke();
-                inv.key(&k).arg("").arg(agent).arg(session_index_prefix(ns)).arg(&k[prefix_len..]).arg(&self.inner.channel);
-                n += self.script::<i64>("releaseAll", &inv).await? as u64;
+                let path = &k[prefix_len..];
+                let mut holder = rec.session_id.clone();
+                for _ in 0..3 {
+                    let mut inv = RELEASE_IF.prepare_invoke();
+                    let t = tag(slot(&k));
+                    inv.key(&k).key(session_index(t, ns, &holder)).key(self.whole(ns, t).watching);
+                    inv.arg("").arg(agent).arg(path).arg(&self.inner.channel).arg(&holder);
+                    match self.script::<RValue>("releaseAll", &inv).await? {
+                        RValue::Int(d) => {
+                            n += d as u64;
+                            break;
+                        }
+                        other => match other_holder(&other) {
+                            Some(h) => holder = h,
+                            None => break,
+                        },
+                    }
+                }
             }
-            n
-        };
+        }
         if self.tracks_held() {
             self.inner.held.released_all(ns, filter);
         }
@@ -426,8 +410,11 @@ impl Store for RedisStore {
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
+        let (lock, t) = lock_key(ns, path);
+        let w = self.whole(ns, t);
         let mut inv = RENEW.prepare_invoke();
-        inv.key(storage_key(ns, path)).key(format!("{}{session_id}", session_index_prefix(ns))).arg(session_id).arg(ttl_ms);
+        inv.key(&lock).key(session_index(t, ns, session_id)).key(w.epoch).key(w.recovering);
+        inv.arg(session_id).arg(ttl_ms).arg(if self.is_cluster() { "1" } else { "0" });
         let mut reply = self.script::<RValue>("renew", &inv).await?;
         if is_recovering(&reply) {
             if !self.tracks_held() {
@@ -470,35 +457,61 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    /// The waits hash (one per namespace; on a Cluster, one per slot, found by SCAN).
     async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
-        let mut c = self.conn()?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME").cmd("HGETALL").arg(waits_key(ns));
-        let ((s, us), all): ((i64, i64), Vec<(String, String)>) = self.run("HGETALL", pipe.query_async(&mut c)).await?;
-        let now = s * 1000 + us / 1000;
-        let mut waits: Vec<(u64, WaitEntry)> = all
-            .into_iter()
-            .filter_map(|(_, v)| serde_json::from_str::<Value>(&v).ok())
-            .filter(|w| w["x"].as_i64().unwrap_or(0) > now)
-            .map(|w| {
-                let text = |k: &str| w[k].as_str().unwrap_or("").to_owned();
-                let paths = w["r"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-                (w["q"].as_u64().unwrap_or(0), WaitEntry { session_id: text("s"), agent_id: text("a"), paths, blocked_by: text("b"), blocked_on: text("p"), since: w["t"].as_i64().unwrap_or(now) })
-            })
-            .collect();
+        let hashes = if self.is_cluster() {
+            let pattern = format!("{}*{}", glob_escape(&format!("{INTERNAL}waits:{{")), glob_escape(&format!("}}{ns}")));
+            let prefix = format!("{INTERNAL}waits:{{");
+            self.scan_all(&pattern).await?.into_iter().filter(|k| k.strip_prefix(&prefix).and_then(|r| r.split_once('}')).is_some_and(|(_, rest)| rest == ns)).collect()
+        } else {
+            vec![self.keys(ns).whole.waits.clone()]
+        };
+        let now = self.server_ms().await?;
+        let mut waits: Vec<(u64, WaitEntry)> = Vec::new();
+        for h in hashes {
+            let mut c = self.conn()?;
+            let all: Vec<(String, String)> = self.run("HGETALL", c.hgetall(&h)).await?;
+            waits.extend(
+                all.into_iter()
+                    .filter_map(|(_, v)| serde_json::from_str::<Value>(&v).ok())
+                    .filter(|w| w["x"].as_i64().unwrap_or(0) > now)
+                    .map(|w| {
+                        let text = |k: &str| w[k].as_str().unwrap_or("").to_owned();
+                        let paths = w["r"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+                        (w["q"].as_str().and_then(|q| q.parse().ok()).or_else(|| w["q"].as_u64()).unwrap_or(0), WaitEntry { session_id: text("s"), agent_id: text("a"), paths, blocked_by: text("b"), blocked_on: text("p"), since: w["t"].as_i64().unwrap_or(now) })
+                    }),
+            );
+        }
         waits.sort_by_key(|(q, _)| *q);
         Ok(Waiting { now, waiters: waits.into_iter().map(|(_, w)| w).collect() })
     }
 
     fn watch(&self, ns: &str, wake: &Arc<Notify>) -> Vec<Listening> {
         self.ensure_subscribed();
+        let listening = self.inner.bus.listen(vec![storage_key(ns, CHANGES)], wake);
+        if self.is_cluster() {
+            // no announcements on a Cluster: a look every second instead
+            let (stop, tick, wake) = (Arc::new(Notify::new()), CLUSTER_WATCH_EVERY, wake.clone());
+            let done = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = done.notified() => return,
+                        _ = tokio::time::sleep(tick) => wake.notify_one(),
+                    }
+                }
+            });
+            return vec![listening.on_drop(Box::new(move || stop.notify_one()))];
+        }
         self.start_watching();
         let me = self.clone();
-        vec![self.inner.bus.listen(vec![storage_key(ns, CHANGES)], wake).on_drop(Box::new(move || me.stop_watching()))]
+        vec![listening.on_drop(Box::new(move || me.stop_watching()))]
     }
 
     async fn before_reporting_loss(&self) {
-        self.catch_up().await;
+        if !self.is_cluster() {
+            self.catch_up().await;
+        }
     }
 
     fn set_lost_listener(&self, listener: LostListener) {
@@ -508,12 +521,25 @@ impl Store for RedisStore {
     async fn health(&self) -> Result<Value> {
         let latency = self.ping().await?;
         let mut c = self.conn()?;
+        let keys: i64 = self.run("DBSIZE", redis::cmd("DBSIZE").query_async(&mut c)).await?;
+        if self.is_cluster() {
+            let primaries = self.primaries().await?;
+            return Ok(json!({
+                "backend": "redis",
+                "healthy": true,
+                "connected": true,
+                "server": self.inner.target,
+                "cluster": true,
+                "primaries": primaries.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>(),
+                "latencyMs": latency.as_secs_f64() * 1000.0,
+                "keyCount": keys,
+            }));
+        }
         let info: String = self.run("INFO memory", redis::cmd("INFO").arg("memory").query_async(&mut c)).await?;
         let used_memory = info
             .lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let keys: i64 = self.run("DBSIZE", redis::cmd("DBSIZE").query_async(&mut c)).await?;
         Ok(json!({
             "backend": "redis",
             "healthy": true,

@@ -1,47 +1,57 @@
 -- All-or-nothing acquire of n paths for one session, fair to queued waiters (src/core/wait.rs),
--- claims included: a path ending in '/' locks its folder and everything below it.
--- KEYS: 1..n lock keys, n+1 fencing counter, n+2 the session's index set, n+3 the ticket counter,
---       n+4 the namespace's claim set, n+5 its waits hash.
+-- claims included: a path ending in '/' locks its folder and everything below it. Every key it
+-- touches is in KEYS; on a Cluster all of them share one hash slot (keys.rs), and an acquire of
+-- paths in several slots runs once per slot (store.rs).
+-- KEYS: for each path i, six: its lock key, its queue (sorted set), its queue's info (hash), the
+--       fencing counter, the session's index set and the ticket counter of its slot; then six:
+--       this attempt's cancellation mark, the claim set, the waits hash, the epoch marker, the
+--       recovering flag, the watching marker.
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
---       lease, attempt nonce, the namespace's key prefix, the release channel, then the n paths
---       in KEYS order.
+--       lease, attempt nonce, the namespace's key prefix, the release channel, '1' on a Cluster
+--       (no claims, deadlock detection or restart grace there), then the n paths.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
 --       | {'deadlock', path, holder, cycle, released} | {'corrupt', path} | {'cancelled'}
 --       | {'recovering', retryInMs}
-local n = #KEYS - 5
+local n = (#KEYS - 6) / 6
+local G = 6 * n
+local CANCEL, CLAIM_SET, WAIT_HASH = KEYS[G + 1], KEYS[G + 2], KEYS[G + 3]
+local EPOCH_KEY, RECOVERING_KEY, WATCHING_KEY = KEYS[G + 4], KEYS[G + 5], KEYS[G + 6]
 local sid, aid = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local wid, ticket, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local nonce, prefix, channel = ARGV[7], ARGV[8], ARGV[9]
-local CLAIM_SET, WAIT_HASH = KEYS[n + 4], KEYS[n + 5]
-local function path(i) return ARGV[9 + i] end
-local function qz(key) return QUEUE .. key end
-local function qh(key) return QUEUE_INFO .. key end
+local nonce, prefix, channel, cluster = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
+local function path(i) return ARGV[10 + i] end
+local function key(i, j) return KEYS[6 * (i - 1) + j] end -- j: 1 lock, 2 queue, 3 queue info, 4 fence, 5 index, 6 ticket
 local now, now_us = clock()
 -- One look at the keys that decide whether this is the usual acquire: the epoch marker (always
 -- there, unless the server lost its data) and the keys almost never there (this attempt's
 -- cancellation, a claim in the namespace, someone watching, a recovery under way). EXISTS counts
--- the marker five times: 5 means the marker and none of the others, so the checks below are off.
-local rare = redis.call('EXISTS', EPOCH, EPOCH, EPOCH, EPOCH, EPOCH, CANCELLED .. nonce, CLAIM_SET, WATCHING, RECOVERING) ~= 5
+-- the marker five times: 5 means the marker and none of the others. (A Cluster has no marker.)
+local rare
+if cluster then
+  rare = redis.call('EXISTS', CANCEL) > 0
+else
+  rare = redis.call('EXISTS', EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, CANCEL, CLAIM_SET, WATCHING_KEY, RECOVERING_KEY) ~= 5
+end
 if rare then
-  if redis.call('EXISTS', CANCELLED .. nonce) == 1 then return {'cancelled'} end
-  local grace = recovering()
+  if redis.call('EXISTS', CANCEL) == 1 then return {'cancelled'} end
+  local grace = not cluster and recovering(EPOCH_KEY, RECOVERING_KEY)
   if grace then return {'recovering', tostring(grace)} end
 end
 
--- The first live waiter of another session ahead of this one in the queue of `key` (dead ones
--- go), passing over waiters that wait for this very session (making it wait for them would
--- deadlock).
-local function ahead(key)
-  if redis.call('EXISTS', qz(key)) == 0 then return nil end
-  local q = redis.call('ZRANGE', qz(key), 0, -1, 'WITHSCORES')
+-- The first live waiter of another session ahead of this one in path i's queue (dead ones go),
+-- passing over waiters that wait for this very session (making it wait for them would deadlock).
+local function ahead(i)
+  local qz, qh = key(i, 2), key(i, 3)
+  if redis.call('EXISTS', qz) == 0 then return nil end
+  local q = redis.call('ZRANGE', qz, 0, -1, 'WITHSCORES')
   for j = 1, #q, 2 do
     local id, t = q[j], tonumber(q[j + 1])
     if ticket > 0 and t >= ticket then return nil end
-    local ok, w = pcall(cjson.decode, redis.call('HGET', qh(key), id) or '')
+    local ok, w = pcall(cjson.decode, redis.call('HGET', qh, id) or '')
     if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
-      redis.call('ZREM', qz(key), id)
-      redis.call('HDEL', qh(key), id)
+      redis.call('ZREM', qz, id)
+      redis.call('HDEL', qh, id)
     elseif w.s ~= sid and w.b ~= sid then
       return w
     end
@@ -49,16 +59,16 @@ local function ahead(key)
   return nil
 end
 
--- The claim and deadlock helpers, made only when an acquire may need them (a claim in the
--- namespace, a claim asked for, a waiting acquire): the usual acquire does not even make the
--- closure that makes them.
+-- The claim and deadlock helpers (one server only: they name lock keys of other paths), made
+-- only when an acquire may need them (a claim in the namespace, a claim asked for, a waiting
+-- acquire): the usual acquire does not even make the closure that makes them.
 local wants_claim = false
 for i = 1, n do
   if is_claim(path(i)) then wants_claim = true end
 end
 local H
 local helpers
-if rare or wants_claim or wid ~= '' then helpers = function()
+if not cluster and (rare or wants_claim or wid ~= '') then helpers = function()
   if H then return H end
   H = {}
   local claims
@@ -67,18 +77,38 @@ if rare or wants_claim or wid ~= '' then helpers = function()
     return a == b or (is_claim(b) and string.sub(a, 1, #b) == b) or (is_claim(a) and string.sub(b, 1, #a) == a)
   end
 
-  -- The live lock at `key` (a path of this namespace), with its path filled in for old records.
+  -- The live lock of path p of this namespace, with its path filled in for old records.
   function H.lock_at(p)
     local v = decode_lock(redis.call('GET', prefix .. p), now)
     if v and (v.path == nil or v.path == '') then v.path = p end
     return v
   end
 
-  -- The claim set, read once and only when it exists (no claims: one EXISTS per acquire).
+  -- The live waits of this namespace, by session (dead ones go), other than this waiter's.
+  local by_session
+  function H.waits_by_session()
+    if by_session then return by_session end
+    by_session = {}
+    if redis.call('EXISTS', WAIT_HASH) == 0 then return by_session end
+    local all = redis.call('HGETALL', WAIT_HASH)
+    for j = 1, #all, 2 do
+      local ok, w = pcall(cjson.decode, all[j + 1])
+      if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
+        redis.call('HDEL', WAIT_HASH, all[j])
+      elseif all[j] ~= wid then
+        w.id = all[j]
+        by_session[w.s] = by_session[w.s] or {}
+        table.insert(by_session[w.s], w)
+      end
+    end
+    return by_session
+  end
+
+  -- The claim set, read once and only when it exists.
   function H.claim_set()
     if claims == nil then
       claims = false
-      if rare and redis.call('EXISTS', CLAIM_SET) == 1 then
+      if redis.call('EXISTS', CLAIM_SET) == 1 then
         claims = {}
         for _, c in ipairs(redis.call('SMEMBERS', CLAIM_SET)) do claims[c] = true end
       end
@@ -126,12 +156,24 @@ if rare or wants_claim or wid ~= '' then helpers = function()
     return nil
   end
 
+  -- Whether a live waiter of any session asks for `folder` (a claim someone waits for).
+  local function waited_for(folder)
+    for _, list in pairs(H.waits_by_session()) do
+      for _, x in ipairs(list) do
+        for _, r in ipairs(x.r or {}) do
+          if r == folder then return true end
+        end
+      end
+    end
+    return false
+  end
+
   -- A live lock of another session that overlaps p without being at p.
   function H.other_overlapping(p)
     local v = H.each_claim_above(p, function(folder)
       local c = H.lock_at(folder)
       if c and c.sessionId ~= sid then return c end
-      if not c and redis.call('EXISTS', qz(prefix .. folder)) == 0 then
+      if not c and not waited_for(folder) then
         redis.call('SREM', CLAIM_SET, folder) -- stale: nobody holds it or waits for it
         claims[folder] = nil
       end
@@ -141,33 +183,9 @@ if rare or wants_claim or wid ~= '' then helpers = function()
     return H.each_lock_below(p, function(_, l) if l.sessionId ~= sid then return l end end)
   end
 
-  -- The live waits of this namespace, by session (dead ones go), other than this waiter's.
-  function H.waits_by_session()
-    local by = {}
-    if redis.call('EXISTS', WAIT_HASH) == 0 then return by end
-    local all = redis.call('HGETALL', WAIT_HASH)
-    for j = 1, #all, 2 do
-      local ok, w = pcall(cjson.decode, all[j + 1])
-      if not ok or type(w) ~= 'table' or (tonumber(w.x) or 0) <= now then
-        redis.call('HDEL', WAIT_HASH, all[j])
-      elseif all[j] ~= wid then
-        w.id = all[j]
-        by[w.s] = by[w.s] or {}
-        table.insert(by[w.s], w)
-      end
-    end
-    return by
-  end
-
   -- The first waiter of another session, ahead of this one, for a path overlapping p but not p:
-  -- a claim above it (queued on the claim's key) or, for a claim, a path below it.
+  -- a claim above it, or (for a claim) a path below it.
   function H.waiter_overlapping(p)
-    local w = H.each_claim_above(p, function(folder)
-      local q = ahead(prefix .. folder)
-      if q then q.p = folder end
-      return q
-    end)
-    if w or not is_claim(p) then return w end
     local first
     for _, list in pairs(H.waits_by_session()) do
       for _, x in ipairs(list) do
@@ -226,13 +244,13 @@ if rare or wants_claim or wid ~= '' then helpers = function()
     return nil
   end
 
-  -- Lets go of this session's locks that overlap p (the deadlock's way out); their paths.
+  -- Lets go of this session's locks that overlap p (the deadlock's way out). (Their session
+  -- index entries stay until the index expires: an index only names candidates.)
   function H.let_go(p, freed)
     local function drop(at, v)
       if v and v.sessionId == sid and not freed[at] then
         freed[at] = true
         redis.call('DEL', prefix .. at)
-        redis.call('SREM', KEYS[n + 2], at)
         redis.pcall('PUBLISH', channel, prefix .. at)
       end
     end
@@ -243,10 +261,14 @@ if rare or wants_claim or wid ~= '' then helpers = function()
   return H
 end end
 
+if cluster and wants_claim then
+  return {'noclaims'}
+end
+
 local mine = {}
 local blocked
 for i = 1, n do
-  local v, bad = decode_lock(redis.call('GET', KEYS[i]), now)
+  local v, bad = decode_lock(redis.call('GET', key(i, 1)), now)
   if bad then return {'corrupt', path(i)} end
   if v and v.sessionId ~= sid then
     local left = math.max(0, (tonumber(v.expiresAt) or 0) - now)
@@ -254,7 +276,7 @@ for i = 1, n do
     blocked = {'locked', path(i), encode_lock(v), tostring(left), v.sessionId, v.path}
     break
   end
-  local o = (rare or is_claim(path(i))) and helpers().other_overlapping(path(i))
+  local o = helpers and (rare or is_claim(path(i))) and helpers().other_overlapping(path(i))
   if o then
     blocked = {'locked', path(i), encode_lock(o), tostring(math.max(0, (tonumber(o.expiresAt) or 0) - now)), o.sessionId, o.path}
     break
@@ -264,9 +286,9 @@ end
 if not blocked then
   for i = 1, n do
     if not mine[i] then
-      local w = ahead(KEYS[i])
+      local w = ahead(i)
       local at = path(i)
-      if not w and (rare or is_claim(path(i))) then
+      if not w and helpers and (rare or is_claim(path(i))) then
         w = helpers().waiter_overlapping(path(i))
         if w then at = w.p end
       end
@@ -282,7 +304,7 @@ end
 
 if blocked then
   if wid ~= '' then
-    if blocked[5] and blocked[5] ~= '' then
+    if helpers and blocked[5] and blocked[5] ~= '' then
       local cycle = helpers().find_cycle(blocked[5])
       if cycle then
         -- the wait just before this one in the cycle goes on: what it waits for of ours is let go
@@ -294,28 +316,32 @@ if blocked then
           table.insert(steps, {sessionId = w.s, agentId = w.a, waitsFor = w.p, heldBy = w.b})
         end
         for i = 1, n do
-          redis.call('ZREM', qz(KEYS[i]), wid)
-          redis.call('HDEL', qh(KEYS[i]), wid)
+          redis.call('ZREM', key(i, 2), wid)
+          redis.call('HDEL', key(i, 3), wid)
         end
         redis.call('HDEL', WAIT_HASH, wid)
-        changed(channel, prefix)
+        changed(channel, prefix, WATCHING_KEY)
         return {'deadlock', blocked[2], blocked[3], cjson.encode(steps), cjson.encode(released)}
       end
     end
     local first = ticket == 0
+    -- tickets follow the server's clock (microseconds) above each slot's counter, so tickets of
+    -- different slots (a Cluster's) compare in arrival order too
     if ticket == 0 then
-      ticket = redis.call('INCR', KEYS[n + 3])
-    elseif ticket > (tonumber(redis.call('GET', KEYS[n + 3])) or 0) then
-      -- the counter was lost (a restart without persistence): newcomers must still queue behind
-      redis.call('SET', KEYS[n + 3], ticket)
+      ticket = math.max(redis.call('INCR', key(1, 6)), now_us)
+    end
+    for i = 1, n do
+      if ticket > (tonumber(redis.call('GET', key(i, 6))) or 0) then
+        redis.call('SET', key(i, 6), string.format('%d', ticket)) -- newcomers queue behind
+      end
     end
     local info = cjson.encode({s = sid, a = aid, b = blocked[5], x = now + lease})
     local requested = {}
     for i = 1, n do
-      redis.call('ZADD', qz(KEYS[i]), ticket, wid)
-      redis.call('HSET', qh(KEYS[i]), wid, info)
-      redis.call('PEXPIRE', qz(KEYS[i]), lease)
-      redis.call('PEXPIRE', qh(KEYS[i]), lease)
+      redis.call('ZADD', key(i, 2), ticket, wid)
+      redis.call('HSET', key(i, 3), wid, info)
+      redis.call('PEXPIRE', key(i, 2), lease)
+      redis.call('PEXPIRE', key(i, 3), lease)
       requested[i] = path(i)
       -- a claim someone waits for: files below it queue behind
       if is_claim(path(i)) then
@@ -325,18 +351,17 @@ if blocked then
     end
     local ok, old = pcall(cjson.decode, redis.call('HGET', WAIT_HASH, wid) or '')
     local since = (ok and type(old) == 'table' and tonumber(old.q) == ticket and tonumber(old.t)) or now
-    redis.call('HSET', WAIT_HASH, wid, cjson.encode({s = sid, a = aid, b = blocked[5], p = blocked[6], r = requested, q = ticket, t = since, x = now + lease}))
+    -- the ticket as text: cjson writes numbers with 14 significant digits, tickets have 16
+    redis.call('HSET', WAIT_HASH, wid, cjson.encode({s = sid, a = aid, b = blocked[5], p = blocked[6], r = requested, q = string.format('%d', ticket), t = since, x = now + lease}))
     if redis.call('PTTL', WAIT_HASH) < lease then redis.call('PEXPIRE', WAIT_HASH, lease) end
-    if first then changed(channel, prefix) end
+    if first then changed(channel, prefix, WATCHING_KEY) end
   end
-  blocked[5] = tostring(ticket)
+  blocked[5] = string.format('%d', ticket)
   blocked[6] = tostring(now)
   return blocked
 end
 
 local out = {'ok'}
-local paths = {}
-local longest = ttl
 for i = 1, n do
   local v = mine[i]
   if v then
@@ -346,27 +371,26 @@ for i = 1, n do
     v.expiresAt = math.max(tonumber(v.expiresAt) or 0, now + ttl)
   else
     v = {sessionId = sid, agentId = aid, path = path(i), timestamp = now,
-         token = next_token(KEYS[n + 1], now_us), holdCount = 1, expiresAt = now + ttl}
+         token = next_token(key(i, 4), now_us), holdCount = 1, expiresAt = now + ttl}
   end
   -- which attempt wrote it last: a client that lost the answer asks (resolve_attempt.lua)
   v.nonce = nonce
   local enc = encode_lock(v)
   local px = v.expiresAt - now
-  if px > longest then longest = px end
-  redis.call('SET', KEYS[i], envelope(enc, v.expiresAt), 'PX', px)
+  redis.call('SET', key(i, 1), envelope(enc, v.expiresAt), 'PX', px)
   out[#out + 1] = enc
-  paths[#paths + 1] = path(i)
   if is_claim(path(i)) then
     redis.call('SADD', CLAIM_SET, path(i))
     if redis.call('PTTL', CLAIM_SET) < px then redis.call('PEXPIRE', CLAIM_SET, px) end
   end
   if wid ~= '' and ticket > 0 then
-    redis.call('ZREM', qz(KEYS[i]), wid)
-    redis.call('HDEL', qh(KEYS[i]), wid)
+    redis.call('ZREM', key(i, 2), wid)
+    redis.call('HDEL', key(i, 3), wid)
   end
+  -- the session's index in this path's slot names it, for releaseAllLocks
+  redis.call('SADD', key(i, 5), path(i))
+  if redis.call('PTTL', key(i, 5)) < px then redis.call('PEXPIRE', key(i, 5), px) end
 end
 if wid ~= '' and ticket > 0 then redis.call('HDEL', WAIT_HASH, wid) end
-redis.call('SADD', KEYS[n + 2], unpack(paths))
-if redis.call('PTTL', KEYS[n + 2]) < longest then redis.call('PEXPIRE', KEYS[n + 2], longest) end
-if rare then changed(channel, prefix) end
+if rare then changed(channel, prefix, WATCHING_KEY) end
 return out

@@ -60,48 +60,34 @@ local function raise_fence(fence, token)
   end
 end
 
--- A lock key's waiter queue: a sorted set (waiter id by ticket) and a hash (waiter id -> lease,
--- session, agent), named from the lock key here rather than sent as KEYS, which keeps the
--- acquire that does not wait as small as it was. (Like the session index: one server, not Cluster.)
-local QUEUE, QUEUE_INFO = '\226\144\158ofl:q:', '\226\144\158ofl:qh:'
--- An acquire attempt its client gave up on (a timeout, a dropped connection): never granted late.
-local CANCELLED = '\226\144\158ofl:cancelled:'
-
--- The epoch marker clients plant when they connect: gone means the server lost its data (a
--- restart without persistence, a flush) since. New grants then wait RESTART_GRACE ms, while the
--- processes that held locks put them back (restart.rs looks every 200 ms).
-local EPOCH, RECOVERING = '\226\144\158ofl:epoch', '\226\144\158ofl:recovering'
+-- The epoch marker clients plant when they connect (one server; a Cluster has none): gone means
+-- the server lost its data (a restart without persistence or a flush) since. New grants then wait
+-- RESTART_GRACE ms, while the processes that held locks put them back (restart.rs looks every
+-- 200 ms). Returns the grace left, or nil.
 local RESTART_GRACE = 2000
-local function recovering()
-  local left = redis.call('PTTL', RECOVERING)
+local function recovering(epoch, flag)
+  local left = redis.call('PTTL', flag)
   if left > 0 then return left end
-  if redis.call('EXISTS', EPOCH) == 1 then return nil end
-  redis.call('SET', EPOCH, 'lost-' .. redis.call('TIME')[1])
-  redis.call('SET', RECOVERING, '1', 'PX', RESTART_GRACE)
+  if redis.call('EXISTS', epoch) == 1 then return nil end
+  redis.call('SET', epoch, 'lost-' .. redis.call('TIME')[1])
+  redis.call('SET', flag, '1', 'PX', RESTART_GRACE)
   return RESTART_GRACE
 end
 
--- Claims (locks on a folder: a path ending in '/') and waits, per namespace: the set of claim
--- paths that may be held or waited for (a superset: members are checked against the lock, stale
--- ones dropped), and the hash of waiting acquires (waiter id -> who, what, held up by whom), read
--- for deadlocks, listings and the waiters below a claim. (Helpers kept few: every closure defined
--- here is made again on every call of every script.)
-local NS_SEP = '\226\144\159'
-local CLAIMS = '\226\144\158ofl:claims:'
+-- A path ending in "/" claims a folder and everything below it (docs/api.md, Claims).
 local function is_claim(p) return string.byte(p, -1) == 47 end
--- A lock record written outside an acquire (a re-assertion, a restore): a claim joins the set.
-local function note_claim(key, path, px)
+-- A lock record written outside an acquire (a re-assertion, a restore): a claim joins the
+-- namespace's claim set, which file acquires look at.
+local function note_claim(set, path, px)
   if not is_claim(path) then return end
-  local i = string.find(key, NS_SEP, 1, true)
-  local set = CLAIMS .. (i and string.sub(key, 1, i - 1) or '')
   redis.call('SADD', set, path)
   if px and redis.call('PTTL', set) < px then redis.call('PEXPIRE', set, px) end
   if not px then redis.call('PERSIST', set) end
 end
 
 -- Someone runs `opencode-file-lock watch` (or onChange): lock changes are announced on the release
--- channel as the namespace's changes key. Nobody watching costs one EXISTS, folded into another.
-local WATCHING, CHANGES = '\226\144\158ofl:watching', '\226\144\158ofl:changes'
-local function changed(channel, prefix)
-  if redis.call('EXISTS', WATCHING) == 1 then redis.pcall('PUBLISH', channel, prefix .. CHANGES) end
+-- channel as the namespace's changes key while the watching marker exists.
+local CHANGES = '\226\144\158ofl:changes'
+local function changed(channel, prefix, watching)
+  if redis.call('EXISTS', watching) == 1 then redis.pcall('PUBLISH', channel, prefix .. CHANGES) end
 end

@@ -1,6 +1,7 @@
 -- Puts back a lock this process holds, after the server lost it (a restart without persistence,
 -- a failover to a replica that had not received it) or after the hybrid's outage.
--- KEYS[1] lock key, KEYS[2] the session's index set, KEYS[3] fencing counter.
+-- KEYS[1] lock key, KEYS[2] the session's index in its slot, KEYS[3] the slot's fencing counter,
+-- KEYS[4] the namespace's claim set.
 -- ARGV: the record (JSON), how long it has left (ms, by the holder's count), sessionId, token, path.
 -- Returns {'kept'} | {'restored'} | {'expired'} | {'conflict', holder, holder's PTTL}.
 local now = clock()
@@ -18,6 +19,6 @@ v.token = tonumber(ARGV[4])
 v.expiresAt = now + left
 redis.call('SET', KEYS[1], envelope(encode_lock(v), v.expiresAt), 'PX', left)
 redis.call('SADD', KEYS[2], ARGV[5])
-note_claim(KEYS[1], ARGV[5], left)
+note_claim(KEYS[4], ARGV[5], left)
 if redis.call('PTTL', KEYS[2]) < left then redis.call('PEXPIRE', KEYS[2], left) end
 return {'restored'}

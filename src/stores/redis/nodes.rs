@@ -1,0 +1,91 @@
+//! Walking the key space: SCAN on the one server, or on every primary of a Cluster in turn
+//! (a Cluster's SCAN covers one node's keys only). Cursors of a Cluster walk say which primary
+//! they are on: `"<primary>:<cursor>"`.
+
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use crate::core::error::{Error, Result};
+
+use super::connection::Conn;
+use super::RedisStore;
+
+impl RedisStore {
+    /// The Cluster's primaries now, as (host, port), in address order.
+    pub(super) async fn primaries(&self) -> Result<Vec<(String, u16)>> {
+        let mut c = self.conn()?;
+        let text: String = self.run("CLUSTER NODES", redis::cmd("CLUSTER").arg("NODES").query_async(&mut c)).await?;
+        let mut out: Vec<(String, u16)> = text
+            .lines()
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                let flags = f.get(2)?;
+                if !flags.split(',').any(|x| x == "master") || flags.contains("fail") || flags.contains("handshake") || flags.contains("noaddr") {
+                    return None;
+                }
+                let addr = f.get(1)?.split(['@', ',']).next()?;
+                let (h, p) = addr.rsplit_once(':')?;
+                if h.is_empty() {
+                    return None;
+                }
+                Some((h.to_owned(), p.parse().ok()?))
+            })
+            .collect();
+        out.sort();
+        if out.is_empty() {
+            return Err(Error::Unreachable(format!("{} names no primary that serves", self.inner.target)));
+        }
+        Ok(out)
+    }
+
+    /// One SCAN page of keys matching `pattern`, from `cursor` (None: the start); the next cursor,
+    /// None at the end of the last server.
+    pub(super) async fn scan_page(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<(Option<String>, Vec<String>)> {
+        let mut scan = redis::cmd("SCAN");
+        let bad = || Error::invalid("bad entries() cursor");
+        match self.conn()? {
+            Conn::Single(mut c) => {
+                let at: u64 = cursor.map(str::parse).transpose().map_err(|_| bad())?.unwrap_or(0);
+                scan.arg(at).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+                let (next, keys): (u64, Vec<String>) = self.run("SCAN", scan.query_async(&mut c)).await?;
+                Ok(((next != 0).then(|| next.to_string()), keys))
+            }
+            Conn::Cluster(mut c) => {
+                let (node, at) = match cursor {
+                    None => (0usize, 0u64),
+                    Some(s) => {
+                        let (n, a) = s.split_once(':').ok_or_else(bad)?;
+                        (n.parse().map_err(|_| bad())?, a.parse().map_err(|_| bad())?)
+                    }
+                };
+                let nodes = self.primaries().await?;
+                let Some((host, port)) = nodes.get(node).cloned() else { return Ok((None, Vec::new())) };
+                scan.arg(at).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let v = self.run("SCAN", c.route_command(scan, route)).await?;
+                let (next, keys): (u64, Vec<String>) = redis::from_redis_value(v).map_err(|e| Error::backend(format!("{} answered SCAN oddly: {e}", self.inner.target)))?;
+                let cursor = if next != 0 {
+                    Some(format!("{node}:{next}"))
+                } else if node + 1 < nodes.len() {
+                    Some(format!("{}:0", node + 1))
+                } else {
+                    None
+                };
+                Ok((cursor, keys))
+            }
+        }
+    }
+
+    /// Every key matching `pattern`, on every server.
+    pub(super) async fn scan_all(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (next, keys) = self.scan_page(pattern, cursor.as_deref(), 1000).await?;
+            out.extend(keys);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+}
