@@ -1,10 +1,11 @@
 // The level-cache Cache<T> contract, on every backend.
 import { describe, expect, it } from 'vitest'
-import { BACKENDS, cachesOn, openOn, useRedis } from './helpers/backends'
+import { CONTRACT_BACKENDS, cachesOn, useCluster, openOn, useRedis } from './helpers/backends'
 import { sleep } from './helpers/tmp'
 
-describe.each(BACKENDS)('Cache on %s', (backend) => {
+describe.each(CONTRACT_BACKENDS)('Cache on %s', (backend) => {
   useRedis()
+  useCluster(backend === 'cluster')
   const open = cachesOn(backend)
 
   it('stores and retrieves lock records (from the deployment guide)', async () => {

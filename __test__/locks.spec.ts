@@ -3,11 +3,12 @@ import { describe, expect, it } from 'vitest'
 import {
   acquireLock, acquireLocks, getLock, listLocks, normalizePath, releaseAllLocks, releaseLock, renewLock
 } from '../lib/index.js'
-import { BACKENDS, cachesOn, useRedis } from './helpers/backends'
+import { CONTRACT_BACKENDS, cachesOn, useCluster, useRedis } from './helpers/backends'
 import { sleep } from './helpers/tmp'
 
-describe.each(BACKENDS)('locks on %s', (backend) => {
+describe.each(CONTRACT_BACKENDS)('locks on %s', (backend) => {
   useRedis()
+  useCluster(backend === 'cluster')
   const open = cachesOn(backend)
 
   it('acquires a lock and stores the record under the normalized path (from the deployment guide)', async () => {

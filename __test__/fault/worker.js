@@ -15,6 +15,7 @@ const write = (o) => fs.writeSync(log, JSON.stringify(o) + '\n')
 async function open() {
   const redis = { port: cfg.port, commandTimeoutMs: cfg.commandTimeoutMs ?? 300, maxRetries: 1, baseDelayMs: 20, maxDelayMs: 100 }
   if (cfg.backend === 'redis') return L.RedisCache.connect({ ...redis, namespace: 'stress' })
+  if (cfg.backend === 'cluster') return L.RedisCache.connect({ cluster: cfg.cluster, commandTimeoutMs: cfg.commandTimeoutMs ?? 1000, maxRetries: 3, baseDelayMs: 20, maxDelayMs: 200, namespace: 'stress' })
   if (cfg.backend === 'sled') return L.SledCache.open({ path: cfg.sledPath, namespace: 'stress' })
   if (cfg.backend === 'hybrid-shared') return L.HybridCache.open({ redis, sledPath: cfg.sledPath, namespace: 'stress', failMode: 'open', recheckMs: 60_000 })
   return L.HybridCache.open({ redis, sledPath: cfg.sledPath, namespace: 'stress', failMode: cfg.failMode, recheckMs: 200 })
@@ -25,26 +26,32 @@ async function session(cache, s, until, counts) {
   let seed = (s + 1) * 7919 + process.pid
   const rand = (n) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n
   while (Date.now() < until) {
-    const file = `/stress/file-${rand(cfg.files)}`
-    let p
+    // `multi`: that many files at once (all or nothing), else one
+    const wanted = [...new Set(Array.from({ length: cfg.multi ?? 1 }, () => `/stress/file-${rand(cfg.files)}`))]
+    let got
     const asked = performance.now()
     try {
-      p = await L.acquireLock(file, cfg.name, id, cache, { ttlMs: cfg.ttlMs ?? 30_000 })
+      got = await L.acquireLocks(wanted, cfg.name, id, cache, { ttlMs: cfg.ttlMs ?? 30_000, ...(cfg.waitMs ? { waitMs: cfg.waitMs } : {}) })
     } catch (e) {
       counts[e.code] = (counts[e.code] ?? 0) + 1
+      if (e.code !== 'ELOCKED') (counts.firstError ??= {})[e.code] ??= String(e.message).slice(0, 300)
       await sleep(e.code === 'ELOCKED' ? 1 : 20)
       continue
     } finally {
       counts.maxAcquireMs = Math.max(counts.maxAcquireMs, Math.round(performance.now() - asked))
     }
-    const rec = await L.getLock(p, cache).catch(() => undefined)
-    write({ ev: 'grant', t: now(), file: p, session: id, token: rec?.token })
+    for (const p of got) {
+      const rec = await L.getLock(p, cache).catch(() => undefined)
+      write({ ev: 'grant', t: now(), file: p, session: id, token: rec?.token })
+    }
     counts.grants++
     if (cfg.holdMs) await sleep(rand(cfg.holdMs + 1))
-    write({ ev: 'release', t: now(), file: p, session: id })
-    // false: the lock was no longer this session's when it let go of it (lost)
-    const held = await L.releaseLock(p, id, cache).catch((e) => (counts[`release_${e.code}`] = (counts[`release_${e.code}`] ?? 0) + 1))
-    if (held === false) counts.releasedNotHeld++
+    for (const p of got) {
+      write({ ev: 'release', t: now(), file: p, session: id })
+      // false: the lock was no longer this session's when it let go of it (lost)
+      const held = await L.releaseLock(p, id, cache).catch((e) => (counts[`release_${e.code}`] = (counts[`release_${e.code}`] ?? 0) + 1))
+      if (held === false) counts.releasedNotHeld++
+    }
   }
 }
 

@@ -68,8 +68,11 @@ impl RedisStore {
             Ok(Err(e)) => {
                 if e.is_timeout() {
                     Err(Error::Timeout(format!("{} did not answer {what} within {} ms", inner.target, timeout.as_millis())))
-                } else if is_connection_error(&e) || e.code() == Some("READONLY") {
-                    // READONLY: the server we talk to was demoted to a replica by a failover
+                } else if is_connection_error(&e) || e.is_cluster_error() || matches!(e.code(), Some("READONLY" | "MASTERDOWN")) {
+                    // READONLY: the server we talk to was demoted to a replica by a failover;
+                    // CLUSTERDOWN/MOVED/ASK/TRYAGAIN left after the client's retries: a Cluster
+                    // between a primary's loss and its replica's promotion (not serving: a hybrid
+                    // fails over, as when unreachable)
                     self.find_new_primary();
                     inner.unreachable.store(true, Ordering::Relaxed);
                     *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();

@@ -211,8 +211,7 @@ impl RedisStore {
     /// down. With sentinels, the primary is asked for on first use too; host/port are not used.
     pub async fn connect_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
         if !opts.cluster.is_empty() {
-            // a Cluster's connection cannot be made before a node answers: retried on first use
-            return Err(Error::Unreachable(format!("{why}")));
+            return Self::connect_cluster_lazy(opts, why);
         }
         let store = if opts.sentinels.is_empty() {
             let p = prepare(opts)?;
@@ -341,61 +340,108 @@ fn cluster_target(infos: &[ConnectionInfo]) -> String {
     format!("redis cluster {}", addrs.join(","))
 }
 
-/// What a Cluster store keeps besides its connection: a client per seed node, for the release
+/// What a Cluster store keeps besides its connection: the client its connection is made from
+/// (again, while none could be made yet), and a client per seed node for the release
 /// announcements' subscriber (pub/sub messages reach every node of a Cluster).
 pub struct ClusterState {
+    pub client: redis::cluster::ClusterClient,
     pub seeds: Vec<redis::Client>,
+    pub connecting: AtomicBool,
+}
+
+/// The options checked for a Cluster, and its client (no connection made yet).
+fn cluster_client(opts: &RedisOptions) -> Result<(Prepared, ClusterState)> {
+    if !opts.sentinels.is_empty() {
+        return Err(Error::invalid("cluster and sentinels exclude each other: a Cluster fails over by itself"));
+    }
+    if opts.wait_replicas > 0 {
+        return Err(Error::invalid("waitReplicas is not available with a cluster (WAIT acknowledges one node's writes, and an acquire may span nodes)"));
+    }
+    if opts.database != 0 || opts.url.is_some() {
+        return Err(Error::invalid("with cluster, name the nodes in cluster (or REDIS_CLUSTER_NODES) only: a Cluster has one database, and url/host/port are not used"));
+    }
+    let mut p = prepare(&RedisOptions { cluster: Vec::new(), ..opts.clone() })?;
+    let infos = cluster_infos(opts)?;
+    p.target = cluster_target(&infos);
+    let seeds = infos.iter().map(|i| client_for(i.clone(), opts, &p.target)).collect::<Result<Vec<_>>>()?;
+    if let Some(first) = seeds.first() {
+        p.client = first.clone();
+    }
+    let mut b = redis::cluster::ClusterClientBuilder::new(infos.clone())
+        .connection_timeout(p.connect_timeout)
+        .response_timeout(p.command_timeout + Duration::from_secs(3))
+        .retries(opts.max_retries as u32)
+        .min_retry_wait(opts.base_delay_ms.max(1))
+        .max_retry_wait(opts.max_delay_ms.max(1));
+    if let Some(u) = &opts.username {
+        b = b.username(u);
+    }
+    if let Some(pw) = &opts.password {
+        b = b.password(pw);
+    }
+    if opts.tls || infos.iter().any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. })) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        b = b.tls(redis::TlsMode::Secure);
+        if let Some(f) = &opts.tls_ca_file {
+            let root_cert = std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?;
+            b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) });
+        }
+    }
+    let client = b.build().map_err(|e| Error::invalid(format!("{}: {e}", p.target)))?;
+    Ok((p, ClusterState { client, seeds, connecting: AtomicBool::new(false) }))
+}
+
+/// A connection to the Cluster, proven by a PING (credentials, and the slots served), within
+/// the connect timeout.
+async fn cluster_connection(client: &redis::cluster::ClusterClient, target: &str, timeout: Duration) -> Result<redis::cluster_async::ClusterConnection> {
+    let too_slow = || Error::Timeout(format!("cannot connect to {target} within {} ms", timeout.as_millis()));
+    let mut conn = tokio::time::timeout(timeout, client.get_async_connection()).await.map_err(|_| too_slow())?.map_err(|e| connect_error(target, &e))?;
+    match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+        Err(_) => Err(too_slow()),
+        Ok(Err(e)) => Err(connect_error(target, &e)),
+        Ok(Ok(_)) => Ok(conn),
+    }
 }
 
 impl RedisStore {
     /// Connects to a Redis Cluster through any of `opts.cluster`; fails within the connect
     /// timeout when none answers.
     pub async fn connect_cluster(opts: &RedisOptions) -> Result<RedisStore> {
-        if !opts.sentinels.is_empty() {
-            return Err(Error::invalid("cluster and sentinels exclude each other: a Cluster fails over by itself"));
+        let (p, state) = cluster_client(opts)?;
+        let conn = cluster_connection(&state.client, &p.target, p.connect_timeout).await?;
+        Ok(Self::from_parts(Some(Conn::Cluster(conn)), &p, None, None, Some(state)))
+    }
+
+    /// A Cluster store with no connection yet (none of its nodes answered): each call finds it
+    /// unreachable and has a connection tried in the background, until one is made.
+    pub(super) fn connect_cluster_lazy(opts: &RedisOptions, why: &Error) -> Result<RedisStore> {
+        let (p, state) = cluster_client(opts)?;
+        let store = Self::from_parts(None, &p, Some(why), None, Some(state));
+        store.connect_cluster_again();
+        Ok(store)
+    }
+
+    /// Tries (in the background, one attempt at a time) to make the Cluster connection of a store
+    /// that has none.
+    pub(super) fn connect_cluster_again(&self) {
+        let Some(state) = &self.inner.cluster else { return };
+        if state.connecting.swap(true, Ordering::AcqRel) {
+            return;
         }
-        if opts.wait_replicas > 0 {
-            return Err(Error::invalid("waitReplicas is not available with a cluster (WAIT acknowledges one node's writes, and an acquire may span nodes)"));
-        }
-        if opts.database != 0 || opts.url.is_some() {
-            return Err(Error::invalid("with cluster, name the nodes in cluster (or REDIS_CLUSTER_NODES) only: a Cluster has one database, and url/host/port are not used"));
-        }
-        let mut p = prepare(&RedisOptions { cluster: Vec::new(), ..opts.clone() })?;
-        let infos = cluster_infos(opts)?;
-        p.target = cluster_target(&infos);
-        let seeds = infos.iter().map(|i| client_for(i.clone(), opts, &p.target)).collect::<Result<Vec<_>>>()?;
-        if let Some(first) = seeds.first() {
-            p.client = first.clone();
-        }
-        let mut b = redis::cluster::ClusterClientBuilder::new(infos.clone())
-            .connection_timeout(p.connect_timeout)
-            .response_timeout(p.command_timeout + Duration::from_secs(3))
-            .retries(opts.max_retries as u32)
-            .min_retry_wait(opts.base_delay_ms.max(1))
-            .max_retry_wait(opts.max_delay_ms.max(1));
-        if let Some(u) = &opts.username {
-            b = b.username(u);
-        }
-        if let Some(pw) = &opts.password {
-            b = b.password(pw);
-        }
-        if opts.tls || infos.iter().any(|i| matches!(i.addr(), ConnectionAddr::TcpTls { .. })) {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            b = b.tls(redis::TlsMode::Secure);
-            if let Some(f) = &opts.tls_ca_file {
-                let root_cert = std::fs::read(f).map_err(|e| Error::invalid(format!("cannot read the TLS CA file {f}: {e}")))?;
-                b = b.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let state = me.inner.cluster.as_ref().expect("checked above");
+            let timeout = me.inner.command_timeout.max(Duration::from_millis(500));
+            match cluster_connection(&state.client, &me.inner.target, timeout).await {
+                Ok(conn) => {
+                    let seed = state.seeds.first().cloned().unwrap_or_else(|| me.inner.client.read().unwrap_or_else(|p| p.into_inner()).clone());
+                    me.switch_server(Conn::Cluster(conn), seed);
+                }
+                Err(e) => *me.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string(),
             }
-        }
-        let client = b.build().map_err(|e| Error::invalid(format!("{}: {e}", p.target)))?;
-        let too_slow = || Error::Timeout(format!("cannot connect to {} within {} ms", p.target, p.connect_timeout.as_millis()));
-        let mut conn = tokio::time::timeout(p.connect_timeout, client.get_async_connection()).await.map_err(|_| too_slow())?.map_err(|e| connect_error(&p.target, &e))?;
-        // a PING proves the credentials (and that the slots are served)
-        match tokio::time::timeout(p.connect_timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
-            Err(_) => return Err(too_slow()),
-            Ok(Err(e)) => return Err(connect_error(&p.target, &e)),
-            Ok(Ok(_)) => {}
-        }
-        Ok(Self::from_parts(Some(Conn::Cluster(conn)), &p, None, None, Some(ClusterState { seeds })))
+            // not in a tight loop while the Cluster stays away
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            state.connecting.store(false, Ordering::Release);
+        });
     }
 }

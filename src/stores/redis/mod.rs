@@ -138,6 +138,11 @@ impl RedisStore {
         }
         match &*self.inner.conn.read().unwrap_or_else(|p| p.into_inner()) {
             Some(c) => Ok(c.clone()),
+            None if self.is_cluster() => {
+                self.connect_cluster_again();
+                let last = self.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Err(Error::Unreachable(format!("{} is unreachable: no node has answered yet ({last})", self.inner.target)))
+            }
             None => {
                 self.find_new_primary();
                 Err(Error::Unreachable(format!("{} is unreachable: no sentinel has named the primary yet", self.inner.target)))

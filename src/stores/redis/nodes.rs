@@ -19,7 +19,8 @@ impl RedisStore {
             .filter_map(|line| {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 let flags = f.get(2)?;
-                if !flags.split(',').any(|x| x == "master") || flags.contains("fail") || flags.contains("handshake") || flags.contains("noaddr") {
+                // a primary that serves slots (a new one without them holds no key)
+                if !flags.split(',').any(|x| x == "master") || flags.contains("fail") || flags.contains("handshake") || flags.contains("noaddr") || f.len() < 9 {
                     return None;
                 }
                 let addr = f.get(1)?.split(['@', ',']).next()?;

@@ -85,6 +85,10 @@ impl RedisStore {
     /// Looks at the server: whether it lost its data or is another server since the last look,
     /// and how long new grants still wait there (after a loss of data).
     pub(super) async fn server_changed(&self) -> Result<(bool, u64)> {
+        if self.is_cluster() {
+            // no epoch marker on a Cluster (each primary would need its own), and no grace
+            return Ok((false, 0));
+        }
         let fresh = Waiter::new().id; // unique enough: pid, time, counter, random bits
         let saw_one = if self.inner.seen.lock().unwrap_or_else(|p| p.into_inner()).is_some() { "1" } else { "0" };
         let (marker, run, grace): (String, String, u64) = self.script("epoch", EPOCH.key(epoch_key()).key(recovering_key()).arg(fresh).arg(saw_one).arg(RESTART_GRACE_MS)).await?;
