@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { acquireLock, acquireLocks, getLock, HybridCache, listLocks, listWaiters, releaseAllLocks, releaseLock, RedisCache, type Cache } from '../lib/index.js'
+import { acquireLock, acquireLocks, getLock, HybridCache, listLocks, listWaiters, openCache, releaseAllLocks, releaseLock, RedisCache, type Cache } from '../lib/index.js'
 import { check } from './fault/checker'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster'
 import { lockKey, slot } from './helpers/slots'
@@ -131,6 +131,24 @@ describe('Redis Cluster', () => {
     console.log(`[cluster] waiter woken ${woke.toFixed(1)} ms after the release`)
     expect(woke).toBeLessThan(200) // an announcement, not the once-a-second look
     expect(order).toEqual(['w1', 'w2'])
+  })
+
+  it('openCache with REDIS_CLUSTER_NODES uses the Cluster; healthCheck names its primaries, never a password', async () => {
+    const nodes = cluster.urls.slice(0, 2).map((u) => u.replace('redis://', '')).join(',')
+    const cache = await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_CLUSTER_NODES: nodes }, namespace: 'env' })
+    caches.push(cache)
+    const health = await cache.healthCheck()
+    expect(health).toMatchObject({ backend: 'redis', healthy: true, cluster: true })
+    expect([...health.primaries].sort()).toEqual(cluster.primaries().map((p) => `127.0.0.1:${p.port}`).sort())
+    await acquireLock('/env/a.ts', 'a', 'a', cache)
+    expect((await listLocks(await open({ namespace: 'env' }))).map((l) => l.path)).toEqual(['/env/a.ts'])
+    // a bad node list, and a Cluster combined with what it excludes, are refused naming the setting
+    await expect(openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_CLUSTER_NODES: 'localhost' } })).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('REDIS_CLUSTER_NODES') })
+    await expect(RedisCache.connect({ cluster: cluster.urls, sentinels: ['127.0.0.1:1'] })).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(RedisCache.connect({ cluster: cluster.urls, waitReplicas: 1 })).rejects.toMatchObject({ code: 'EINVAL' })
+    const e = await RedisCache.connect({ cluster: ['redis://:s3cr/et@127.0.0.1:1'], connectTimeoutMs: 300 }).catch((x) => x)
+    expect(e.code).toBe('EBACKEND')
+    expect(e.message).not.toContain('s3cr')
   })
 
   it('claims are refused on a Cluster, saying why', async () => {

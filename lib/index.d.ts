@@ -137,6 +137,10 @@ export interface RedisOptions {
   sentinels?: string[]
   sentinelMaster?: string
   sentinelPassword?: string
+  /** Redis Cluster: some of its nodes ("redis://host:port" or "rediss://..."); the client finds the
+   * rest and follows MOVED/ASK and failovers. Excludes url/host/port/database, sentinels and
+   * waitReplicas. Claims (paths ending in "/") are refused there (EINVAL); see docs/deployment.md. */
+  cluster?: string[]
 }
 
 /** How a sled cache shares its folder with the user's other processes (`healthCheck().shared`). */
