@@ -146,9 +146,15 @@ describe('Redis Cluster', () => {
     await expect(openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_CLUSTER_NODES: 'localhost' } })).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('REDIS_CLUSTER_NODES') })
     await expect(RedisCache.connect({ cluster: cluster.urls, sentinels: ['127.0.0.1:1'] })).rejects.toMatchObject({ code: 'EINVAL' })
     await expect(RedisCache.connect({ cluster: cluster.urls, waitReplicas: 1 })).rejects.toMatchObject({ code: 'EINVAL' })
-    const e = await RedisCache.connect({ cluster: ['redis://:s3cr/et@127.0.0.1:1'], connectTimeoutMs: 300 }).catch((x) => x)
-    expect(e.code).toBe('EBACKEND')
-    expect(e.message).not.toContain('s3cr')
+    // a node URL that is not one, and one that does not answer: named, its password never shown
+    const bad = await RedisCache.connect({ cluster: ['redis://:s3cr/et@127.0.0.1:1'], connectTimeoutMs: 300 }).catch((x) => x)
+    expect(bad.code).toBe('EINVAL')
+    expect(bad.message).toContain('REDIS_CLUSTER_NODES')
+    expect(bad.message).not.toContain('s3cr')
+    const down = await RedisCache.connect({ cluster: ['redis://:s3cr%2Fet@127.0.0.1:1'], connectTimeoutMs: 300 }).catch((x) => x)
+    expect(down.code).toBe('EBACKEND')
+    expect(down.message).toContain('127.0.0.1:1')
+    expect(down.message).not.toMatch(/s3cr/)
   })
 
   it('claims are refused on a Cluster, saying why', async () => {

@@ -306,7 +306,10 @@ fn cluster_infos(opts: &RedisOptions) -> Result<Vec<ConnectionInfo>> {
     opts.cluster
         .iter()
         .map(|u| {
-            let info = url_info(u)?;
+            let info = u
+                .as_str()
+                .into_connection_info()
+                .map_err(|_| Error::invalid(format!("cluster / REDIS_CLUSTER_NODES: {} is not a valid Redis URL (a password with / @ # must be percent-encoded)", redact_url(u))))?;
             let mut s = info.redis_settings().clone();
             if s.username().is_none() {
                 if let Some(user) = &opts.username {
