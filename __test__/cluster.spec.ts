@@ -3,11 +3,12 @@
 // all-or-nothing acquire across three slots under contention, releaseAll across slots, a waiter
 // woken by a release on another node, and a primary killed with kill -9 under four processes of
 // load: locks work again after the failover, and the overlap checker counts double grants.
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, acquireLocks, getLock, HybridCache, listLocks, listWaiters, openCache, releaseAllLocks, releaseLock, RedisCache, type Cache } from '../lib/index.js'
-import { check } from './fault/checker'
+import { check, heldAt } from './fault/checker'
+import { spawnWorker } from './fault/spawn-worker'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster'
 import { lockKey, slot } from './helpers/slots'
 import { sleep, tmpDir } from './helpers/tmp'
@@ -107,9 +108,13 @@ describe('Redis Cluster', () => {
   })
 
   it('a waiter is woken by a release made through another connection, on another node, in first-come order', async () => {
-    const a = await open()
-    const b = await open()
     const [p] = pathsOnDistinctPrimaries('cl', 1, 'wake')
+    // each connection's first node (where it listens for release announcements) is not the node
+    // that serves p, where the release is announced
+    const served = cluster.primaryOf(slot(lockKey('cl', p))).port
+    const others = cluster.urls.filter((u) => !u.endsWith(`:${served}`))
+    const a = await open({ cluster: [others[0], ...cluster.urls] })
+    const b = await open({ cluster: [others[1], ...cluster.urls] })
     await acquireLock(p, 'holder', 'h', a)
     const order: string[] = []
     const w1 = acquireLock(p, 'w', 'w1', b, { waitMs: 10_000 }).then(async () => {
@@ -162,16 +167,21 @@ describe('Redis Cluster', () => {
     await expect(acquireLock('/cl/src/', 'a', 'a', c)).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('not available on a Redis Cluster') })
   })
 
-  it('kill -9 of a primary under load from four processes: locks work again after the failover; double grants counted', async () => {
+  it('kill -9 of a primary under load from four processes: locks work again after the failover, held locks survive it; double grants counted', async () => {
     const dir = tmpDir('ofl-cl-fail-')
     const logs = [0, 1, 2, 3].map((i) => path.join(dir, `w${i}.log`))
-    const workers = logs.map((log, i) => worker({ name: `f${i}`, backend: 'cluster', cluster: cluster.urls, sessions: 6, files: 30, durationMs: 14_000, holdMs: 3, log, commandTimeoutMs: 500 }))
-    await sleep(2000)
+    // short holds for many grants near the kill, and every 15th grant held 5 s: across the kill and
+    // the failover, so a grant the promoted replica lacked would show as two holders at once
+    const workers = logs.map((log, i) => worker({ name: `f${i}`, backend: 'cluster', cluster: cluster.urls, sessions: 6, files: 30, durationMs: 16_000, holdMs: 3, longHoldEvery: 15, longHoldMs: 5000, log, commandTimeoutMs: 500 }))
+    await sleep(3000)
     const c = await open({ commandTimeoutMs: 500 })
     const [victimShard] = cluster.primaries()
     const victimPort = victimShard.port
-    const onVictim = Array.from({ length: 5000 }, (_, i) => `/victim/p${i}`).find((p) => victimShard.slots.some(([a, b]) => slot(lockKey('cl', p)) >= a && slot(lockKey('cl', p)) <= b))!
+    const [onVictim, keptOnVictim] = Array.from({ length: 5000 }, (_, i) => `/victim/p${i}`).filter((p) => victimShard.slots.some(([a, b]) => slot(lockKey('cl', p)) >= a && slot(lockKey('cl', p)) <= b))
+    await acquireLock(keptOnVictim, 'keeper', 'keeper', c)
+    await sleep(200) // replicated by now (asynchronously)
     const victim = cluster.nodes.find((x) => x.port === victimPort)!
+    const killedAtUs = Date.now() * 1000
     const killedAt = performance.now()
     await victim.kill()
     let back = 0
@@ -180,13 +190,17 @@ describe('Redis Cluster', () => {
       if (ok) back = performance.now() - killedAt
       else await sleep(100)
     }
+    // the lock taken before the kill is still held, by its holder, on the promoted replica
+    await expect(acquireLock(keptOnVictim, 'other', 'other', c)).rejects.toMatchObject({ code: 'ELOCKED', holder: { sessionId: 'keeper' } })
     const totals = await Promise.all(workers.map((w) => w.done))
     const verdict = check(logs)
+    const across = heldAt(logs, killedAtUs)
     const grants = totals.reduce((s, t) => s + t.grants, 0)
-    console.log(`[cluster] failover: locks on the killed primary's slots work again ${Math.round(back)} ms after kill -9 (cluster-node-timeout 2000 ms); ${grants} grants, ${verdict.doubleGrants.length} double grants, errors ${JSON.stringify(Object.fromEntries(Object.entries(totals[0]).filter(([k]) => /^E/.test(k))))}, e.g. ${JSON.stringify(totals[0].firstError)}`)
+    console.log(`[cluster] failover: locks on the killed primary's slots work again ${Math.round(back)} ms after kill -9 (cluster-node-timeout 2000 ms); ${grants} grants (${across} held across the kill), ${verdict.doubleGrants.length} double grants, ${verdict.tokenRegressions} token regressions, errors ${JSON.stringify(Object.fromEntries(Object.entries(totals[0]).filter(([k]) => /^E/.test(k))))}, e.g. ${JSON.stringify(totals[0].firstError)}`)
     expect(back).toBeGreaterThan(0)
     expect(back).toBeLessThan(20_000)
     expect(grants).toBeGreaterThan(100)
+    expect(across).toBeGreaterThan(0)
     // asynchronous replication can lose a grant made just before the kill; count, and bound
     expect(verdict.doubleGrants.length).toBeLessThanOrEqual(Math.max(3, Math.ceil(grants * 0.01)))
     expect(verdict.tokenRegressions).toBeLessThanOrEqual(verdict.doubleGrants.length)
@@ -226,17 +240,8 @@ describe('Redis Cluster', () => {
   })
 })
 
-const WORKER = path.join(__dirname, 'fault/worker.js')
 const children: ChildProcess[] = []
 afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 })
-function worker(cfg: Record<string, unknown>): { done: Promise<Record<string, number>> } {
-  const child = spawn(process.execPath, [WORKER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let out = ''
-  let err = ''
-  child.stdout!.on('data', (d) => (out += d))
-  child.stderr!.on('data', (d) => (err += d))
-  return { done: new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!)) : reject(new Error(`worker ${cfg.name} exited ${code}: ${err}`))))) }
-}
+const worker = (cfg: Record<string, unknown>) => spawnWorker(cfg, children)

@@ -14,6 +14,33 @@ export interface Verdict {
  * (a dead process writes nothing; the store lets its locks go at their TTL).
  */
 export function check(logFiles: string[], endsAt: Record<string, number> = {}): Verdict {
+  const intervals = intervalsOf(logFiles, endsAt)
+  const verdict: Verdict = { grants: 0, doubleGrants: [], tokenRegressions: 0 }
+  for (const [file, list] of intervals) {
+    list.sort((a, b) => a.from - b.from)
+    verdict.grants += list.length
+    let last = list[0]
+    for (let i = 1; i < list.length; i++) {
+      const cur = list[i]
+      if (cur.from < last.to && cur.session !== last.session) verdict.doubleGrants.push({ file, a: last.session, b: cur.session })
+      if (cur.token != null && last.token != null && cur.token <= last.token && cur.session !== last.session) verdict.tokenRegressions++
+      if (cur.to > last.to) last = cur
+    }
+  }
+  return verdict
+}
+
+/** How many recorded holds (of any file) were held at `tUs` (µs, the logs' clock). */
+export function heldAt(logFiles: string[], tUs: number): number {
+  let n = 0
+  for (const list of intervalsOf(logFiles).values()) n += list.filter((i) => i.from < tUs && tUs < i.to).length
+  return n
+}
+
+type Interval = { session: string; from: number; to: number; token?: number }
+
+/** Every recorded hold, by file. */
+function intervalsOf(logFiles: string[], endsAt: Record<string, number> = {}): Map<string, Interval[]> {
   const events = logFiles.flatMap((f) =>
     fs.existsSync(f)
       ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).flatMap((l) => {
@@ -26,7 +53,7 @@ export function check(logFiles: string[], endsAt: Record<string, number> = {}): 
       : [],
   )
   const open = new Map<string, { session: string; t: number }>() // session|file -> grant
-  const intervals = new Map<string, { session: string; from: number; to: number; token?: number }[]>()
+  const intervals = new Map<string, Interval[]>()
   for (const e of events.sort((a, b) => a.t - b.t)) {
     const k = `${e.session}|${e.file}`
     if (e.ev === 'grant') open.set(k, { session: e.session, t: e.t, token: e.token, end: e.end } as any)
@@ -45,17 +72,5 @@ export function check(logFiles: string[], endsAt: Record<string, number> = {}): 
     list.push({ session: g.session, from: g.t, to: g.end, token: g.token })
     intervals.set(file, list)
   }
-  const verdict: Verdict = { grants: 0, doubleGrants: [], tokenRegressions: 0 }
-  for (const [file, list] of intervals) {
-    list.sort((a, b) => a.from - b.from)
-    verdict.grants += list.length
-    let last = list[0]
-    for (let i = 1; i < list.length; i++) {
-      const cur = list[i]
-      if (cur.from < last.to && cur.session !== last.session) verdict.doubleGrants.push({ file, a: last.session, b: cur.session })
-      if (cur.token != null && last.token != null && cur.token <= last.token && cur.session !== last.session) verdict.tokenRegressions++
-      if (cur.to > last.to) last = cur
-    }
-  }
-  return verdict
+  return intervals
 }

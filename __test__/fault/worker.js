@@ -45,7 +45,10 @@ async function session(cache, s, until, counts) {
       write({ ev: 'grant', t: now(), file: p, session: id, token: rec?.token })
     }
     counts.grants++
-    if (cfg.holdMs) await sleep(rand(cfg.holdMs + 1))
+    // `longHoldEvery`: every that many grants of the process, hold `longHoldMs` (across a failover)
+    const long = cfg.longHoldEvery && counts.grants % cfg.longHoldEvery === 0
+    if (long) await sleep(cfg.longHoldMs)
+    else if (cfg.holdMs) await sleep(rand(cfg.holdMs + 1))
     for (const p of got) {
       write({ ev: 'release', t: now(), file: p, session: id })
       // false: the lock was no longer this session's when it let go of it (lost)
