@@ -162,6 +162,28 @@ describe('Redis Cluster', () => {
     expect(down.message).not.toMatch(/s3cr/)
   })
 
+  it('a waiting 3-file acquire across three slots gets all three once the last holder lets go, and holds nothing before', async () => {
+    const c = await open()
+    const d = await open()
+    const [x, y, z] = pathsOnDistinctPrimaries('cl', 3, 'wait3')
+    await acquireLock(y, 'h', 'hy', c)
+    await acquireLock(z, 'h', 'hz', c)
+    let done = false
+    const waiting = acquireLocks([x, y, z], 'w', 'waiter', d, { waitMs: 10_000 }).then((r) => ((done = true), r))
+    await sleep(300)
+    expect(done).toBe(false)
+    expect(await getLock(x, c)).toBeUndefined() // the free slot is not held while the others wait
+    await releaseLock(y, 'hy', c)
+    await sleep(200)
+    expect(done).toBe(false)
+    const t0 = performance.now()
+    await releaseLock(z, 'hz', c)
+    expect(await waiting).toEqual([x, y, z])
+    expect(performance.now() - t0).toBeLessThan(500)
+    for (const p of [x, y, z]) expect((await getLock(p, c))!.sessionId).toBe('waiter')
+    expect(await releaseAllLocks({ sessionId: 'waiter' }, c)).toBe(3)
+  })
+
   it('claims are refused on a Cluster, saying why', async () => {
     const c = await open()
     await expect(acquireLock('/cl/src/', 'a', 'a', c)).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('not available on a Redis Cluster') })
