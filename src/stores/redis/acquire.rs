@@ -9,7 +9,6 @@
 //! the caller holding the paths of the earlier slots, which another acquire may be refused for.
 //! No path is ever held by two sessions.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,7 +18,7 @@ use crate::core::lock::{locked_error, LockRecord, LockRequest};
 use crate::core::wait::{deadlock_error, queued_error, Attempt, CycleStep, Waiter, WAITER_LEASE_MS};
 
 use super::commands::not_a_lock;
-use super::keys::{cancelled_key, fence_key, lock_key, queue_keys, session_index, slot, ticket_key, Whole};
+use super::keys::{cancelled_key, fence_key, lock_key, queue_keys, session_index, ticket_key, Whole};
 use super::scripts::{ACQUIRE, RESOLVE_ATTEMPT, UNDO_ATTEMPT};
 use super::RedisStore;
 
@@ -45,25 +44,13 @@ impl RedisStore {
         }
     }
 
-    /// The paths in groups that one script may take together: all of them on one server, one
-    /// group per hash slot (in slot order) on a Cluster.
-    fn slot_groups(&self, ns: &str, paths: &[String]) -> Vec<Vec<String>> {
-        if !self.is_cluster() {
-            return vec![paths.to_vec()];
-        }
-        let mut by_slot: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-        for p in paths {
-            by_slot.entry(slot(&lock_key(ns, p).0)).or_default().push(p.clone());
-        }
-        by_slot.into_values().collect()
-    }
-
     /// One acquire try. With a waiter, a refusal queues it (see `core::wait`); without one, a
     /// refusal is just that. An attempt whose answer does not come (a timeout, a dropped
     /// connection) is resolved before this returns: granted (and returned as such) or cancelled
     /// on the server, so it can never become a lock nobody knows of.
     pub(super) async fn acquire_script(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>) -> Result<Attempt> {
-        let groups = self.slot_groups(ns, paths);
+        // the paths in groups that one script may take together (in slot order on a Cluster)
+        let groups: Vec<Vec<String>> = self.by_slot(paths.iter().map(|p| (lock_key(ns, p).0, p.clone())));
         let mut granted: Vec<(Vec<String>, String)> = Vec::new();
         let mut recs: Vec<LockRecord> = Vec::with_capacity(paths.len());
         for group in groups {

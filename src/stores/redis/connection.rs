@@ -233,27 +233,38 @@ impl RedisStore {
     /// With Sentinel: asks the sentinels (in the background, one at a time) which server is the
     /// primary now, and switches the connections to it if it changed.
     pub(super) fn find_new_primary(&self) {
-        let Some(sentinel) = &self.inner.sentinel else { return };
-        if sentinel.resolving.swap(true, Ordering::AcqRel) {
+        self.one_at_a_time(|i| i.sentinel.as_ref().map(|s| &s.resolving), |me| async move {
+            let s = me.inner.sentinel.as_ref().expect("checked by one_at_a_time");
+            let Ok((host, port)) = resolve_primary(&s.opts).await else { return };
+            if *s.primary.lock().unwrap_or_else(|p| p.into_inner()) == Some((host.clone(), port)) {
+                return;
+            }
+            if let Ok(p) = primary_options(&s.opts, &host, port).and_then(|o| prepare(&o)) {
+                if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
+                    me.switch_server(Conn::Single(conn), p.client.clone());
+                    *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = Some((host, port));
+                }
+            }
+        });
+    }
+
+    /// Runs `work` in a task, unless the one started through the same `busy` flag still runs or
+    /// ended less than 200 ms ago: the next trouble tries again, but not in a tight loop.
+    fn one_at_a_time<Fut>(&self, busy: fn(&super::Inner) -> Option<&AtomicBool>, work: impl FnOnce(RedisStore) -> Fut + Send + 'static)
+    where
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Some(flag) = busy(&self.inner) else { return };
+        if flag.swap(true, Ordering::AcqRel) {
             return;
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let s = me.inner.sentinel.as_ref().expect("checked above");
-            if let Ok((host, port)) = resolve_primary(&s.opts).await {
-                let changed = *s.primary.lock().unwrap_or_else(|p| p.into_inner()) != Some((host.clone(), port));
-                if changed {
-                    if let Ok(p) = primary_options(&s.opts, &host, port).and_then(|o| prepare(&o)) {
-                        if let Ok(conn) = ConnectionManager::new_lazy_with_config(p.client.clone(), p.config.clone()) {
-                            me.switch_server(Conn::Single(conn), p.client.clone());
-                            *s.primary.lock().unwrap_or_else(|p| p.into_inner()) = Some((host, port));
-                        }
-                    }
-                }
-            }
-            // let the next trouble ask again, but not in a tight loop
+            work(me.clone()).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
-            s.resolving.store(false, Ordering::Release);
+            if let Some(flag) = busy(&me.inner) {
+                flag.store(false, Ordering::Release);
+            }
         });
     }
 }
@@ -427,13 +438,8 @@ impl RedisStore {
     /// Tries (in the background, one attempt at a time) to make the Cluster connection of a store
     /// that has none.
     pub(super) fn connect_cluster_again(&self) {
-        let Some(state) = &self.inner.cluster else { return };
-        if state.connecting.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let state = me.inner.cluster.as_ref().expect("checked above");
+        self.one_at_a_time(|i| i.cluster.as_ref().map(|c| &c.connecting), |me| async move {
+            let state = me.inner.cluster.as_ref().expect("checked by one_at_a_time");
             let timeout = me.inner.command_timeout.max(Duration::from_millis(500));
             match cluster_connection(&state.client, &me.inner.target, timeout).await {
                 Ok(conn) => {
@@ -442,9 +448,6 @@ impl RedisStore {
                 }
                 Err(e) => *me.inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string(),
             }
-            // not in a tight loop while the Cluster stays away
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            state.connecting.store(false, Ordering::Release);
         });
     }
 }

@@ -202,12 +202,23 @@ pub fn glob_escape(s: &str) -> String {
 /// The keys of a session's indexes in every slot (SCAN MATCH); a match is checked with
 /// `is_session_index`, since a namespace's text may match the pattern's wildcard.
 pub fn session_index_pattern(ns: &str, session_id: &str) -> String {
-    format!("{}*{}", glob_escape(&format!("{INTERNAL}sess:{{")), glob_escape(&format!("}}{ns}\u{241F}{session_id}")))
+    tagged_pattern("sess", &format!("{ns}\u{241F}{session_id}"))
 }
 
 pub fn is_session_index(key: &str, ns: &str, session_id: &str) -> bool {
-    let Some(rest) = key.strip_prefix(&format!("{INTERNAL}sess:{{")) else { return false };
-    rest.split_once('}').is_some_and(|(t, after)| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) && after == format!("{ns}\u{241F}{session_id}"))
+    is_tagged(key, "sess", &format!("{ns}\u{241F}{session_id}"))
+}
+
+/// SCAN MATCH for every slot's `kind` key ending in `rest` (`tagged(kind, <any tag>, rest)`);
+/// a superset, checked with `is_tagged`.
+pub fn tagged_pattern(kind: &str, rest: &str) -> String {
+    format!("{}*{}", glob_escape(&format!("{INTERNAL}{kind}:{{")), glob_escape(&format!("}}{rest}")))
+}
+
+/// Whether `key` is `tagged(kind, t, rest)` for some tag `t`.
+pub fn is_tagged(key: &str, kind: &str, rest: &str) -> bool {
+    let Some(after_kind) = key.strip_prefix(&format!("{INTERNAL}{kind}:{{")) else { return false };
+    after_kind.split_once('}').is_some_and(|(t, after)| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric()) && after == rest)
 }
 
 /// Every internal key name of one namespace that does not depend on the slot, made once.

@@ -41,11 +41,11 @@ impl RedisStore {
     /// One SCAN page of keys matching `pattern`, from `cursor` (None: the start); the next cursor,
     /// None at the end of the last server.
     pub(super) async fn scan_page(&self, pattern: &str, cursor: Option<&str>, count: usize) -> Result<(Option<String>, Vec<String>)> {
-        let mut scan = redis::cmd("SCAN");
         let bad = || Error::invalid("bad entries() cursor");
         match self.conn()? {
             Conn::Single(mut c) => {
                 let at: u64 = cursor.map(str::parse).transpose().map_err(|_| bad())?.unwrap_or(0);
+                let mut scan = redis::cmd("SCAN");
                 scan.arg(at).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
                 let (next, keys): (u64, Vec<String>) = self.run("SCAN", scan.query_async(&mut c)).await?;
                 Ok(((next != 0).then(|| next.to_string()), keys))
@@ -58,12 +58,10 @@ impl RedisStore {
                         (n.parse().map_err(|_| bad())?, a.parse().map_err(|_| bad())?)
                     }
                 };
+                // a page does not know the list its cursor came from: ask again
                 let nodes = self.primaries().await?;
-                let Some((host, port)) = nodes.get(node).cloned() else { return Ok((None, Vec::new())) };
-                scan.arg(at).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-                let v = self.run("SCAN", c.route_command(scan, route)).await?;
-                let (next, keys): (u64, Vec<String>) = redis::from_redis_value(v).map_err(|e| Error::backend(format!("{} answered SCAN oddly: {e}", self.inner.target)))?;
+                let Some(addr) = nodes.get(node) else { return Ok((None, Vec::new())) };
+                let (next, keys) = self.scan_node(&mut c, addr, at, pattern, count).await?;
                 let cursor = if next != 0 {
                     Some(format!("{node}:{next}"))
                 } else if node + 1 < nodes.len() {
@@ -76,16 +74,43 @@ impl RedisStore {
         }
     }
 
-    /// Every key matching `pattern`, on every server.
+    /// One SCAN call on the primary at `addr` of a Cluster: its next cursor (0 at its end) and keys.
+    async fn scan_node(&self, c: &mut redis::cluster_async::ClusterConnection, (host, port): &(String, u16), at: u64, pattern: &str, count: usize) -> Result<(u64, Vec<String>)> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(at).arg("MATCH").arg(pattern).arg("COUNT").arg(count);
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port });
+        let v = self.run("SCAN", c.route_command(scan, route)).await?;
+        redis::from_redis_value(v).map_err(|e| Error::backend(format!("{} answered SCAN oddly: {e}", self.inner.target)))
+    }
+
+    /// Every key matching `pattern`, on every server (a Cluster's primaries listed once).
     pub(super) async fn scan_all(&self, pattern: &str) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let (next, keys) = self.scan_page(pattern, cursor.as_deref(), 1000).await?;
-            out.extend(keys);
-            match next {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
+        match self.conn()? {
+            Conn::Single(_) => {
+                let mut cursor = None;
+                loop {
+                    let (next, keys) = self.scan_page(pattern, cursor.as_deref(), 1000).await?;
+                    out.extend(keys);
+                    match next {
+                        Some(c) => cursor = Some(c),
+                        None => return Ok(out),
+                    }
+                }
+            }
+            Conn::Cluster(mut c) => {
+                for addr in self.primaries().await? {
+                    let mut at = 0;
+                    loop {
+                        let (next, keys) = self.scan_node(&mut c, &addr, at, pattern, 1000).await?;
+                        out.extend(keys);
+                        if next == 0 {
+                            break;
+                        }
+                        at = next;
+                    }
+                }
+                Ok(out)
             }
         }
     }

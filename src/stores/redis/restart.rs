@@ -60,11 +60,9 @@ impl RedisStore {
     }
 
     /// A first look now (so a later restart is told apart from the first contact), then one
-    /// every LOOK_EVERY while locks are held, until the store is closed or dropped.
+    /// every LOOK_EVERY while locks are held, until the store is closed or dropped. (Not started
+    /// on a Cluster, which fails over by itself, node by node; see docs/deployment.md.)
     pub(super) async fn start_watching_restarts(&self) {
-        if self.is_cluster() {
-            return; // a Cluster fails over by itself, node by node; see docs/deployment.md
-        }
         let _ = self.server_changed().await;
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {

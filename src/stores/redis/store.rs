@@ -19,7 +19,7 @@ use crate::core::wake::{Listening, CHANGES};
 
 use super::commands::{not_a_lock, record_reply};
 use super::connection::Conn;
-use super::keys::{fence_key_of, glob_escape, is_session_index, lock_key, old_session_index, queue_keys, session_index, session_index_pattern, slot, tag, INTERNAL};
+use super::keys::{fence_key_of, is_session_index, is_tagged, lock_key, old_session_index, queue_keys, session_index, session_index_pattern, slot, tag, tagged_pattern, INTERNAL};
 use super::scripts::*;
 use super::RedisStore;
 
@@ -112,14 +112,15 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Keys grouped as one script may take them: one group on one server, one per slot on a Cluster.
-    fn by_slot<'a, T>(&self, items: impl IntoIterator<Item = (&'a str, T)>) -> Vec<Vec<T>> {
+    /// Items grouped by their key as one script may take them: one group on one server, one per
+    /// slot (in slot order) on a Cluster.
+    pub(super) fn by_slot<K: AsRef<str>, T>(&self, items: impl IntoIterator<Item = (K, T)>) -> Vec<Vec<T>> {
         if !self.is_cluster() {
             return vec![items.into_iter().map(|(_, t)| t).collect()];
         }
         let mut groups: BTreeMap<u16, Vec<T>> = BTreeMap::new();
         for (k, t) in items {
-            groups.entry(slot(k)).or_default().push(t);
+            groups.entry(slot(k.as_ref())).or_default().push(t);
         }
         groups.into_values().collect()
     }
@@ -460,9 +461,7 @@ impl Store for RedisStore {
     /// The waits hash (one per namespace; on a Cluster, one per slot, found by SCAN).
     async fn list_waiters(&self, ns: &str) -> Result<Waiting> {
         let hashes = if self.is_cluster() {
-            let pattern = format!("{}*{}", glob_escape(&format!("{INTERNAL}waits:{{")), glob_escape(&format!("}}{ns}")));
-            let prefix = format!("{INTERNAL}waits:{{");
-            self.scan_all(&pattern).await?.into_iter().filter(|k| k.strip_prefix(&prefix).and_then(|r| r.split_once('}')).is_some_and(|(_, rest)| rest == ns)).collect()
+            self.scan_all(&tagged_pattern("waits", ns)).await?.into_iter().filter(|k| is_tagged(k, "waits", ns)).collect()
         } else {
             vec![self.keys(ns).whole.waits.clone()]
         };
