@@ -55,7 +55,7 @@ export declare class NativeCache {
    * Acquires every path or none, waiting up to `waitMs` when given (`bridge.cancel(id)` aborts
    * the wait); answers the normalized paths joined by NUL. Bad arguments throw here.
    */
-  acquire(id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null, waitMs?: number | undefined | null): string | null
+  acquire(id: number, paths: Array<string>, agentId: string, sessionId: string, ttlMs?: number | undefined | null, baseDir?: string | undefined | null, waitMs?: number | undefined | null, holder?: NativeHolder | undefined | null): string | null
   /** "1" released, "0" not held by that session. */
   release(id: number, path: string, sessionId: string): string | null
   releaseAll(id: number, sessionId?: string | undefined | null, agentId?: string | undefined | null): string | null
@@ -73,6 +73,22 @@ export declare class NativeCache {
   health(id: number): string | null
   metrics(id: number): string | null
   close(id: number): string | null
+  /**
+   * For each path (folder claims skipped), whether `tree` may write it now: JSON `Freshness[]`.
+   * `whole[i]`: path i is written as a whole (a missing entry: as the last one says).
+   */
+  checkFresh(id: number, paths: Array<string>, whole: Array<boolean>, tree: string, baseDir?: string | undefined | null): string | null
+  /** Records each path's new version and the writer's tree's view: JSON `(Version | null)[]`. */
+  recordWrites(id: number, paths: Array<string>, writer: NativeWriter, baseDir?: string | undefined | null, ttlMs?: number | undefined | null): string | null
+  /**
+   * Records `tree`'s view of the file as it is now; "1" recorded, "0" not (absent, or changed
+   * since the mark `unchangedSince`).
+   */
+  recordView(id: number, path: string, tree: string, unchangedSince?: string | undefined | null, baseDir?: string | undefined | null, ttlMs?: number | undefined | null): string | null
+  /** Every file `tree` has a view of, and whether the disk matches it: JSON `ViewState[]`. */
+  treeViews(id: number, tree: string): string | null
+  /** The last recorded write of each path: JSON `(Version | null)[]`. */
+  lastWrites(id: number, paths: Array<string>, baseDir?: string | undefined | null): string | null
 }
 
 /** A running change watch (`watchChanges`). */
@@ -107,12 +123,23 @@ export interface EnvConfig {
   redis: NativeRedisOptions
 }
 
+/** One stat of a file: a mark that changes with every write, or null when no regular file is there. */
+export declare function fileMark(path: string): string | null
+
 export interface NativeBatchOp {
   /** "put" or "del" */
   kind: string
   key: string
   valueJson?: string
   ttlMs?: number
+}
+
+/** What a lock record says of its holder besides its ids (see `core::lock::HOLDER_FIELDS`). */
+export interface NativeHolder {
+  kind?: string
+  reason?: string
+  title?: string
+  agentName?: string
 }
 
 export interface NativeHybridOptions {
@@ -149,6 +176,17 @@ export interface NativeRedisOptions {
   tlsCaFile?: string
   /** Redis Cluster nodes to start from ("redis://host:port" or "host:port"). */
   cluster?: Array<string>
+}
+
+/** Who wrote (`recordWrites`). */
+export interface NativeWriter {
+  sessionId: string
+  /** The root of the writer's task tree; its own session when absent. */
+  tree?: string
+  agentId: string
+  title?: string
+  agentName?: string
+  kind?: string
 }
 
 /** The canonical form of a path, as locks key it (see `core::path`). */

@@ -840,6 +840,7 @@ module.exports.NativeCache = nativeBinding.NativeCache
 module.exports.NativeChangeWatch = nativeBinding.NativeChangeWatch
 module.exports.configFromEnv = nativeBinding.configFromEnv
 module.exports.connectRedis = nativeBinding.connectRedis
+module.exports.fileMark = nativeBinding.fileMark
 module.exports.normalizePath = nativeBinding.normalizePath
 module.exports.openHybrid = nativeBinding.openHybrid
 module.exports.openSled = nativeBinding.openSled

@@ -84,7 +84,7 @@ class Cache {
    * Acquire that waits up to `waitMs` (woken by the release itself); `signal` aborts with
    * EABORTED. Whatever ends it, no queue entry is left, and an aborted wait holds no lock.
    */
-  _acquireWaiting(paths, agentId, sessionId, ttlMs, baseDir, waitMs, signal) {
+  _acquireWaiting(paths, agentId, sessionId, ttlMs, baseDir, waitMs, signal, holder) {
     const started = Date.now()
     const aborted = () => {
       const e = new FileLockError('EABORTED', `the wait for ${paths.join(', ')} was aborted after ${Date.now() - started} ms; no lock was taken`)
@@ -94,7 +94,7 @@ class Cache {
     if (signal?.aborted) return Promise.reject(aborted())
     let id
     const onAbort = () => cancel(id)
-    const p = this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir, waitMs], (i) => (id = i), true)
+    const p = this._call('acquire', [paths, agentId, sessionId, ttlMs, baseDir, waitMs, holder], (i) => (id = i), true)
     signal?.addEventListener('abort', onAbort, { once: true })
     return p.then(
       async (v) => {
@@ -121,9 +121,9 @@ class Cache {
   }
 
   /** Acquire, resolving to the normalized paths (the hot path: no generic dispatch). */
-  _acquire(paths, agentId, sessionId, ttlMs, baseDir) {
+  _acquire(paths, agentId, sessionId, ttlMs, baseDir, holder) {
     const n = this._n
-    return run((id) => n.acquire(id, paths, agentId, sessionId, ttlMs, baseDir), splitPaths)
+    return run((id) => n.acquire(id, paths, agentId, sessionId, ttlMs, baseDir, undefined, holder), splitPaths)
   }
 
   _release(path, sessionId) {

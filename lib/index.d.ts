@@ -219,6 +219,16 @@ export interface AcquireOptions {
   waitMs?: number
   /** Aborts a wait: the promise rejects with EABORTED and no lock or queue entry is left. */
   signal?: AbortSignal
+  // Written into the lock record for people and other agents to read (one line each, control
+  // characters removed, at most 200 characters):
+  /** What holds it: `opencode`, `claude-code`, `mcp:<client>`, `human`. */
+  kind?: string
+  /** Why it is held ("rename the auth module"): shown in refusals, listings and `watch`. */
+  reason?: string
+  /** The holder's session title. */
+  title?: string
+  /** The holder's agent name in its host (opencode's `build`, `plan`, ...). */
+  agentName?: string
 }
 
 export declare function normalizePath(filePath: string, baseDir?: string): string
@@ -258,3 +268,70 @@ export declare function promCollector(cache: Cache): {
   register(registry: { registerMetric(metric: any): void }): ReturnType<typeof promCollector>
   unregister(registry: { removeSingleMetric(name: string): void }): void
 }
+
+/** Who wrote a file (`recordWrites`). */
+export interface Writer {
+  sessionId: string
+  /** The root of the writer's task tree (a subagent shares its root's views); default: sessionId. */
+  tree?: string
+  agentId: string
+  title?: string
+  agentName?: string
+  /** `opencode`, `claude-code`, `mcp:<client>`, `human`. */
+  kind?: string
+}
+
+/** The last write of a path: what the file held after it, and who wrote it, where and when. */
+export interface FileVersion {
+  size: number
+  /** xxh3-64 of the content, 16 hex digits. */
+  hash: string
+  sessionId: string
+  tree: string
+  agentId: string
+  title?: string
+  agentName?: string
+  kind?: string
+  /** The writer's machine. */
+  host: string
+  /** When it was recorded (epoch ms, the writer's clock). */
+  at: number
+}
+
+/** Whether a task tree may write a path now (`checkFresh`). */
+export interface Freshness {
+  path: string
+  ok: boolean
+  /**
+   * new: no file there; fresh: as the tree last saw it; own: as the tree itself last wrote it;
+   * unread: the tree never read or wrote it (refused for a whole-file write); stale: changed since
+   * the tree saw it; unreadable: the file could not be read to tell.
+   */
+  status: 'new' | 'fresh' | 'own' | 'unread' | 'stale' | 'unreadable'
+  /** The path's last recorded write, whoever made it. */
+  lastWrite?: FileVersion
+  /** The file on this disk is what that write left (so that writer made the change). */
+  byLastWrite: boolean
+  /** The file's modification time on this disk (epoch ms). */
+  modifiedAt?: number
+  /** When the tree's view was taken (epoch ms). */
+  viewedAt?: number
+  error?: string
+}
+
+/**
+ * Whether `tree` may write each path now, comparing the file on this machine's disk with the
+ * tree's view of it; call it under the paths' locks. `whole`: the write replaces the whole file
+ * (one value, or one per path), so a file the tree never read is refused too.
+ */
+export declare function checkFresh(paths: string[], tree: string, cache: Cache, opts?: { whole?: boolean | boolean[]; baseDir?: string }): Promise<Freshness[]>
+/** After a write, before its locks go: each path's new version and the writer's tree's view (null where no file is left). */
+export declare function recordWrites(paths: string[], writer: Writer, cache: Cache, opts?: { baseDir?: string; ttlMs?: number }): Promise<(FileVersion | null)[]>
+/** After a read: the tree's view of the file as it is now; with `unchangedSince` (a `fileMark` from before the read) nothing is recorded if it changed meanwhile. */
+export declare function recordView(path: string, tree: string, cache: Cache, opts?: { baseDir?: string; unchangedSince?: string; ttlMs?: number }): Promise<boolean>
+/** Every file `tree` has a view of, and whether the disk still matches it (mark: the file's stat mark now, null when absent). */
+export declare function treeViews(tree: string, cache: Cache): Promise<{ path: string; fresh: boolean; mark: string | null }[]>
+/** The last recorded write of each path (null where none). */
+export declare function lastWrites(paths: string[], cache: Cache, opts?: { baseDir?: string }): Promise<(FileVersion | null)[]>
+/** One stat: a mark that changes with every write of the file, or null when no regular file is there. */
+export declare function fileMark(path: string): string | null

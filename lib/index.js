@@ -2,6 +2,7 @@
 // Public entry point: caches, locks and typed errors over the native addon.
 const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = require('./cache.js')
 const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks, listWaiters, lockSnapshot } = require('./locks.js')
+const { checkFresh, recordWrites, recordView, treeViews, lastWrites, fileMark } = require('./versions.js')
 const { FileLockError } = require('./errors.js')
 const { promCollector } = require('./prometheus.js')
 
@@ -23,6 +24,12 @@ module.exports = {
   listLocks,
   listWaiters,
   lockSnapshot,
+  checkFresh,
+  recordWrites,
+  recordView,
+  treeViews,
+  lastWrites,
+  fileMark,
   FileLockError,
   promCollector,
 }

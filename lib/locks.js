@@ -43,13 +43,28 @@ function acquire(filePaths, agentId, sessionId, cache, opts) {
   check.str(sessionId, 'sessionId')
   const c = cacheOf(cache)
   if (opts === undefined) return c._acquire(filePaths, agentId, sessionId)
-  const o = check.obj(opts, 'options')
+  const o = check.known(check.obj(opts, 'options'), ACQUIRE_OPTIONS, 'acquireLock')
   const ttlMs = check.optMs(o.ttlMs, 'ttlMs')
   const baseDir = check.optStr(o.baseDir, 'baseDir')
   const waitMs = check.optWait(o.waitMs, 'waitMs')
   const signal = check.optSignal(o.signal, 'signal')
-  if (!waitMs && !signal) return c._acquire(filePaths, agentId, sessionId, ttlMs, baseDir)
-  return c._acquireWaiting(filePaths, agentId, sessionId, ttlMs, baseDir, waitMs ?? 0, signal)
+  const holder = holderOf(o)
+  if (!waitMs && !signal) return c._acquire(filePaths, agentId, sessionId, ttlMs, baseDir, holder)
+  return c._acquireWaiting(filePaths, agentId, sessionId, ttlMs, baseDir, waitMs ?? 0, signal, holder)
+}
+
+const HOLDER_KEYS = ['kind', 'reason', 'title', 'agentName']
+const ACQUIRE_OPTIONS = ['ttlMs', 'baseDir', 'waitMs', 'signal', ...HOLDER_KEYS]
+
+/** What the record says of its holder (kind, reason, title, agentName), or undefined. */
+function holderOf(o) {
+  let holder
+  for (const k of HOLDER_KEYS) {
+    if (o[k] === undefined || o[k] === null || o[k] === '') continue
+    if (typeof o[k] !== 'string') throw invalid(`${k} must be a string (one line of text), got ${typeof o[k]}`)
+    ;(holder ??= {})[k] = o[k]
+  }
+  return holder
 }
 
 /** Undoes one hold of `sessionId`. False when that session does not hold the lock. */

@@ -51,6 +51,15 @@ pub struct NativeBatchOp {
     pub ttl_ms: Option<f64>,
 }
 
+/// What a lock record says of its holder besides its ids (see `core::lock::HOLDER_FIELDS`).
+#[napi(object)]
+pub struct NativeHolder {
+    pub kind: Option<String>,
+    pub reason: Option<String>,
+    pub title: Option<String>,
+    pub agent_name: Option<String>,
+}
+
 fn records_json(recs: &[LockRecord]) -> String {
     serde_json::to_string(recs).unwrap_or_else(|_| "[]".into())
 }
@@ -87,7 +96,7 @@ impl NativeCache {
     }
 
     /// Runs `call(handle)` through the bridge (see the module comment).
-    fn run<F, Fut>(&self, id: u32, call: F) -> napi::Result<Option<String>>
+    pub(crate) fn run<F, Fut>(&self, id: u32, call: F) -> napi::Result<Option<String>>
     where
         F: FnOnce(Arc<Handle<AnyStore>>) -> Fut,
         Fut: Future<Output = CoreResult<String>> + Send + 'static,
@@ -212,8 +221,12 @@ impl NativeCache {
     /// Acquires every path or none, waiting up to `waitMs` when given (`bridge.cancel(id)` aborts
     /// the wait); answers the normalized paths joined by NUL. Bad arguments throw here.
     #[napi]
-    pub fn acquire(&self, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: Option<f64>) -> napi::Result<Option<String>> {
-        let a = self.h.acquire_args(&paths, &agent_id, &session_id, millis(ttl_ms, "ttlMs")?, base_dir.as_deref()).map_err(to_napi)?;
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire(&self, id: u32, paths: Vec<String>, agent_id: String, session_id: String, ttl_ms: Option<f64>, base_dir: Option<String>, wait_ms: Option<f64>, holder: Option<NativeHolder>) -> napi::Result<Option<String>> {
+        let mut a = self.h.acquire_args(&paths, &agent_id, &session_id, millis(ttl_ms, "ttlMs")?, base_dir.as_deref()).map_err(to_napi)?;
+        if let Some(hd) = holder {
+            a.req = a.req.with_info(&[("kind", hd.kind), ("reason", hd.reason), ("title", hd.title), ("agentName", hd.agent_name)]).map_err(to_napi)?;
+        }
         match wait_ms {
             None => self.run(id, |h| async move { Ok(h.acquire(&a, None).await?.join("\0")) }),
             Some(ms) => {

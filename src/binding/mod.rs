@@ -8,6 +8,7 @@ mod error;
 mod factories;
 mod paths;
 mod secrets;
+mod versions;
 
 /// One tokio worker: a Redis call's task and the connection's driver then share a thread, which
 /// saves a cross-thread wake-up per call on this I/O-bound work.

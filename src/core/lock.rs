@@ -83,7 +83,16 @@ pub struct LockRequest {
     pub session_id: String,
     pub agent_id: String,
     pub ttl_ms: u64,
+    /// What people and other agents are shown of the holder (`HOLDER_FIELDS`), written into the
+    /// record at a grant and updated at a re-entry.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub info: Map<String, Value>,
 }
+
+/// The holder's description a lock record may carry, each one line of text: its kind of agent
+/// (`opencode`, `claude-code`, `mcp:<client>`, `human`), why it holds the path, its session's title
+/// and its agent's name in its host.
+pub const HOLDER_FIELDS: [&str; 4] = ["kind", "reason", "title", "agentName"];
 
 impl LockRequest {
     pub fn new(session_id: &str, agent_id: &str, ttl_ms: Option<u64>) -> Result<Self> {
@@ -93,7 +102,22 @@ impl LockRequest {
             session_id: session_id.to_owned(),
             agent_id: agent_id.to_owned(),
             ttl_ms: check_ttl(ttl_ms.unwrap_or(DEFAULT_LOCK_TTL_MS))?,
+            info: Map::new(),
         })
+    }
+
+    /// Adds the holder's description: only `HOLDER_FIELDS`, each made one line without control
+    /// characters and cut to 200 characters (`versions::label`); empty values are left out.
+    pub fn with_info(mut self, fields: &[(&str, Option<String>)]) -> Result<Self> {
+        for (k, v) in fields {
+            if !HOLDER_FIELDS.contains(k) {
+                return Err(Error::invalid(format!("a lock's holder description has no field {k:?} (it has {})", HOLDER_FIELDS.join(", "))));
+            }
+            if let Some(v) = v.as_deref().map(super::versions::label).filter(|v| !v.is_empty()) {
+                self.info.insert((*k).to_owned(), Value::String(v));
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -177,6 +201,9 @@ pub fn decide(path: &str, existing: Option<&Entry>, req: &LockRequest, now: i64)
             // never shorter: another call of this session may still rely on the longer expiry
             rec.expires_at = rec.expires_at.max(expires_at);
             rec.agent_id.clone_from(&req.agent_id);
+            for (k, v) in &req.info {
+                rec.extra.insert(k.clone(), v.clone());
+            }
             return Ok(Decision::Reenter(rec));
         } else {
             let mut holder = serde_json::to_value(&rec).unwrap_or(Value::Null);
@@ -197,7 +224,7 @@ pub fn decide(path: &str, existing: Option<&Entry>, req: &LockRequest, now: i64)
         expires_at,
         token: 0,
         hold_count: 1,
-        extra: Map::new(),
+        extra: req.info.clone(),
     }))
 }
 
@@ -231,7 +258,8 @@ pub fn release_step(path: &str, existing: Option<&Entry>, session_id: &str, now:
 /// in terms a model can act on. When the holder's lock is on another path (a claim on a folder
 /// above `path`, or, for a claim, a lock below it), it names that path too.
 pub fn locked_error(path: &str, holder: Value, now: i64) -> Error {
-    let get_s = |k: &str| holder.get(k).and_then(Value::as_str).unwrap_or("unknown").to_owned();
+    // other agents wrote these: one line, no control characters, whatever an old record holds
+    let get_s = |k: &str| holder.get(k).and_then(Value::as_str).map(super::versions::label).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".to_owned());
     let get_i = |k: &str| holder.get(k).and_then(Value::as_f64).map(|f| f as i64);
     let held = holder.get("path").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != path).map(str::to_owned);
     let what = if is_claim(path) { "Folder" } else { "File" };
@@ -242,6 +270,9 @@ pub fn locked_error(path: &str, holder: Value, now: i64) -> Error {
         Some(h) => message.push_str(&format!(" has held {h}, inside it,{since}")),
         None if !since.is_empty() => message.push_str(&format!(" has held it{since}")),
         None => {}
+    }
+    if let Some(reason) = holder.get("reason").and_then(Value::as_str).map(super::versions::label).filter(|r| !r.is_empty()) {
+        message.push_str(&format!(", for this reason: “{reason}”"));
     }
     match get_i("expiresAt").filter(|x| *x > 0) {
         Some(x) => message.push_str(&format!(
@@ -310,6 +341,23 @@ mod tests {
         let inside = serde_json::json!({"sessionId": "s1", "agentId": "a1", "path": "/p/src/a.ts", "timestamp": 0, "expiresAt": 60_000});
         let e = locked_error("/p/", inside, 1000);
         assert!(e.to_string().starts_with("Folder /p/ is locked by another agent: agent a1 (session s1) has held /p/src/a.ts, inside it, since"), "{e}");
+    }
+
+    #[test]
+    fn a_holders_description_is_recorded_cleaned_and_named_in_refusals() {
+        let r = req("s1").with_info(&[("kind", Some("human".into())), ("reason", Some("rename\nthe \x1b[2Jauth module".into())), ("title", None)]).unwrap();
+        let Decision::Grant(rec) = decide("/p/", None, &r, 0).unwrap() else { panic!() };
+        assert_eq!(rec.extra["reason"], "rename the [2Jauth module");
+        assert_eq!(rec.extra["kind"], "human");
+        assert!(!rec.extra.contains_key("title"), "empty fields are left out");
+        let again = req("s1").with_info(&[("reason", Some("now the tests".into()))]).unwrap();
+        let Decision::Reenter(rec) = decide("/p/", Some(&entry_of(&rec, Some(1000))), &again, 1).unwrap() else { panic!() };
+        assert_eq!((rec.extra["reason"].as_str(), rec.extra["kind"].as_str()), (Some("now the tests"), Some("human")), "a re-entry updates what it gives");
+        let e = locked_error("/p/a", serde_json::to_value(&rec).unwrap(), 10);
+        assert!(e.to_string().contains("for this reason: “now the tests”"), "{e}");
+        let raw = serde_json::json!({"sessionId": "s\u{1b}]0;pwned\u{7}", "agentId": "a", "timestamp": 0});
+        assert!(!locked_error("/p/a", raw, 10).to_string().contains('\u{1b}'), "escapes in another agent's ids never reach a terminal");
+        assert_eq!(req("s1").with_info(&[("color", Some("red".into()))]).unwrap_err().code(), "EINVAL");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod fingerprint;
 pub mod handle;
 pub mod held;
 pub mod lock;
@@ -12,6 +13,7 @@ pub mod path;
 pub mod secrets;
 pub mod store;
 pub mod time;
+pub mod versions;
 pub mod wait;
 pub mod wake;
 pub mod debug;

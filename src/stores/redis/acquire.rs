@@ -95,6 +95,7 @@ impl RedisStore {
         inv.arg(&req.session_id).arg(&req.agent_id).arg(req.ttl_ms);
         inv.arg(waiter.map_or("", |w| w.id.as_str())).arg(waiter.map_or(0, |w| w.ticket)).arg(WAITER_LEASE_MS).arg(nonce);
         inv.arg(&self.keys(ns).prefix).arg(&self.inner.channel).arg(if self.is_cluster() { "1" } else { "0" });
+        inv.arg(if req.info.is_empty() { String::new() } else { Value::Object(req.info.clone()).to_string() });
         for p in paths {
             inv.arg(p);
         }

@@ -8,7 +8,8 @@
 --       recovering flag, the watching marker.
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
 --       lease, attempt nonce, the namespace's key prefix, the release channel, '1' on a Cluster
---       (no claims, deadlock detection or restart grace there), then the n paths.
+--       (no claims, deadlock detection or restart grace there), the holder's description (a JSON
+--       object of one-line texts written into the record, or ''), then the n paths.
 -- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
 --       | {'deadlock', path, holder, cycle, released} | {'corrupt', path} | {'cancelled'}
 --       | {'recovering', retryInMs}
@@ -20,7 +21,8 @@ local sid, aid = ARGV[1], ARGV[2]
 local ttl = tonumber(ARGV[3])
 local wid, ticket, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local nonce, prefix, channel, cluster = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '1'
-local function path(i) return ARGV[10 + i] end
+local info = ARGV[11]
+local function path(i) return ARGV[11 + i] end
 local function key(i, j) return KEYS[6 * (i - 1) + j] end -- j: 1 lock, 2 queue, 3 queue info, 4 fence, 5 index, 6 ticket
 local now, now_us = clock()
 -- One look at the keys that decide whether this is the usual acquire: the epoch marker (always
@@ -372,6 +374,9 @@ for i = 1, n do
   else
     v = {sessionId = sid, agentId = aid, path = path(i), timestamp = now,
          token = next_token(key(i, 4), now_us), holdCount = 1, expiresAt = now + ttl}
+  end
+  if info ~= '' then
+    for k, x in pairs(cjson.decode(info)) do v[k] = x end
   end
   -- which attempt wrote it last: a client that lost the answer asks (resolve_attempt.lua)
   v.nonce = nonce
