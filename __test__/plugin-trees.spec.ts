@@ -102,6 +102,9 @@ describe('bash: a command that changes a file another session holds is reported'
     const errors: string[] = []
     vi.spyOn(console, 'error').mockImplementation((m: string) => void errors.push(String(m)))
     const hooks = await FileLockPlugin({ cache, client, scope: 'turn' } as never)
+    // it read its file first (a whole-file write of a file never read is refused)
+    await hooks['tool.execute.before'](call('read', 'ses-b', 'r1'), { args: { filePath: mine } })
+    await hooks['tool.execute.after'](call('read', 'ses-b', 'r1'), { title: 'read', output: 'mine\n', metadata: {} })
     await hooks['tool.execute.before'](call('write', 'ses-b', 'w1'), writeArgs(mine))
     await hooks['tool.execute.before'](call('bash', 'ses-b', 'b1'), { args: { command: 'sed -i s/original/clobbered/ theirs.txt' } })
     fs.writeFileSync(theirs, 'clobbered\n') // what the command did

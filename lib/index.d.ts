@@ -305,9 +305,10 @@ export interface Freshness {
   /**
    * new: no file there; fresh: as the tree last saw it; own: as the tree itself last wrote it;
    * unread: the tree never read or wrote it (refused for a whole-file write); stale: changed since
-   * the tree saw it; unreadable: the file could not be read to tell.
+   * the tree saw it; torn: it changed while the tree read it; unreadable: the file could not be
+   * read to tell.
    */
-  status: 'new' | 'fresh' | 'own' | 'unread' | 'stale' | 'unreadable'
+  status: 'new' | 'fresh' | 'own' | 'unread' | 'stale' | 'torn' | 'unreadable'
   /** The path's last recorded write, whoever made it. */
   lastWrite?: FileVersion
   /** The file on this disk is what that write left (so that writer made the change). */
@@ -335,3 +336,6 @@ export declare function treeViews(tree: string, cache: Cache): Promise<{ path: s
 export declare function lastWrites(paths: string[], cache: Cache, opts?: { baseDir?: string }): Promise<(FileVersion | null)[]>
 /** One stat: a mark that changes with every write of the file, or null when no regular file is there. */
 export declare function fileMark(path: string): string | null
+
+/** Text another agent wrote (ids, titles, reasons) as one line with no control characters, cut to `max` characters (default 200): what this package shows of it. */
+export { oneLine } from './text.js'

@@ -4,6 +4,7 @@ const { Cache, SledCache, RedisCache, HybridCache, openCache, configFromEnv } = 
 const { normalizePath, acquireLock, acquireLocks, releaseLock, releaseAllLocks, renewLock, forceRelease, getLock, listLocks, listWaiters, lockSnapshot } = require('./locks.js')
 const { checkFresh, recordWrites, recordView, treeViews, lastWrites, fileMark } = require('./versions.js')
 const { FileLockError } = require('./errors.js')
+const { oneLine } = require('./text.js')
 const { promCollector } = require('./prometheus.js')
 
 module.exports = {
@@ -31,5 +32,6 @@ module.exports = {
   lastWrites,
   fileMark,
   FileLockError,
+  oneLine,
   promCollector,
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, listLocks, RedisCache, releaseLock } from '../../lib/index.js'
 import { startCluster, type RedisCluster } from '../helpers/redis-cluster'
 import { lockKey, slot } from '../helpers/slots'
-import { makeProject, run, startHarness, toolResults, waitForGate, type Harness } from './opencode'
+import { makeProject, run, startHarness, toolResults, waitForGate, type Harness, readFile } from './opencode'
 
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 180_000 })
 
@@ -48,8 +48,8 @@ describe('opencode run: separate processes sharing a Redis Cluster', () => {
     expect(read(dir, 'race.txt')).toBeUndefined()
     openGate()
     expect(toolResults(await first)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
-    const third = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two done'), { env: clusterEnv() })
-    expect(toolResults(third)).toMatchObject([{ tool: 'write', status: 'completed' }])
+    const third = await run(h, dir, script(readFile('race.txt'), write('race.txt', 'from process two\n'), 'FINAL two done'), { env: clusterEnv() })
+    expect(toolResults(third)).toMatchObject([{ tool: 'read', status: 'completed' }, { tool: 'write', status: 'completed' }])
     expect(read(dir, 'race.txt')).toBe('from process two\n')
     expect(await listLocks(cache)).toEqual([])
   })

@@ -172,7 +172,7 @@ describe('opencode serve: task trees, bash, toasts', () => {
       expect(oc.toasts()).toContainEqual(expect.objectContaining({ title: 'Write blocked', message: expect.stringContaining('the session “Parent task”') }))
       openGate()
       await oc.idle(parent)
-      await oc.prompt(other, script(call('write', { filePath: 'shared.txt', content: 'from elsewhere\n' }), 'FINAL other done'))
+      await oc.prompt(other, script(call('read', { filePath: 'shared.txt' }), call('write', { filePath: 'shared.txt', content: 'from elsewhere\n' }), 'FINAL other done'))
       await oc.idle(other)
       expect((await oc.tools(other)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
       expect(read(dir, 'shared.txt')).toBe('from elsewhere\n')
@@ -188,7 +188,7 @@ describe('opencode serve: task trees, bash, toasts', () => {
     try {
       const holder = (await oc.client.session.create({ body: { title: 'Holder' } })).data!.id
       const clobber = (await oc.client.session.create({ body: { title: 'Clobberer' } })).data!.id
-      await oc.prompt(holder, script(call('slow_write', { filePath: 'theirs.txt', content: 'holder\n' }), 'FINAL holder done'))
+      await oc.prompt(holder, script(call('read', { filePath: 'theirs.txt' }), call('slow_write', { filePath: 'theirs.txt', content: 'holder\n' }), 'FINAL holder done'))
       const openGate = await waitForGate(dir, 'theirs.txt')
       await oc.prompt(clobber, script(call('bash', { command: 'echo clobbered > theirs.txt', description: 'clobber' }), 'FINAL done'))
       await oc.idle(clobber)

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, listLocks, RedisCache, releaseLock } from '../../lib/index.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server'
 import { tmpDir } from '../helpers/tmp'
-import { makeProject, run, serve, startHarness, toolResults, waitForGate, type Harness, type Serve } from './opencode'
+import { makeProject, readFile, run, serve, startHarness, toolResults, waitForGate, type Harness, type Serve } from './opencode'
 
 // each opencode start takes seconds; a slow CI machine gets room
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 180_000 })
@@ -28,7 +28,9 @@ let cache: RedisCache // the test's own view of the Redis lock store
 const redisEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_HOST: '127.0.0.1', REDIS_PORT: String(redis.port), FILE_LOCK_NAMESPACE: 'locks' })
 const sledEnv = () => ({ FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-e2e-sled-') })
 const NO_WAIT = { FILE_LOCK_WAIT_MS: '0' } // blocked at once: the refusal is what these scenarios check
-const LONG_WAIT = { FILE_LOCK_WAIT_MS: '20000' } // far longer than the test holds the gate shut
+// far longer than the test holds the gate shut; these scenarios are about the wait, so the waiter
+// is not refused for writing over the holder's change (stale.e2e.spec.ts shows that it is by default)
+const LONG_WAIT = { FILE_LOCK_WAIT_MS: '20000', FILE_LOCK_STALE: 'off' }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** The session's tool parts with their state times (the harness's tools() leaves the times out). */
@@ -114,7 +116,7 @@ describe('opencode serve: two sessions in one process', () => {
       await oc.idle(s1)
       expect(await oc.tools(s1)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
       expect(read(dir, 'shared.txt')).toBe('from session one\n')
-      await oc.prompt(s2, script(write('shared.txt', 'from session two\n'), 'FINAL two done'))
+      await oc.prompt(s2, script(readFile('shared.txt'), write('shared.txt', 'from session two\n'), 'FINAL two done'))
       await oc.idle(s2)
       expect((await oc.tools(s2)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
       expect(read(dir, 'shared.txt')).toBe('from session two\n')
@@ -140,7 +142,7 @@ describe('opencode serve: two sessions in one process', () => {
       expect(read(dir, 't.txt')).toBe('one\n')
       openGate()
       await oc.idle(s1)
-      await oc.prompt(s2, script(write('t.txt', 'two\n'), 'FINAL two done'))
+      await oc.prompt(s2, script(readFile('t.txt'), write('t.txt', 'two\n'), 'FINAL two done'))
       await oc.idle(s2)
       expect((await oc.tools(s2)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
       expect(read(dir, 't.txt')).toBe('two\n')
@@ -206,8 +208,8 @@ describe('opencode run: separate processes sharing Redis', () => {
     const one = await first
     expect(toolResults(one)).toMatchObject([{ tool: 'slow_write', status: 'completed' }])
     expect(read(dir, 'race.txt')).toBe('from process one\n')
-    const third = await run(h, dir, script(write('race.txt', 'from process two\n'), 'FINAL two done'), { env: redisEnv() })
-    expect(toolResults(third)).toMatchObject([{ tool: 'write', status: 'completed' }])
+    const third = await run(h, dir, script(readFile('race.txt'), write('race.txt', 'from process two\n'), 'FINAL two done'), { env: redisEnv() })
+    expect(toolResults(third)).toMatchObject([{ tool: 'read', status: 'completed' }, { tool: 'write', status: 'completed' }])
     expect(read(dir, 'race.txt')).toBe('from process two\n')
     expect(await listLocks(cache)).toEqual([])
   })
@@ -271,7 +273,7 @@ describe('default configuration, no Redis: every opencode process of the user sh
       openGate()
       await one.idle(a)
       expect(read(dir, 'shared.txt')).toBe('from process one\n')
-      await two.prompt(b, script(write('shared.txt', 'from process two\n'), 'FINAL two done'))
+      await two.prompt(b, script(readFile('shared.txt'), write('shared.txt', 'from process two\n'), 'FINAL two done'))
       await two.idle(b)
       expect((await two.tools(b)).pop()).toMatchObject({ tool: 'write', status: 'completed' })
       expect(read(dir, 'shared.txt')).toBe('from process two\n')

@@ -40,6 +40,13 @@ function waitLine(c: ChildProcess, re: RegExp, what: string, ms = 60_000): Promi
   })
 }
 
+/** A scripted turn for the fake model: one directive a line (CALL tool {args}, FINAL text, ...). */
+export const script = (...lines: string[]) => ['scripted turn', ...lines].join('\n')
+/** A model call of `tool` with `args`. */
+export const call = (tool: string, args: unknown) => `CALL ${tool} ${JSON.stringify(args)}`
+/** The model reads a file (a whole-file write of an existing file needs its task to have read it). */
+export const readFile = (file: string) => call('read', { filePath: file })
+
 export interface Harness {
   root: string
   llmPort: number
@@ -145,10 +152,9 @@ export interface RunResult {
 }
 
 /** One `opencode run` (the prompt script goes on stdin: argv quoting mangles JSON). */
-export function run(h: Harness, dir: string, script: string, opts: { model?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const c = track(
-    spawn(OPENCODE_BIN, ['run', '--format', 'json', '--model', opts.model ?? 'mock/mock-model'], { cwd: dir, env: { ...h.env, ...opts.env, PWD: dir }, stdio: ['pipe', 'pipe', 'pipe'] }),
-  )
+export function run(h: Harness, dir: string, script: string, opts: { model?: string; env?: Record<string, string>; session?: string } = {}): Promise<RunResult> {
+  const args = ['run', '--format', 'json', '--model', opts.model ?? 'mock/mock-model', ...(opts.session ? ['--session', opts.session] : [])]
+  const c = track(spawn(OPENCODE_BIN, args, { cwd: dir, env: { ...h.env, ...opts.env, PWD: dir }, stdio: ['pipe', 'pipe', 'pipe'] }))
   c.stdin!.end(script)
   const events: any[] = []
   let stderr = ''
@@ -160,6 +166,13 @@ export function run(h: Harness, dir: string, script: string, opts: { model?: str
   c.stderr!.on('data', (d) => (stderr += d))
   const timer = setTimeout(() => c.kill('SIGKILL'), 120_000)
   return new Promise((resolve) => c.once('exit', (code) => { clearTimeout(timer); resolve({ code, events, stderr }) }))
+}
+
+/** The session a run worked in (to continue it with `--session`). */
+export function sessionOf(r: RunResult): string {
+  const id = r.events.map((e) => e.sessionID ?? e.part?.sessionID).find((x) => typeof x === 'string')
+  if (!id) throw new Error(`no session id in the run's events: ${r.stderr.slice(-2000)}`)
+  return id
 }
 
 /** Tool results of a run: [{tool, status, text}] where text is the output or the error. */

@@ -1,4 +1,5 @@
 import type { Cache, LockSnapshot } from '../../lib/index.js';
+import type { Views } from './stale.ts';
 type Lib = typeof import('../../lib/index.js');
 /** The zod the tools' arguments are declared with (opencode's plugin API wants zod schemas). */
 export type Zod = typeof import('zod').z;
@@ -11,10 +12,12 @@ export interface ToolDeps {
     root: (session: string) => Promise<string>;
     /** "the session “title” (agent build)", or '' when opencode does not know it. */
     describe: (session: string) => Promise<string>;
-    /** Takes `paths` for `session` as `owner` until the turn ends; resolves to the normalized paths. */
-    claim: (session: string, owner: string, paths: string[], signal?: AbortSignal) => Promise<string[]>;
+    /** Takes `paths` for `session` as `owner` until the turn ends, saying why; resolves to the normalized paths. */
+    claim: (session: string, owner: string, paths: string[], signal?: AbortSignal, reason?: string) => Promise<string[]>;
     /** Lets go of what `owner`'s tree holds through this plugin on `paths`; the paths let go of. */
     unclaim: (owner: string, paths: string[]) => Promise<string[]>;
+    /** The files' last writers and whether the caller's view of each is current. */
+    views?: Views;
 }
 interface ToolContext {
     sessionID: string;
@@ -22,8 +25,13 @@ interface ToolContext {
 }
 /** A path as the project's people write it: relative inside the project, absolute outside. */
 export declare function shown(p: string, baseDir: string): string;
-/** The `file_locks` answer: every lock and claim of the project, then who waits. */
-export declare function describeLocks(snap: LockSnapshot, baseDir: string, me: string, describe: ToolDeps['describe']): Promise<string>;
+/** What `file_locks` says of files' last writes: per path, the last writer and the caller's view. */
+export type FileNotes = Map<string, {
+    lastWrite?: import('../../lib/index.js').FileVersion;
+    status?: string;
+}>;
+/** The `file_locks` answer: every lock and claim of the project, then who waits, then recent writes. */
+export declare function describeLocks(snap: LockSnapshot, baseDir: string, me: string, describe: ToolDeps['describe'], notes?: FileNotes, recent?: string[]): Promise<string>;
 export declare function agentTools(z: Zod, d: ToolDeps): {
     file_locks: {
         description: string;
@@ -35,10 +43,12 @@ export declare function agentTools(z: Zod, d: ToolDeps): {
         args: {
             paths: import("zod").ZodArray<import("zod").ZodString>;
             release: import("zod").ZodOptional<import("zod").ZodBoolean>;
+            reason: import("zod").ZodOptional<import("zod").ZodString>;
         };
         execute(args: {
             paths: string[];
             release?: boolean;
+            reason?: string;
         }, ctx: ToolContext): Promise<string>;
     };
 };

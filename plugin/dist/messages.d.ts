@@ -1,5 +1,21 @@
+import type { Freshness } from '../../lib/index.js';
 /** A duration as people say it: 45s, 3m 12s, 2h 5m. */
 export declare function ago(ms: number): string;
+/** A time of day on this machine's clock (14:03:07), with the date when it is not today. */
+export declare function clock(ms: number): string;
+/** "the session “Fix login” (agent build)", else "agent <id> (session <id>)", with where it ran when that is another machine. */
+export declare function writerOf(v: {
+    sessionId?: string;
+    agentId?: string;
+    title?: string;
+    agentName?: string;
+    kind?: string;
+    host?: string;
+}): string;
+/** A write refused because its task's view of a file is out of date (or it never read a file it would replace). */
+export declare function staleRefusal(tool: string, found: Freshness[], files: string[], shown: (p: string) => string): Error;
+/** FILE_LOCK_STALE=warn: appended to the output of a write that went ahead over changes its task had not seen. */
+export declare function staleWarning(found: Freshness[], shown: (p: string) => string): string;
 /** Added to a holder's tool result while other agents wait for what it holds: one line each. */
 export declare function othersWait(waiting: {
     agentId: string;
@@ -10,6 +26,8 @@ export declare function othersWait(waiting: {
 export type Describe = (sessionId: string) => Promise<string>;
 /** A refused or failed acquire, as the tool's error. */
 export declare function blocked(tool: string, files: string[], e: any, waitMs: number, why: unknown, describe: Describe): Promise<Error>;
+/** The check for changes since the task read its files could not run: the write is refused (it fails closed). */
+export declare function cannotCheck(tool: string, files: string[], e: any): Error;
 /** A tool whose name says it writes, with no argument naming a file: it cannot be locked. */
 export declare function noPaths(tool: string, args: unknown): Error;
 /** The plugin cannot lock at all (the native addon is missing, a setting is wrong): every write is refused. */
@@ -30,6 +48,11 @@ export declare function bashChanged(changes: {
     how: string;
 }[]): string;
 export declare const toasts: {
+    stale: (files: string[], who: string, refused: boolean) => {
+        title: string;
+        message: string;
+        variant: 'warning' | 'error';
+    };
     waiting: (files: string[], who: string, waitMs: number) => {
         title: string;
         message: string;

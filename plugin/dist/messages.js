@@ -1,6 +1,8 @@
 // What the plugin says: to the model (tool errors, a line added to a tool's output) and to the
 // person at the keyboard (stderr, toasts). Every message names the file, who holds it and what
-// happened to the call.
+// happened to the call. Text other agents wrote (ids, titles, reasons) goes through oneLine.
+import os from 'node:os';
+import { oneLine } from '../../lib/text.js';
 const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
 /** A duration as people say it: 45s, 3m 12s, 2h 5m. */
 export function ago(ms) {
@@ -11,11 +13,55 @@ export function ago(ms) {
         return `${Math.floor(s / 60)}m ${s % 60}s`;
     return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
+/** A time of day on this machine's clock (14:03:07), with the date when it is not today. */
+export function clock(ms) {
+    const d = new Date(ms);
+    const time = d.toTimeString().slice(0, 8);
+    return d.toDateString() === new Date().toDateString() ? time : `${d.toISOString().slice(0, 10)} ${time}`;
+}
+/** "the session “Fix login” (agent build)", else "agent <id> (session <id>)", with where it ran when that is another machine. */
+export function writerOf(v) {
+    const title = v.title ? oneLine(v.title) : '';
+    const base = title ? `the session “${title}”${v.agentName ? ` (agent ${oneLine(v.agentName, 64)})` : ''}` : `agent ${oneLine(v.agentId ?? 'unknown')} (session ${oneLine(v.sessionId ?? 'unknown')})`;
+    const kind = v.kind && v.kind !== 'opencode' ? ` [${oneLine(v.kind, 64)}]` : '';
+    const host = v.host && v.host !== os.hostname() ? ` on ${oneLine(v.host, 64)}` : '';
+    return `${base}${kind}${host}`;
+}
+const wroteIt = (v) => `${writerOf(v)} wrote it ${ago(Date.now() - v.at)} ago`;
+/** What happened to one file since the task saw it, as one sentence. */
+function staleLine(f, shown) {
+    const file = shown(f.path);
+    const last = f.lastWrite;
+    switch (f.status) {
+        case 'unread':
+            return `${file} exists and you have not read it${last && f.byLastWrite ? ` (${wroteIt(last)})` : ''}: writing it whole would replace what is in it.`;
+        case 'torn':
+            return `${file} changed while you read it, so what you saw may not be what it holds${last && f.byLastWrite ? ` (${wroteIt(last)})` : ''}.`;
+        case 'unreadable':
+            return `${file} could not be read to see whether it changed since you read it (${oneLine(f.error ?? 'unknown error')}).`;
+        default:
+            if (last && f.byLastWrite)
+                return `${file} changed since you read it: ${wroteIt(last)}.`;
+            return `${file} changed since you read it: it was changed on disk outside any agent${f.modifiedAt ? ` at ${clock(f.modifiedAt)}` : ''}${last ? ` (the last agent write, by ${writerOf(last)} ${ago(Date.now() - last.at)} ago, is not what it holds now)` : ''}.`;
+    }
+}
+/** A write refused because its task's view of a file is out of date (or it never read a file it would replace). */
+export function staleRefusal(tool, found, files, shown) {
+    const lines = found.map((f) => staleLine(f, shown));
+    const names = found.map((f) => shown(f.path)).join(', ');
+    const unreadOnly = found.every((f) => f.status === 'unread');
+    const advice = unreadOnly ? `Read ${names} first, then make your change.` : `Read ${names} again and redo your change on what ${found.length > 1 ? 'they hold' : 'it holds'} now.`;
+    return new Error(`opencode-file-lock refused this ${tool} call: ${lines.join(' ')} Your change was not applied (${changed(files)}). ${advice}`);
+}
+/** FILE_LOCK_STALE=warn: appended to the output of a write that went ahead over changes its task had not seen. */
+export function staleWarning(found, shown) {
+    return `\n\n[opencode-file-lock] Warning: this write went ahead over changes you had not seen. ${found.map((f) => staleLine(f, shown)).join(' ')} Read ${found.map((f) => shown(f.path)).join(', ')} again to check nothing of theirs was lost.`;
+}
 /** Added to a holder's tool result while other agents wait for what it holds: one line each. */
 export function othersWait(waiting) {
     const lines = waiting.map((w) => {
         const them = w.paths.length === 1 ? 'it' : 'them';
-        return `[opencode-file-lock] agent ${w.agentId} (session ${w.sessionId}) is waiting for ${w.paths.join(', ')}; finish with ${them} or release ${them} (claim_files with release: true).`;
+        return `[opencode-file-lock] agent ${oneLine(w.agentId)} (session ${oneLine(w.sessionId)}) is waiting for ${w.paths.join(', ')}; finish with ${them} or release ${them} (claim_files with release: true).`;
     });
     return `\n\n${lines.join('\n')}`;
 }
@@ -24,7 +70,7 @@ const changed = (files) => (files.length > 1 ? `none of its ${files.length} file
 export async function blocked(tool, files, e, waitMs, why, describe) {
     if (e?.code === 'ELOCKED') {
         const waited = waitMs > 0 && typeof e.waitedMs === 'number' ? `waited ${seconds(e.waitedMs)} for it, then ` : '';
-        const who = e.holder?.sessionId ? await describe(e.holder.sessionId) : '';
+        const who = (e.holder?.sessionId ? await describe(e.holder.sessionId) : '') || (e.holder?.title ? writerOf(e.holder) : '');
         const known = who ? ` It is held by ${who}.` : '';
         return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`);
     }
@@ -35,6 +81,11 @@ export async function blocked(tool, files, e, waitMs, why, describe) {
         return new Error(`opencode-file-lock stopped waiting for ${files.join(', ')} after ${seconds(e.waitedMs ?? 0)} (${why ?? 'the session ended'}). The ${tool} call was not run and ${changed(files)}.`);
     }
     return new Error(`opencode-file-lock could not lock ${files.join(', ')} because the lock store is unavailable (${e?.code ?? 'error'}: ${e?.message ?? e}). ` +
+        `The ${tool} call was not run and ${changed(files)}; retry in a moment.`);
+}
+/** The check for changes since the task read its files could not run: the write is refused (it fails closed). */
+export function cannotCheck(tool, files, e) {
+    return new Error(`opencode-file-lock could not check whether ${files.join(', ')} changed since you read ${files.length > 1 ? 'them' : 'it'} (${e?.code ?? 'error'}: ${e?.message ?? e}). ` +
         `The ${tool} call was not run and ${changed(files)}; retry in a moment.`);
 }
 /** A tool whose name says it writes, with no argument naming a file: it cannot be locked. */
@@ -69,6 +120,7 @@ export function bashChanged(changes) {
         'That agent may be writing it right now. Check the file, and do not change it again until its lock is released; use write or edit, which wait for the lock.');
 }
 export const toasts = {
+    stale: (files, who, refused) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'warning' : 'error') }),
     waiting: (files, who, waitMs) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' }),
     refused: (files, who) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' }),
     lost: (path, reason) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' }),

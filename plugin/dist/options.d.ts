@@ -20,7 +20,13 @@ export interface FileLockOptions {
     toast?: boolean;
     /** More tools that write, in FILE_LOCK_TOOLS's syntax (added to that variable's). */
     tools?: string;
+    /**
+     * A write to a file that changed since its task last read it: `refuse` (default), `warn` (it goes
+     * ahead, and the model is told what it overwrote) or `off` (no check). Default: FILE_LOCK_STALE.
+     */
+    stale?: StaleMode;
 }
+export type StaleMode = 'refuse' | 'warn' | 'off';
 export interface Settings {
     agentId: string;
     cacheBackend?: 'sled' | 'redis' | 'hybrid';
@@ -33,6 +39,9 @@ export interface Settings {
     debug: boolean;
     toast: boolean;
     tools: ToolRules;
+    stale: StaleMode;
+    /** How long versions and views are kept (FILE_LOCK_VERSION_TTL_MS, default a day). */
+    versionTtlMs: number;
 }
 /**
  * The settings opencode's input (`directory`, ...) and config options ask for; a test may pass

@@ -3,7 +3,9 @@
 // rather than letting opencode skip the plugin and write unlocked.
 import os from 'node:os';
 import { parseToolRules } from './tools.js';
-const OPTION_KEYS = ['agentId', 'cacheBackend', 'cache', 'redisCache', 'ttlMs', 'baseDir', 'scope', 'waitMs', 'toast', 'tools'];
+const OPTION_KEYS = ['agentId', 'cacheBackend', 'cache', 'redisCache', 'ttlMs', 'baseDir', 'scope', 'waitMs', 'toast', 'tools', 'stale'];
+const STALE_MODES = ['refuse', 'warn', 'off'];
+const DAY_MS = 86_400_000;
 const MAX_WAIT_MS = 86_400_000; // the library's bound: a day
 const MAX_TTL_MS = 2_147_483_647; // the library's bound: the longest a timer waits
 const fail = (what, rule, got) => new Error(`opencode-file-lock: ${what} must be ${rule}, got ${JSON.stringify(got)}`);
@@ -56,6 +58,9 @@ export function settings(input, options, env) {
         throw fail('option toast', 'true or false', opts.toast);
     if (opts.tools !== undefined && typeof opts.tools !== 'string')
         throw fail('option tools', 'a string in FILE_LOCK_TOOLS syntax', opts.tools);
+    const stale = opts.stale ?? (env.FILE_LOCK_STALE?.trim().toLowerCase() || 'refuse');
+    if (!STALE_MODES.includes(stale))
+        throw fail(opts.stale !== undefined ? 'option stale' : 'FILE_LOCK_STALE', "'refuse', 'warn' or 'off'", opts.stale ?? env.FILE_LOCK_STALE);
     const fromEnv = parseToolRules(env.FILE_LOCK_TOOLS);
     const fromOption = parseToolRules(opts.tools, 'option tools');
     return {
@@ -71,5 +76,7 @@ export function settings(input, options, env) {
         debug: flag(env, 'DEBUG_FILE_LOCK_CACHE') ?? flag(env, 'DEBUG_MODE') ?? false,
         toast: opts.toast ?? flag(env, 'FILE_LOCK_TOAST') ?? true,
         tools: { writes: new Map([...fromEnv.writes, ...fromOption.writes]), ignores: new Set([...fromEnv.ignores, ...fromOption.ignores]) },
+        stale: stale,
+        versionTtlMs: millis(undefined, 'versionTtlMs', env, 'FILE_LOCK_VERSION_TTL_MS', 1000, 30 * DAY_MS, DAY_MS),
     };
 }

@@ -15,6 +15,11 @@ export declare const NO_RULES: ToolRules;
  * Names match a tool exactly or as the end of an MCP tool's name (`server_tool`).
  */
 export declare function parseToolRules(value: string | undefined, source?: string): ToolRules;
+/** What a patch does to one path: `add` and `move` (its destination) write the whole file. */
+export interface PatchEntry {
+    path: string;
+    op: 'add' | 'update' | 'delete' | 'move';
+}
 /**
  * Every path a patch in the apply_patch format touches, read as opencode 1.18.33 reads it: the
  * text trimmed and unwrapped from a heredoc, the part between the lines that trim to
@@ -23,8 +28,22 @@ export declare function parseToolRules(value: string | undefined, source?: strin
  * after an Update header, a header with an empty path skipped.
  */
 export declare function patchPaths(patch: string): string[];
+/** The paths of a patch (as `patchPaths` reads them) with what the patch does to each; a path named twice keeps its first. */
+export declare function patchEntries(patch: string): PatchEntry[];
+/** A file a call writes, and whether the call replaces it whole (a file its task never read is then refused). */
+export interface Write {
+    path: string;
+    whole: boolean;
+}
 /**
  * The files `tool` will change given `args`: null for a tool that does not write files, [] for a
  * writing tool whose arguments name no file (the caller must refuse it: it cannot be locked).
  */
 export declare function filesTouchedBy(tool: string, args: unknown, rules?: ToolRules): string[] | null;
+/** `filesTouchedBy`, with whether each file is written whole. */
+export declare function writesOf(tool: string, args: unknown, rules?: ToolRules): Write[] | null;
+/**
+ * The files a call shows the model, whose content its task tree has then seen: null for a tool
+ * that reads no file.
+ */
+export declare function readsOf(tool: string, args: unknown): string[] | null;

@@ -62,6 +62,7 @@ function stripHeredoc(text) {
 }
 const HEADERS = ['*** Add File:', '*** Delete File:', '*** Update File:'];
 const MOVE = '*** Move to:';
+const OPS = { '*** Add File:': 'add', '*** Delete File:': 'delete', '*** Update File:': 'update' };
 /**
  * Every path a patch in the apply_patch format touches, read as opencode 1.18.33 reads it: the
  * text trimmed and unwrapped from a heredoc, the part between the lines that trim to
@@ -70,20 +71,24 @@ const MOVE = '*** Move to:';
  * after an Update header, a header with an empty path skipped.
  */
 export function patchPaths(patch) {
+    return patchEntries(patch).map((e) => e.path);
+}
+/** The paths of a patch (as `patchPaths` reads them) with what the patch does to each; a path named twice keeps its first. */
+export function patchEntries(patch) {
     const lines = stripHeredoc(patch.trim()).split('\n');
     const begin = lines.findIndex((l) => l.trim() === '*** Begin Patch');
     const end = lines.findIndex((l) => l.trim() === '*** End Patch');
     if (begin === -1 || end === -1 || begin >= end)
         return [];
     const out = [];
-    const add = (p) => p && !out.includes(p) && out.push(p);
+    const add = (path, op) => path && !out.some((e) => e.path === path) && out.push({ path, op });
     for (let i = begin + 1; i < end; i++) {
         const header = HEADERS.find((h) => lines[i].startsWith(h));
         if (!header)
             continue;
-        add(lines[i].slice(header.length).trim());
+        add(lines[i].slice(header.length).trim(), OPS[header]);
         if (header === '*** Update File:' && lines[i + 1]?.startsWith(MOVE))
-            add(lines[i + 1].slice(MOVE.length).trim());
+            add(lines[i + 1].slice(MOVE.length).trim(), 'move');
     }
     return out;
 }
@@ -100,34 +105,70 @@ function stringsOf(v) {
         return v.flatMap((x) => (typeof x === 'string' ? stringsOf(x) : x && typeof x === 'object' ? stringsOf(x.path ?? x.filePath) : []));
     return [];
 }
+/** Tools other than opencode's own whose names say they replace a file whole (MCP's write_file, a custom `save`). */
+const WHOLE_WRITERS = /(^|_)(write|create|save|overwrite)(_?file)?$/i;
 /**
  * The files `tool` will change given `args`: null for a tool that does not write files, [] for a
  * writing tool whose arguments name no file (the caller must refuse it: it cannot be locked).
  */
 export function filesTouchedBy(tool, args, rules = NO_RULES) {
+    return writesOf(tool, args, rules)?.map((w) => w.path) ?? null;
+}
+/** `filesTouchedBy`, with whether each file is written whole. */
+export function writesOf(tool, args, rules = NO_RULES) {
     const a = (args && typeof args === 'object' ? args : {});
     const name = String(tool);
     if (findRule(name, rules.ignores))
         return null;
+    const whole = name === 'write' || WHOLE_WRITERS.test(name);
+    const each = (paths) => [...new Set(paths)].map((path) => ({ path, whole }));
     const configured = findRule(name, rules.writes);
     if (configured !== undefined && configured.length > 0)
-        return [...new Set(configured.flatMap((k) => stringsOf(a[k])))];
+        return each(configured.flatMap((k) => stringsOf(a[k])));
     if (configured === undefined) {
         if (PATCH_TOOLS.has(name)) {
             const text = PATCH_KEYS.map((k) => a[k]).find((v) => typeof v === 'string');
-            return text ? patchPaths(text) : [];
+            return text ? fromPatch(text) : [];
         }
         if (FILE_TOOLS.has(name))
-            return stringsOf(a.filePath ?? a.file_path ?? a.path);
+            return each(stringsOf(a.filePath ?? a.file_path ?? a.path));
         if (READ_ONLY.has(name) || !WRITE_WORDS.test(name))
             return null;
         // an editor tool asked only to look (str_replace_based_edit_tool's view)
         if (a.command === 'view')
             return null;
     }
-    const found = [...PATH_KEYS.flatMap((k) => stringsOf(a[k])), ...LIST_KEYS.flatMap((k) => stringsOf(a[k]))];
-    for (const k of PATCH_KEYS)
+    const found = each([...PATH_KEYS.flatMap((k) => stringsOf(a[k])), ...LIST_KEYS.flatMap((k) => stringsOf(a[k]))]);
+    for (const k of PATCH_KEYS) {
         if (typeof a[k] === 'string' && a[k].includes('*** Begin Patch'))
-            found.push(...patchPaths(a[k]));
-    return [...new Set(found)];
+            for (const w of fromPatch(a[k]))
+                if (!found.some((f) => f.path === w.path))
+                    found.push(w);
+    }
+    return found;
+}
+function fromPatch(text) {
+    return patchEntries(text).map((e) => ({ path: e.path, whole: e.op === 'add' || e.op === 'move' }));
+}
+/** Tools that return whole files: opencode's `read`, and MCP filesystem servers' reads. */
+const MCP_READ = /(^|_)read_(text_)?file$/;
+const MCP_READ_MANY = /(^|_)read_multiple_files$/;
+/** Arguments that make a read return part of a file only (MCP's head/tail). */
+const PARTIAL_READ_KEYS = ['head', 'tail'];
+/**
+ * The files a call shows the model, whose content its task tree has then seen: null for a tool
+ * that reads no file.
+ */
+export function readsOf(tool, args) {
+    const a = (args && typeof args === 'object' ? args : {});
+    const name = String(tool);
+    if (name === 'read')
+        return stringsOf(a.filePath ?? a.file_path ?? a.path);
+    if (PARTIAL_READ_KEYS.some((k) => a[k] !== undefined && a[k] !== null))
+        return null;
+    if (MCP_READ.test(name))
+        return stringsOf(a.path ?? a.filePath ?? a.file_path);
+    if (MCP_READ_MANY.test(name))
+        return LIST_KEYS.flatMap((k) => stringsOf(a[k]));
+    return null;
 }

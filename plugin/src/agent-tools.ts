@@ -3,7 +3,9 @@
 // of a multi-file change, and let them go). Both are read by people too, so they say who and how long.
 import path from 'node:path'
 import type { Cache, LockSnapshot } from '../../lib/index.js'
-import { ago } from './messages.ts'
+import { oneLine } from '../../lib/text.js'
+import { ago, writerOf } from './messages.ts'
+import type { Views } from './stale.ts'
 
 type Lib = typeof import('../../lib/index.js')
 
@@ -19,10 +21,25 @@ export interface ToolDeps {
   root: (session: string) => Promise<string>
   /** "the session “title” (agent build)", or '' when opencode does not know it. */
   describe: (session: string) => Promise<string>
-  /** Takes `paths` for `session` as `owner` until the turn ends; resolves to the normalized paths. */
-  claim: (session: string, owner: string, paths: string[], signal?: AbortSignal) => Promise<string[]>
+  /** Takes `paths` for `session` as `owner` until the turn ends, saying why; resolves to the normalized paths. */
+  claim: (session: string, owner: string, paths: string[], signal?: AbortSignal, reason?: string) => Promise<string[]>
   /** Lets go of what `owner`'s tree holds through this plugin on `paths`; the paths let go of. */
   unclaim: (owner: string, paths: string[]) => Promise<string[]>
+  /** The files' last writers and whether the caller's view of each is current. */
+  views?: Views
+}
+
+/** How many recent writes `file_locks` lists besides the locked files. */
+const RECENT_WRITES = 15
+/** What a file's status means for the caller, in `file_locks`. */
+const VIEW_WORDS: Record<string, string> = {
+  fresh: 'your view is current',
+  own: 'your view is current (you wrote it)',
+  stale: 'changed since you read it: read it again before writing it',
+  unread: 'you have not read it',
+  torn: 'it changed while you read it: read it again before writing it',
+  new: 'no file there now',
+  unreadable: 'cannot be read to compare',
 }
 
 interface ToolContext {
@@ -40,27 +57,53 @@ export function shown(p: string, baseDir: string): string {
 
 const inProject = (p: string, baseDir: string) => p === `${baseDir}/` || p.startsWith(`${baseDir}/`) || p === baseDir
 
-/** The `file_locks` answer: every lock and claim of the project, then who waits. */
-export async function describeLocks(snap: LockSnapshot, baseDir: string, me: string, describe: ToolDeps['describe']): Promise<string> {
-  const who = async (session: string, agent: string) => {
+/** What `file_locks` says of files' last writes: per path, the last writer and the caller's view. */
+export type FileNotes = Map<string, { lastWrite?: import('../../lib/index.js').FileVersion; status?: string }>
+
+/** The `file_locks` answer: every lock and claim of the project, then who waits, then recent writes. */
+export async function describeLocks(snap: LockSnapshot, baseDir: string, me: string, describe: ToolDeps['describe'], notes: FileNotes = new Map(), recent: string[] = []): Promise<string> {
+  const who = async (session: string, agent: string, rec?: Record<string, unknown>) => {
     if (session === me) return 'you (this task)'
     const d = await describe(session)
-    return d || `agent ${agent} (session ${session})`
+    return d || writerOf({ sessionId: session, agentId: agent, title: rec?.title as string, agentName: rec?.agentName as string, kind: rec?.kind as string })
+  }
+  const note = (p: string) => {
+    const n = notes.get(p)
+    if (!n) return ''
+    const last = n.lastWrite ? `; last written by ${n.lastWrite.tree === me ? 'you' : writerOf(n.lastWrite)} ${ago(Date.now() - n.lastWrite.at)} ago` : ''
+    const view = n.status && VIEW_WORDS[n.status] ? `; ${VIEW_WORDS[n.status]}` : ''
+    return `${last}${view}`
   }
   const locks = snap.locks.filter((l) => inProject(l.path, baseDir)).sort((a, b) => a.path.localeCompare(b.path))
   const waiters = snap.waiters.filter((w) => w.paths.some((p) => inProject(p, baseDir)))
-  if (locks.length === 0 && waiters.length === 0) return `No file or folder in ${baseDir} is locked or claimed, and nobody waits.`
-  const lines = [`Locks in ${baseDir} (${locks.length} held, ${waiters.length} waiting):`]
+  const lines: string[] = []
+  if (locks.length === 0 && waiters.length === 0) lines.push(`No file or folder in ${baseDir} is locked or claimed, and nobody waits.`)
+  else lines.push(`Locks in ${baseDir} (${locks.length} held, ${waiters.length} waiting):`)
   for (const l of locks) {
     const what = l.path.endsWith('/') ? `${shown(l.path, baseDir)} (claim: the folder and everything in it)` : shown(l.path, baseDir)
     const left = l.expiresAt > 0 ? `, expires in ${ago(l.expiresAt - snap.now)} unless renewed` : ''
-    lines.push(`- ${what}: held by ${await who(l.sessionId, l.agentId)} for ${ago(snap.now - l.timestamp)}${left}`)
+    const reason = typeof l.reason === 'string' && l.reason ? `, for this reason: “${oneLine(l.reason)}”` : ''
+    lines.push(`- ${what}: held by ${await who(l.sessionId, l.agentId, l)} for ${ago(snap.now - l.timestamp)}${reason}${left}${note(l.path)}`)
   }
   for (const w of waiters) {
     const by = w.blockedBy.sessionId ? `, held up by ${await who(w.blockedBy.sessionId, 'unknown')} on ${shown(w.blockedBy.path || w.paths[0], baseDir)}` : ''
     lines.push(`- waiting: ${await who(w.sessionId, w.agentId)} for ${w.paths.map((p) => shown(p, baseDir)).join(', ')} since ${ago(w.waitedMs)} ago${by}`)
   }
+  const unlocked = recent.filter((p) => !locks.some((l) => l.path === p) && notes.get(p)?.lastWrite)
+  if (unlocked.length) {
+    lines.push(`Recently written files (last writer; whether your view is current):`)
+    for (const p of unlocked) lines.push(`- ${shown(p, baseDir)}${note(p).replace(/^; /, ': ')}`)
+  }
   return lines.join('\n')
+}
+
+/** The project's most recently written files, newest first (from the versions beside the locks). */
+async function recentWrites(cache: Cache, baseDir: string): Promise<string[]> {
+  const found: { path: string; at: number }[] = []
+  for await (const [p, v] of cache.withNamespace('versions').entries({ limit: 5000 })) {
+    if (inProject(p, baseDir) && typeof (v as any)?.at === 'number') found.push({ path: p, at: (v as any).at })
+  }
+  return found.sort((a, b) => b.at - a.at).slice(0, RECENT_WRITES).map((f) => f.path)
 }
 
 export function agentTools(z: Zod, d: ToolDeps) {
@@ -71,8 +114,17 @@ export function agentTools(z: Zod, d: ToolDeps) {
         'and which agents wait for which files. Use it before a change that touches many files, or when a write was refused because another agent holds a file.',
       args: {},
       async execute(_args: Record<string, never>, ctx: ToolContext): Promise<string> {
-        const snap = await d.lib.lockSnapshot(await d.cache())
-        return describeLocks(snap, d.baseDir, await d.root(ctx.sessionID), d.describe)
+        const c = await d.cache()
+        const snap = await d.lib.lockSnapshot(c)
+        const me = await d.root(ctx.sessionID)
+        const notes: FileNotes = new Map()
+        let recent: string[] = []
+        if (d.views?.on) {
+          recent = await recentWrites(c, d.baseDir).catch(() => [])
+          const files = [...new Set([...snap.locks.filter((l) => inProject(l.path, d.baseDir)).map((l) => l.path), ...recent])]
+          for (const f of await d.views.describe(files, me).catch(() => [])) notes.set(f.path, f)
+        }
+        return describeLocks(snap, d.baseDir, me, d.describe, notes, recent)
       },
     },
     claim_files: {
@@ -83,8 +135,9 @@ export function agentTools(z: Zod, d: ToolDeps) {
       args: {
         paths: z.array(z.string()).min(1).describe('Files, or folders ending in /, relative to the project (e.g. ["src/auth/", "README.md"])'),
         release: z.boolean().optional().describe('true: let go of these paths instead of claiming them'),
+        reason: z.string().max(500).optional().describe('One line saying why (e.g. "rename the auth module"): other agents see it when their writes there are refused'),
       },
-      async execute(args: { paths: string[]; release?: boolean }, ctx: ToolContext): Promise<string> {
+      async execute(args: { paths: string[]; release?: boolean; reason?: string }, ctx: ToolContext): Promise<string> {
         const owner = await d.root(ctx.sessionID)
         const shownAll = (ps: string[]) => ps.map((p) => shown(p, d.baseDir)).join(', ')
         if (args.release) {
@@ -92,7 +145,7 @@ export function agentTools(z: Zod, d: ToolDeps) {
           if (gone.length === 0) return `Nothing to let go of: this session holds none of ${args.paths.join(', ')} through opencode-file-lock.`
           return `Let go of ${shownAll(gone)}; other agents may write there now.`
         }
-        const got = await d.claim(ctx.sessionID, owner, args.paths, ctx.abort)
+        const got = await d.claim(ctx.sessionID, owner, args.paths, ctx.abort, args.reason)
         const folders = got.filter((p) => p.endsWith('/'))
         const note = folders.length ? ` (${folders.length === 1 ? 'a folder claim covers' : 'folder claims cover'} everything inside)` : ''
         return `Claimed ${shownAll(got)}${note} until this turn ends; other agents' writes there are refused meanwhile. Release early with claim_files and release: true.`

@@ -1,14 +1,15 @@
 // The opencode hooks: which call locks what, when, and for how long. Locks are owned by the root
 // of the calling session's task tree (so a subagent may write what its parent holds); the record
 // in held.ts says which holds each call and each turn took, and releases undo exactly those.
-import type { Cache, LockRecord, LostLockEvent } from '../../lib/index.js'
+import type { Cache, Freshness, LockRecord, LostLockEvent } from '../../lib/index.js'
 import { agentTools, shown, type Zod } from './agent-tools.ts'
 import { changes, snapshot, type Snapshot } from './bash.ts'
 import { HeldLocks, type Hold } from './held.ts'
 import * as say from './messages.ts'
 import type { Settings } from './options.ts'
 import { Sessions, type SessionClient } from './sessions.ts'
-import { filesTouchedBy } from './tools.ts'
+import { Views, type BashViews } from './stale.ts'
+import { readsOf, writesOf } from './tools.ts'
 
 type Lib = typeof import('../../lib/index.js')
 
@@ -32,6 +33,10 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
   const held = new HeldLocks()
   const waits = new Map<string, Set<AbortController>>() // session -> acquires still waiting
   const bashBefore = new Map<string, Snapshot>() // callID -> the other sessions' files before a bash call
+  const bashViews = new Map<string, BashViews>() // callID -> the files its tree saw, before a bash call
+  const reading = new Map<string, { path: string; mark: string | null }[]>() // callID -> a read's files before it ran
+  // callID -> what a write call locked, for recording what it wrote (and what it overwrote, with FILE_LOCK_STALE=warn)
+  const writing = new Map<string, { paths: string[]; session: string; owner: string; overwrote: Freshness[] }>()
   const toast = (t: { title: string; message: string; variant: 'warning' | 'error' }) => {
     if (!s.toast) return
     try {
@@ -163,13 +168,13 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
   }
 
   /** Takes `paths` (files, or folders ending in /) for the rest of `session`'s turn, as `owner`. */
-  const claim = async (session: string, owner: string, paths: string[], signal?: AbortSignal): Promise<string[]> => {
+  const claim = async (session: string, owner: string, paths: string[], signal?: AbortSignal, reason?: string): Promise<string[]> => {
     const ac = new AbortController()
     const stop = () => ac.abort(signal?.reason ?? 'the tool call was aborted')
     signal?.addEventListener('abort', stop, { once: true })
     try {
       const c = await cache()
-      const got = await lib.acquireLocks(paths, s.agentId, owner, c, { baseDir: s.baseDir, ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) })
+      const got = await lib.acquireLocks(paths, s.agentId, owner, c, { baseDir: s.baseDir, kind: 'opencode', ...(await holderInfo(owner)), ...(reason ? { reason } : {}), ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) })
       held.took('turn', undefined, session, owner, got)
       keepRenewing()
       log(`claimed ${got.join(', ')} for session ${session} until its turn ends`)
@@ -205,7 +210,17 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
     }
   }
 
-  const tools = z ? agentTools(z, { lib, cache, baseDir: s.baseDir, root: (id) => sessions.root(id), describe: (id) => sessions.describe(id), claim, unclaim }) : undefined
+  const views = new Views(lib, cache, s, log)
+  const shownHere = (p: string) => shown(p, s.baseDir)
+  /** Undoes the holds one acquire of `owner`'s just took (a write refused after its locks were granted). */
+  const giveBack = async (paths: string[], owner: string, session: string) => release(paths.map((path) => ({ session, owner, path })), 'the write was refused')
+  /** The description of a session that lock records and versions carry. */
+  const holderInfo = async (session: string) => {
+    const i = await sessions.info(session)
+    return { title: i.title, agentName: i.agent }
+  }
+
+  const tools = z ? agentTools(z, { lib, cache, baseDir: s.baseDir, root: (id) => sessions.root(id), describe: (id) => sessions.describe(id), claim, unclaim, views }) : undefined
 
   return {
     ...(tools ? { tool: tools } : {}),
@@ -214,19 +229,26 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
       const tool = String(input?.tool)
       const session = input?.sessionID ?? 'unknown-session'
       if (tool === 'bash') {
-        // what other sessions hold, before the command runs
+        // what other sessions hold, and which files this tree saw are still as it saw them, before the command runs
         if (!input?.callID) return
         try {
           const owner = await sessions.root(session)
           const others = (await lib.listLocks(await cache())).filter((l) => l.sessionId !== owner)
           bashBefore.set(input.callID, snapshot(others))
+          if (views.on) bashViews.set(input.callID, await views.beforeCommand(owner))
         } catch (e: any) {
           log(`could not note the held files before bash: ${e?.message ?? e}`)
         }
         return
       }
-      const files = filesTouchedBy(tool, output?.args, s.tools)
-      if (files === null) return
+      const reads = readsOf(tool, output?.args)
+      if (reads !== null) {
+        if (input?.callID && reads.length) reading.set(input.callID, views.marks(reads))
+        return
+      }
+      const writes = writesOf(tool, output?.args, s.tools)
+      if (writes === null) return
+      const files = writes.map((w) => w.path)
       if (files.length === 0) throw say.noPaths(tool, output?.args)
       const owner = await sessions.root(session)
       const ac = new AbortController()
@@ -238,7 +260,7 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
       try {
         const c = await cache()
         if (s.waitMs > 0 && s.toast) telling = setTimeout(() => void tellWaiting(c, files), TELL_WAITING_AFTER_MS)
-        paths = await lib.acquireLocks(files, s.agentId, owner, c, { baseDir: s.baseDir, ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) })
+        paths = await lib.acquireLocks(files, s.agentId, owner, c, { baseDir: s.baseDir, kind: 'opencode', ...(await holderInfo(owner)), ...(s.ttlMs ? { ttlMs: s.ttlMs } : {}), ...(s.waitMs ? { waitMs: s.waitMs, signal: ac.signal } : {}) })
       } catch (e: any) {
         log(`refused ${tool} of ${files.join(', ')} for session ${session}: ${e?.code ?? ''} ${e?.message}`)
         if (e?.code === 'ELOCKED' && e.holder) toast(say.toasts.refused(files, await who(e.holder)))
@@ -252,14 +274,55 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
       const waited = Date.now() - started
       const as = owner === session ? '' : ` as its task tree's root ${owner}`
       log(`locked ${paths.join(', ')} for ${tool} (session ${session}${as}, scope ${s.scope}${waited >= 50 ? `, after waiting ${waited} ms` : ''})`)
+      // under the locks (after any wait): is every file as this tree last saw it?
+      let stale: Freshness[] = []
+      try {
+        stale = await views.check(paths, writes, owner)
+      } catch (e: any) {
+        if (s.stale === 'refuse') {
+          await giveBack(paths, owner, session)
+          throw say.cannotCheck(tool, files, e)
+        }
+        log(`could not check ${files.join(', ')} for changes since session ${session} read them (${e?.code ?? ''} ${e?.message ?? e}); FILE_LOCK_STALE=warn lets the write go ahead`)
+      }
+      if (stale.length > 0) {
+        const who = stale.map((f) => (f.lastWrite && f.byLastWrite ? say.writerOf(f.lastWrite) : 'outside any agent')).join(', ')
+        log(`${s.stale === 'refuse' ? 'refused' : 'warned about'} ${tool} of ${stale.map((f) => `${f.path} (${f.status})`).join(', ')} for session ${session}: changed since its task saw it`)
+        toast(say.toasts.stale(stale.map((f) => shownHere(f.path)), who, s.stale === 'refuse'))
+        if (s.stale === 'refuse') {
+          await giveBack(paths, owner, session)
+          throw say.staleRefusal(tool, stale, files, shownHere)
+        }
+      }
       held.took(s.scope, input.callID, session, owner, paths)
+      if (input.callID) writing.set(input.callID, { paths, session, owner, overwrote: stale })
       keepRenewing()
     },
 
     'tool.execute.after': async (input: ToolInput, output: { output?: string }) => {
+      const read = input?.callID ? reading.get(input.callID) : undefined
+      if (read) {
+        reading.delete(input.callID!)
+        await views.read(read, await sessions.root(input.sessionID ?? 'unknown-session'))
+      }
+      const wrote = input?.callID ? writing.get(input.callID) : undefined
+      if (wrote) {
+        // before the locks go: the next holder compares the disk with this
+        writing.delete(input.callID!)
+        await views.wrote(wrote.paths, { sessionId: wrote.session, tree: wrote.owner, ...(await holderInfo(wrote.session)) })
+        if (wrote.overwrote.length && output && typeof output.output === 'string') output.output += say.staleWarning(wrote.overwrote, shownHere)
+      }
       if (input?.tool === 'bash') {
         const before = input.callID ? bashBefore.get(input.callID) : undefined
-        if (input.callID) bashBefore.delete(input.callID)
+        const seen = input.callID ? bashViews.get(input.callID) : undefined
+        if (input.callID) {
+          bashBefore.delete(input.callID)
+          bashViews.delete(input.callID)
+        }
+        if (seen?.length) {
+          const adopted = await views.afterCommand(seen, await sessions.root(input.sessionID ?? 'unknown-session'))
+          if (adopted.length) log(`session ${input.sessionID}'s bash command changed ${adopted.join(', ')}: its view follows`)
+        }
         const found = before ? changes(before) : []
         if (found.length > 0) {
           const described = await Promise.all(found.map(async (f) => ({ path: f.lock.path, how: f.how, who: await who(f.lock) })))
@@ -286,7 +349,10 @@ export function lockingHooks(lib: Lib, s: Settings, client: SessionClient | unde
             // opencode skips tool.execute.after when a tool fails: release on the part's final state.
             const part = props.part
             if (part?.type !== 'tool' || (part.state?.status !== 'error' && part.state?.status !== 'completed')) break
-            if (part.tool === 'bash' && part.state.status === 'error') bashBefore.delete(part.callID)
+            if (part.state.status === 'error') {
+              // a failed call: nothing to record (the after hook never comes)
+              for (const m of [bashBefore, bashViews, reading, writing]) m.delete(part.callID)
+            }
             if (s.scope === 'call') await release(held.endCall(part.callID), `${part.tool} ${part.state.status}`)
             break
           }

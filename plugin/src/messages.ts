@@ -1,6 +1,9 @@
 // What the plugin says: to the model (tool errors, a line added to a tool's output) and to the
 // person at the keyboard (stderr, toasts). Every message names the file, who holds it and what
-// happened to the call.
+// happened to the call. Text other agents wrote (ids, titles, reasons) goes through oneLine.
+import os from 'node:os'
+import type { FileVersion, Freshness } from '../../lib/index.js'
+import { oneLine } from '../../lib/text.js'
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 
@@ -12,11 +15,60 @@ export function ago(ms: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
 }
 
+/** A time of day on this machine's clock (14:03:07), with the date when it is not today. */
+export function clock(ms: number): string {
+  const d = new Date(ms)
+  const time = d.toTimeString().slice(0, 8)
+  return d.toDateString() === new Date().toDateString() ? time : `${d.toISOString().slice(0, 10)} ${time}`
+}
+
+/** "the session “Fix login” (agent build)", else "agent <id> (session <id>)", with where it ran when that is another machine. */
+export function writerOf(v: { sessionId?: string; agentId?: string; title?: string; agentName?: string; kind?: string; host?: string }): string {
+  const title = v.title ? oneLine(v.title) : ''
+  const base = title ? `the session “${title}”${v.agentName ? ` (agent ${oneLine(v.agentName, 64)})` : ''}` : `agent ${oneLine(v.agentId ?? 'unknown')} (session ${oneLine(v.sessionId ?? 'unknown')})`
+  const kind = v.kind && v.kind !== 'opencode' ? ` [${oneLine(v.kind, 64)}]` : ''
+  const host = v.host && v.host !== os.hostname() ? ` on ${oneLine(v.host, 64)}` : ''
+  return `${base}${kind}${host}`
+}
+
+const wroteIt = (v: FileVersion) => `${writerOf(v)} wrote it ${ago(Date.now() - v.at)} ago`
+
+/** What happened to one file since the task saw it, as one sentence. */
+function staleLine(f: Freshness, shown: (p: string) => string): string {
+  const file = shown(f.path)
+  const last = f.lastWrite
+  switch (f.status) {
+    case 'unread':
+      return `${file} exists and you have not read it${last && f.byLastWrite ? ` (${wroteIt(last)})` : ''}: writing it whole would replace what is in it.`
+    case 'torn':
+      return `${file} changed while you read it, so what you saw may not be what it holds${last && f.byLastWrite ? ` (${wroteIt(last)})` : ''}.`
+    case 'unreadable':
+      return `${file} could not be read to see whether it changed since you read it (${oneLine(f.error ?? 'unknown error')}).`
+    default:
+      if (last && f.byLastWrite) return `${file} changed since you read it: ${wroteIt(last)}.`
+      return `${file} changed since you read it: it was changed on disk outside any agent${f.modifiedAt ? ` at ${clock(f.modifiedAt)}` : ''}${last ? ` (the last agent write, by ${writerOf(last)} ${ago(Date.now() - last.at)} ago, is not what it holds now)` : ''}.`
+  }
+}
+
+/** A write refused because its task's view of a file is out of date (or it never read a file it would replace). */
+export function staleRefusal(tool: string, found: Freshness[], files: string[], shown: (p: string) => string): Error {
+  const lines = found.map((f) => staleLine(f, shown))
+  const names = found.map((f) => shown(f.path)).join(', ')
+  const unreadOnly = found.every((f) => f.status === 'unread')
+  const advice = unreadOnly ? `Read ${names} first, then make your change.` : `Read ${names} again and redo your change on what ${found.length > 1 ? 'they hold' : 'it holds'} now.`
+  return new Error(`opencode-file-lock refused this ${tool} call: ${lines.join(' ')} Your change was not applied (${changed(files)}). ${advice}`)
+}
+
+/** FILE_LOCK_STALE=warn: appended to the output of a write that went ahead over changes its task had not seen. */
+export function staleWarning(found: Freshness[], shown: (p: string) => string): string {
+  return `\n\n[opencode-file-lock] Warning: this write went ahead over changes you had not seen. ${found.map((f) => staleLine(f, shown)).join(' ')} Read ${found.map((f) => shown(f.path)).join(', ')} again to check nothing of theirs was lost.`
+}
+
 /** Added to a holder's tool result while other agents wait for what it holds: one line each. */
 export function othersWait(waiting: { agentId: string; sessionId: string; paths: string[] }[]): string {
   const lines = waiting.map((w) => {
     const them = w.paths.length === 1 ? 'it' : 'them'
-    return `[opencode-file-lock] agent ${w.agentId} (session ${w.sessionId}) is waiting for ${w.paths.join(', ')}; finish with ${them} or release ${them} (claim_files with release: true).`
+    return `[opencode-file-lock] agent ${oneLine(w.agentId)} (session ${oneLine(w.sessionId)}) is waiting for ${w.paths.join(', ')}; finish with ${them} or release ${them} (claim_files with release: true).`
   })
   return `\n\n${lines.join('\n')}`
 }
@@ -29,7 +81,7 @@ export type Describe = (sessionId: string) => Promise<string>
 export async function blocked(tool: string, files: string[], e: any, waitMs: number, why: unknown, describe: Describe): Promise<Error> {
   if (e?.code === 'ELOCKED') {
     const waited = waitMs > 0 && typeof e.waitedMs === 'number' ? `waited ${seconds(e.waitedMs)} for it, then ` : ''
-    const who = e.holder?.sessionId ? await describe(e.holder.sessionId) : ''
+    const who = (e.holder?.sessionId ? await describe(e.holder.sessionId) : '') || (e.holder?.title ? writerOf(e.holder) : '')
     const known = who ? ` It is held by ${who}.` : ''
     return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`)
   }
@@ -41,6 +93,14 @@ export async function blocked(tool: string, files: string[], e: any, waitMs: num
   }
   return new Error(
     `opencode-file-lock could not lock ${files.join(', ')} because the lock store is unavailable (${e?.code ?? 'error'}: ${e?.message ?? e}). ` +
+      `The ${tool} call was not run and ${changed(files)}; retry in a moment.`,
+  )
+}
+
+/** The check for changes since the task read its files could not run: the write is refused (it fails closed). */
+export function cannotCheck(tool: string, files: string[], e: any): Error {
+  return new Error(
+    `opencode-file-lock could not check whether ${files.join(', ')} changed since you read ${files.length > 1 ? 'them' : 'it'} (${e?.code ?? 'error'}: ${e?.message ?? e}). ` +
       `The ${tool} call was not run and ${changed(files)}; retry in a moment.`,
   )
 }
@@ -87,6 +147,7 @@ export function bashChanged(changes: { path: string; who: string; how: string }[
 }
 
 export const toasts = {
+  stale: (files: string[], who: string, refused: boolean) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'warning' : 'error') as 'warning' | 'error' }),
   waiting: (files: string[], who: string, waitMs: number) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' as const }),
   refused: (files: string[], who: string) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' as const }),
   lost: (path: string, reason: string) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' as const }),

@@ -25,7 +25,15 @@ export interface FileLockOptions {
   toast?: boolean
   /** More tools that write, in FILE_LOCK_TOOLS's syntax (added to that variable's). */
   tools?: string
+  /**
+   * A write to a file that changed since its task last read it: `refuse` (default), `warn` (it goes
+   * ahead, and the model is told what it overwrote) or `off` (no check). Default: FILE_LOCK_STALE.
+   */
+  stale?: StaleMode
 }
+
+export type StaleMode = 'refuse' | 'warn' | 'off'
+
 
 export interface Settings {
   agentId: string
@@ -39,9 +47,14 @@ export interface Settings {
   debug: boolean
   toast: boolean
   tools: ToolRules
+  stale: StaleMode
+  /** How long versions and views are kept (FILE_LOCK_VERSION_TTL_MS, default a day). */
+  versionTtlMs: number
 }
 
-const OPTION_KEYS = ['agentId', 'cacheBackend', 'cache', 'redisCache', 'ttlMs', 'baseDir', 'scope', 'waitMs', 'toast', 'tools'] as const
+const OPTION_KEYS = ['agentId', 'cacheBackend', 'cache', 'redisCache', 'ttlMs', 'baseDir', 'scope', 'waitMs', 'toast', 'tools', 'stale'] as const
+const STALE_MODES: StaleMode[] = ['refuse', 'warn', 'off']
+const DAY_MS = 86_400_000
 const MAX_WAIT_MS = 86_400_000 // the library's bound: a day
 const MAX_TTL_MS = 2_147_483_647 // the library's bound: the longest a timer waits
 
@@ -85,6 +98,8 @@ export function settings(input: Record<string, unknown>, options: Record<string,
   if (backend !== undefined && !['sled', 'redis', 'hybrid'].includes(backend as string)) throw fail('option cacheBackend', "'sled', 'redis' or 'hybrid'", backend)
   if (opts.toast !== undefined && typeof opts.toast !== 'boolean') throw fail('option toast', 'true or false', opts.toast)
   if (opts.tools !== undefined && typeof opts.tools !== 'string') throw fail('option tools', 'a string in FILE_LOCK_TOOLS syntax', opts.tools)
+  const stale = opts.stale ?? (env.FILE_LOCK_STALE?.trim().toLowerCase() || 'refuse')
+  if (!STALE_MODES.includes(stale as StaleMode)) throw fail(opts.stale !== undefined ? 'option stale' : 'FILE_LOCK_STALE', "'refuse', 'warn' or 'off'", opts.stale ?? env.FILE_LOCK_STALE)
   const fromEnv = parseToolRules(env.FILE_LOCK_TOOLS)
   const fromOption = parseToolRules(opts.tools as string | undefined, 'option tools')
   return {
@@ -100,5 +115,7 @@ export function settings(input: Record<string, unknown>, options: Record<string,
     debug: flag(env, 'DEBUG_FILE_LOCK_CACHE') ?? flag(env, 'DEBUG_MODE') ?? false,
     toast: (opts.toast as boolean | undefined) ?? flag(env, 'FILE_LOCK_TOAST') ?? true,
     tools: { writes: new Map([...fromEnv.writes, ...fromOption.writes]), ignores: new Set([...fromEnv.ignores, ...fromOption.ignores]) },
+    stale: stale as StaleMode,
+    versionTtlMs: millis(undefined, 'versionTtlMs', env, 'FILE_LOCK_VERSION_TTL_MS', 1000, 30 * DAY_MS, DAY_MS)!,
   }
 }

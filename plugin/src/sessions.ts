@@ -1,6 +1,7 @@
 // What opencode knows of a session: its parent (a subagent's session is its task's child), its
 // title and its agent. Asked of opencode's own client once per session and kept: a session's
 // parent never changes. Without a client (a test, an old opencode) every session is a root.
+import { oneLine } from '../../lib/text.js'
 
 export interface SessionInfo {
   title?: string
@@ -61,6 +62,6 @@ export class Sessions {
   async describe(id: string): Promise<string> {
     const i = await this.info(id)
     if (!i.title && !i.agent) return ''
-    return [i.title ? `the session “${i.title}”` : `session ${id}`, i.agent ? `(agent ${i.agent})` : ''].filter(Boolean).join(' ')
+    return [i.title ? `the session “${oneLine(i.title)}”` : `session ${oneLine(id)}`, i.agent ? `(agent ${oneLine(i.agent, 64)})` : ''].filter(Boolean).join(' ')
   }
 }

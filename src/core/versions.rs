@@ -84,7 +84,8 @@ pub struct Freshness {
     /// Whether the write may go ahead.
     pub ok: bool,
     /// `new` (no file), `fresh` (as the tree saw it), `own` (as the tree itself last wrote it),
-    /// `unread` (the tree never saw it), `stale` (changed since), `unreadable` (cannot tell).
+    /// `unread` (the tree never saw it), `stale` (changed since), `torn` (it changed while the tree
+    /// read it), `unreadable` (cannot tell).
     pub status: &'static str,
     /// The path's last recorded write, whoever made it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,6 +198,11 @@ pub fn judge(path: &str, kind: WriteKind, tree: &str, now_mark: Option<&str>, vi
                     f.ok = kind == WriteKind::Partial;
                 }
             }
+            Some(v) if v.seen.hash == TORN => {
+                f.status = "torn";
+                f.ok = false;
+                f.by_last_write = matches_last(&mut disk)?;
+            }
             Some(v) => match fingerprint::same_as(path, now_mark, &v.seen)? {
                 Sameness::Absent => f.status = "new",
                 Sameness::Same { .. } => {
@@ -298,19 +304,24 @@ pub async fn record_writes<S: Store>(h: &Handle<S>, paths: &[String], writer: &W
 }
 
 /// After a read: the tree's view of the file, as the file is now. With `unchanged_since` (a stat
-/// mark taken before the read), nothing is recorded if the file changed meanwhile: the reader may
-/// have seen either content. True when a view was recorded.
+/// mark taken before the read), a file that changed meanwhile gets a view that matches no content:
+/// the reader may have seen either content, or half of each, so its next write there is refused
+/// until it reads the file again. True when the content it saw is known.
 pub async fn record_view<S: Store>(h: &Handle<S>, path: &str, tree: &str, unchanged_since: Option<&str>, base_dir: Option<&str>, ttl_ms: u64) -> Result<bool> {
     super::lock::check_id(tree, "tree")?;
     let p = normalize_path(path, base_dir)?;
-    let Some(fp) = fingerprint::fingerprint(&p)? else { return Ok(false) };
-    if unchanged_since.is_some_and(|m| m != fp.mark) {
-        return Ok(false);
+    let Some(mut fp) = fingerprint::fingerprint(&p)? else { return Ok(false) };
+    let known = unchanged_since.is_none_or(|m| m == fp.mark);
+    if !known {
+        fp = Fingerprint { hash: TORN.into(), mark: String::new(), settled: false, ..fp };
     }
     let view = View { seen: fp, at: now_ms() };
     views_of(h, tree)?.set(&p, &json(&view), Some(ttl_ms)).await?;
-    Ok(true)
+    Ok(known)
 }
+
+/// The hash of a view taken while the file changed: no content hashes to it.
+const TORN: &str = "changed-while-read";
 
 /// Every file `tree` has a view of, and whether the disk still matches it.
 pub async fn tree_views<S: Store>(h: &Handle<S>, tree: &str) -> Result<Vec<ViewState>> {
@@ -405,7 +416,10 @@ mod tests {
         let f = dir.path().join("new.txt").to_str().unwrap().to_owned();
         assert_eq!(check(&h, &[f.clone()], &[WriteKind::Whole], "A", None).await.unwrap()[0].status, "new");
         std::fs::write(&f, "x").unwrap();
-        assert!(!record_view(&h, &f, "A", Some("0:0:0:0:0"), None, 60_000).await.unwrap(), "changed since the mark: no view");
+        assert!(!record_view(&h, &f, "A", Some("0:0:0:0:0"), None, 60_000).await.unwrap(), "changed since the mark: what was seen is not known");
+        let torn = check(&h, &[f.clone()], &[WriteKind::Partial], "A", None).await.unwrap();
+        assert_eq!((torn[0].ok, torn[0].status), (false, "torn"), "even an edit waits for a read whose content is known");
+        assert!(!tree_views(&h, "A").await.unwrap()[0].fresh);
         assert!(record_view(&h, &f, "A", fingerprint::mark(&f).as_deref(), None, 60_000).await.unwrap());
         let views = tree_views(&h, "A").await.unwrap();
         assert_eq!(views.len(), 1);

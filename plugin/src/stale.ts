@@ -1,0 +1,119 @@
+// No lost updates: a lock orders writes, it does not make them safe. A task tree (a session and its
+// subagents) may write a file only as it last saw it: what it read, or what it wrote itself
+// (formatter and own bash changes included). Under the file's lock, before the write, the file on
+// disk is compared with that view; a file someone else changed since is refused, naming who when
+// the disk holds their recorded version. Views and versions live in the lock store, so every
+// process of a tree agrees, and a resumed session keeps them. Host-neutral: the opencode hooks and
+// other hosts call these with paths and task trees, never with their own shapes.
+import type { Cache, FileVersion, Freshness } from '../../lib/index.js'
+import type { Settings } from './options.ts'
+import type { Write } from './tools.ts'
+
+type Lib = typeof import('../../lib/index.js')
+
+/** Who a write is recorded as. */
+export interface WriterInfo {
+  sessionId: string
+  tree: string
+  title?: string
+  agentName?: string
+}
+
+/** A tree's files before a command that may change them: the ones it saw as they are on disk. */
+export type BashViews = { path: string; mark: string }[]
+
+export class Views {
+  constructor(
+    private lib: Lib,
+    private cache: () => Promise<Cache>,
+    private s: Settings,
+    private log: (msg: string) => void,
+  ) {}
+
+  get on(): boolean {
+    return this.s.stale !== 'off'
+  }
+
+  /**
+   * Whether `tree` may write these files now (`paths`: the locked, normalized paths, in the order
+   * of `writes`' paths once normalized). Only the files that may not are returned.
+   */
+  async check(paths: string[], writes: Write[], tree: string): Promise<Freshness[]> {
+    if (!this.on) return []
+    const whole = paths.map((p) => writes.some((w) => w.whole && this.normal(w.path) === p))
+    const found = await this.lib.checkFresh(paths, tree, await this.cache(), { whole })
+    return found.filter((f) => !f.ok)
+  }
+
+  /** After a write, before its locks go: what each file now holds, and that the writer's tree saw it. */
+  async wrote(paths: string[], w: WriterInfo): Promise<void> {
+    if (!this.on || paths.length === 0) return
+    try {
+      await this.lib.recordWrites(paths, { sessionId: w.sessionId, tree: w.tree, agentId: this.s.agentId, title: w.title, agentName: w.agentName, kind: 'opencode' }, await this.cache(), { ttlMs: this.s.versionTtlMs })
+    } catch (e: any) {
+      // the write landed; without its version the next writer may be told "changed outside any agent"
+      console.error(`[opencode-file-lock] could not record the write of ${paths.join(', ')} (${e?.code ?? ''} ${e?.message ?? e}); other sessions may see it as a change made outside any agent`)
+    }
+  }
+
+  /** Before a read: each file's mark, so a change during the read is not taken as seen. */
+  marks(paths: string[]): { path: string; mark: string | null }[] {
+    if (!this.on) return []
+    return paths.map((p) => {
+      const path = this.normal(p)
+      return { path, mark: path ? this.lib.fileMark(path) : null }
+    })
+  }
+
+  /** After a read: the tree has seen these files (those unchanged since `marks`). */
+  async read(before: { path: string; mark: string | null }[], tree: string): Promise<void> {
+    if (!this.on) return
+    for (const { path, mark } of before) {
+      if (!path || mark === null) continue
+      try {
+        const seen = await this.lib.recordView(path, tree, await this.cache(), { unchangedSince: mark, ttlMs: this.s.versionTtlMs })
+        if (!seen) this.log(`${path} changed while session tree ${tree} read it: its next write there is refused until it reads it again`)
+      } catch (e: any) {
+        this.log(`could not record that session tree ${tree} read ${path}: ${e?.code ?? ''} ${e?.message ?? e}`)
+      }
+    }
+  }
+
+  /** Before a command of `tree`'s: the files it has seen that are still as it saw them. */
+  async beforeCommand(tree: string): Promise<BashViews> {
+    if (!this.on) return []
+    const views = await this.lib.treeViews(tree, await this.cache())
+    return views.filter((v) => v.fresh && v.mark !== null).map((v) => ({ path: v.path, mark: v.mark! }))
+  }
+
+  /** After it: the command's own changes to those files are the tree's view now, not someone else's change. */
+  async afterCommand(before: BashViews, tree: string): Promise<string[]> {
+    const adopted: string[] = []
+    for (const { path, mark } of before) {
+      const now = this.lib.fileMark(path)
+      if (now === null || now === mark) continue
+      try {
+        if (await this.lib.recordView(path, tree, await this.cache(), { unchangedSince: now, ttlMs: this.s.versionTtlMs })) adopted.push(path)
+      } catch (e: any) {
+        this.log(`could not record session tree ${tree}'s own change to ${path}: ${e?.code ?? ''} ${e?.message ?? e}`)
+      }
+    }
+    return adopted
+  }
+
+  /** The last writes of `paths`, and for each whether `tree`'s view of it is current: for `file_locks`. */
+  async describe(paths: string[], tree: string): Promise<{ path: string; lastWrite?: FileVersion; status?: Freshness['status'] }[]> {
+    const files = paths.filter((p) => !p.endsWith('/'))
+    if (files.length === 0) return []
+    const found = await this.lib.checkFresh(files, tree, await this.cache(), { whole: false })
+    return found.map((f) => ({ path: f.path, lastWrite: f.lastWrite, status: f.status }))
+  }
+
+  private normal(p: string): string {
+    try {
+      return this.lib.normalizePath(p, this.s.baseDir)
+    } catch {
+      return ''
+    }
+  }
+}
