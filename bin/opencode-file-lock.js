@@ -11,6 +11,7 @@ const path = require('node:path')
 
 const ROOT = path.resolve(__dirname, '..')
 const { PKG, isCheckout } = require('../lib/platform.js')
+const { oneLine, holderText, reasonText } = require('../lib/text.js')
 const PLUGIN_FILE = "export { FileLockPlugin } from 'opencode-file-lock/plugin'\n"
 
 const HELP = `usage: opencode-file-lock <command> [options] [--json]
@@ -128,8 +129,8 @@ const commands = {
       print(locks, o.json, (ls) =>
         [
           ls.length === 0 ? 'no locks held' : '',
-          ...ls.map((r) => `${r.path}${r.path.endsWith('/') ? '  (claim: the folder and everything in it)' : ''}\n    held by agent ${r.agentId} (session ${r.sessionId}) since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago), expires in ${ago(r.expiresAt - now)}, token ${r.token}`),
-          ...waiters.map((w) => `waiting: agent ${w.agentId} (session ${w.sessionId}) for ${w.paths.join(', ')} for ${ago(w.waitedMs)}, held up by session ${w.blockedBy.sessionId || 'unknown'}${w.blockedBy.path ? ` on ${w.blockedBy.path}` : ''}`),
+          ...ls.map((r) => `${oneLine(r.path, 4096)}${r.path.endsWith('/') ? '  (claim: the folder and everything in it)' : ''}\n    held by ${holderText(r)} since ${new Date(r.timestamp).toISOString()} (${ago(now - r.timestamp)} ago)${reasonText(r)}, expires in ${ago(r.expiresAt - now)}, token ${r.token}`),
+          ...waiters.map((w) => `waiting: ${holderText(w)} for ${w.paths.map((p) => oneLine(p, 4096)).join(', ')} for ${ago(w.waitedMs)}, held up by session ${oneLine(w.blockedBy.sessionId || 'unknown')}${w.blockedBy.path ? ` on ${oneLine(w.blockedBy.path, 4096)}` : ''}`),
         ].filter(Boolean).join('\n'),
       )
       return 0

@@ -12,4 +12,16 @@ function oneLine(s, max = 200) {
   return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : t
 }
 
-module.exports = { oneLine }
+/** A lock's holder as people read it: `agent <id> (session <id>, “title”) [kind]`, each part one line. */
+function holderText(r) {
+  const title = r?.title ? `, “${oneLine(r.title)}”` : ''
+  const kind = r?.kind && r.kind !== 'opencode' ? ` [${oneLine(r.kind, 64)}]` : ''
+  return `agent ${oneLine(r?.agentId ?? 'unknown')} (session ${oneLine(r?.sessionId ?? 'unknown')}${title})${kind}`
+}
+
+/** `, for this reason: “...”` when the lock record gives one, else ''. */
+function reasonText(r) {
+  return r?.reason ? `, for this reason: “${oneLine(r.reason)}”` : ''
+}
+
+module.exports = { oneLine, holderText, reasonText }

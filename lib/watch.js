@@ -9,6 +9,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const L = require('./index.js')
+const { oneLine, holderText, reasonText } = require('./text.js')
 
 const WAITER_RELOOK_MS = 3000
 const TICK_MS = 1000
@@ -35,6 +36,8 @@ function projectFinder() {
 }
 
 const lockKey = (l) => `${l.path}\0${l.token}`
+/** What a lock record says of its holder besides its ids (kind, reason, title, agentName), as given. */
+const holderFields = (l) => Object.fromEntries(['kind', 'reason', 'title', 'agentName'].filter((k) => typeof l[k] === 'string').map((k) => [k, l[k]]))
 const waitKey = (w) => `${w.sessionId}\0${w.paths.join('\0')}`
 
 /** What changed between two looks, as events (store clock `now` of the later look). */
@@ -44,7 +47,7 @@ function diff(prev, next) {
   const before = new Map(prev.locks.map((l) => [lockKey(l), l]))
   const after = new Map(next.locks.map((l) => [lockKey(l), l]))
   for (const [k, l] of after) {
-    if (!before.has(k)) events.push({ type: 'acquired', at, path: l.path, claim: l.path.endsWith('/'), sessionId: l.sessionId, agentId: l.agentId, token: l.token, expiresAt: l.expiresAt })
+    if (!before.has(k)) events.push({ type: 'acquired', at, path: l.path, claim: l.path.endsWith('/'), sessionId: l.sessionId, agentId: l.agentId, ...holderFields(l), token: l.token, expiresAt: l.expiresAt })
   }
   for (const [k, l] of before) {
     if (!after.has(k)) events.push({ type: l.expiresAt > 0 && l.expiresAt <= at ? 'expired' : 'released', at, path: l.path, claim: l.path.endsWith('/'), sessionId: l.sessionId, agentId: l.agentId, token: l.token, heldMs: at - l.timestamp })
@@ -77,11 +80,11 @@ function render(snap, storeNow, header, projectOf) {
     const rows = []
     for (const l of g.locks.sort((a, b) => a.path.localeCompare(b.path))) {
       const left = l.expiresAt > 0 ? `expires in ${ago(l.expiresAt - storeNow)}` : 'no expiry'
-      rows.push([l.path.endsWith('/') ? 'CLAIM' : 'HELD', rel(root, l.path), `agent ${l.agentId} (session ${l.sessionId})`, `held ${ago(storeNow - l.timestamp)}`, left])
+      rows.push([l.path.endsWith('/') ? 'CLAIM' : 'HELD', oneLine(rel(root, l.path), 4096), holderText(l), `held ${ago(storeNow - l.timestamp)}`, `${left}${reasonText(l)}`])
     }
     for (const w of g.waiters) {
-      const by = w.blockedBy.sessionId ? `for session ${w.blockedBy.sessionId}${w.blockedBy.path ? ` (${rel(root, w.blockedBy.path)})` : ''}` : ''
-      rows.push(['WAIT', w.paths.map((p) => rel(root, p)).join(', '), `agent ${w.agentId} (session ${w.sessionId})`, `waiting ${ago(storeNow - w.since)}`, by])
+      const by = w.blockedBy.sessionId ? `for session ${oneLine(w.blockedBy.sessionId)}${w.blockedBy.path ? ` (${oneLine(rel(root, w.blockedBy.path), 4096)})` : ''}` : ''
+      rows.push(['WAIT', w.paths.map((p) => oneLine(rel(root, p), 4096)).join(', '), holderText(w), `waiting ${ago(storeNow - w.since)}`, by])
     }
     const widths = rows.reduce((w, r) => r.map((c, i) => Math.max(w[i] ?? 0, c.length)), [])
     for (const r of rows) lines.push(`  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')}`)

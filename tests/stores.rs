@@ -115,3 +115,24 @@ fn sled_reopens_with_data_after_close() {
     let again = SledStore::open(path).unwrap();
     assert_eq!(now_or_never(again.get("ns", "k")).unwrap().unwrap().unwrap().value.get(), "1");
 }
+
+#[tokio::test]
+async fn sled_sweeps_expired_entries_of_every_namespace_and_keeps_the_live_ones_and_its_counters() {
+    // what the serving process runs every few minutes: versions and views expire after a day and
+    // sled keeps nothing it was not told to delete
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path().to_str().unwrap()).unwrap();
+    let req = LockRequest::new("s1", "agent", Some(60_000)).unwrap();
+    let first = s.acquire("locks", &["/f".into()], &req).await.unwrap()[0].token;
+    s.release("locks", "/f", "s1").await.unwrap();
+    s.set("locks/versions", "/a", "{}", Some(1)).await.unwrap();
+    s.set("locks/views/host/ses_1", "/a", "{}", Some(1)).await.unwrap();
+    s.set("locks/views/host/ses_1", "/b", "{}", Some(60_000)).await.unwrap();
+    s.set("other", "k", "1", None).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(s.sweep_expired("").await.unwrap(), 2);
+    assert!(s.get("locks/views/host/ses_1", "/b").await.unwrap().is_some());
+    assert!(s.get("other", "k").await.unwrap().is_some());
+    let again = s.acquire("locks", &["/f".into()], &req).await.unwrap()[0].token;
+    assert!(again > first, "the fencing counter is not an expiring entry");
+}

@@ -30,6 +30,11 @@ use crate::stores::sled_store::SledStore;
 const SPIN: Duration = Duration::from_micros(100);
 /// A client that does not read its answers is dropped past this much unsent.
 const MAX_UNSENT: usize = 2 * MAX_FRAME;
+/// How often the serving process deletes expired entries of every namespace (sled keeps them
+/// until deleted; Redis drops them itself): write versions and views expire after a day, and the
+/// folder must not grow with every file ever read. The first sweep comes a minute after start.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+const FIRST_SWEEP: Duration = Duration::from_secs(60);
 
 pub struct Server {
     stop: Arc<AtomicBool>,
@@ -118,7 +123,15 @@ impl Loop {
         // batches further apart; then the looking only takes a core from them.
         let mut spin = SPIN;
         let mut sleeps = 0u32;
+        let mut next_sweep = Instant::now() + FIRST_SWEEP;
         while !self.stop.load(Ordering::Acquire) {
+            if Instant::now() >= next_sweep {
+                next_sweep = Instant::now() + SWEEP_EVERY;
+                match sync(self.store.sweep_expired("")) {
+                    Ok(n) => debug::log(format_args!("shared store: swept {n} expired entries")),
+                    Err(e) => debug::log(format_args!("shared store: sweeping expired entries failed: {e}")),
+                }
+            }
             let spinning = Instant::now() < spin_until;
             // one poll(2) for everything: while spinning it only looks (timeout 0)
             fds.clear();
