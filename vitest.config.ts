@@ -8,5 +8,8 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Native addons and child processes: separate processes per file are the safe choice.
     pool: 'forks',
+    // Most files spend their time waiting on real servers and opencode processes, not on a core:
+    // three at once on two cores (vitest's default there is one). OFL_TEST_FORKS overrides it.
+    poolOptions: { forks: { maxForks: Number(process.env.OFL_TEST_FORKS ?? 3), minForks: 1 } },
   },
 })
