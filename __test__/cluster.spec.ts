@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { acquireLock, acquireLocks, getLock, HybridCache, listLocks, listWaiters, openCache, releaseAllLocks, releaseLock, RedisCache, type Cache } from '../lib/index.js'
-import { check, heldAt } from './fault/checker'
+import { check, heldAt, nowUs } from './fault/checker'
 import { spawnWorker } from './fault/spawn-worker'
 import { startCluster, type RedisCluster } from './helpers/redis-cluster'
 import { lockKey, slot } from './helpers/slots'
@@ -203,7 +203,7 @@ describe('Redis Cluster', () => {
     await acquireLock(keptOnVictim, 'keeper', 'keeper', c)
     await sleep(200) // replicated by now (asynchronously)
     const victim = cluster.nodes.find((x) => x.port === victimPort)!
-    const killedAtUs = Date.now() * 1000
+    const killedAtUs = nowUs()
     const killedAt = performance.now()
     await victim.kill()
     let back = 0

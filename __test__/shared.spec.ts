@@ -7,7 +7,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { acquireLock, listLocks, releaseLock, SledCache } from '../lib/index.js'
-import { check } from './fault/checker'
+import { check, nowUs } from './fault/checker'
 import { startLockProcess, type LockProcess } from './helpers/lock-process'
 import { startRedis } from './helpers/redis-server'
 import { sleep, tmpDir } from './helpers/tmp'
@@ -111,7 +111,7 @@ describe('one lock table for every process of the user', () => {
     const start = (i: number): W => {
       const log = path.join(dir, `w${i}.log`)
       const child = spawn(process.execPath, [WORKER, JSON.stringify({ name: `p${i}`, backend: 'sled', sledPath: folder, sessions: 4, files: 20, until, holdMs: 3, ttlMs: 1000, log })], { stdio: ['ignore', 'pipe', 'pipe'] })
-      const w: W = { child, log, started: Date.now(), out: '', done: new Promise((r) => child.once('exit', (code) => r(code))) }
+      const w: W = { child, log, started: nowUs() / 1000, out: '', done: new Promise((r) => child.once('exit', (code) => r(code))) }
       child.stdout!.on('data', (d) => (w.out += d))
       child.stderr!.on('data', (d) => (w.out += d))
       workers.push(w)
@@ -131,7 +131,7 @@ describe('one lock table for every process of the user', () => {
         if (!victim) await sleep(10)
       }
       expect(victim, `kill ${k}: the serving process is one of the workers`).toBeDefined()
-      victim!.killedAt = Date.now()
+      victim!.killedAt = nowUs() / 1000 // ms on the workers' log clock
       victim!.child.kill('SIGKILL')
       await victim!.done
       kills.push(victim!.killedAt)

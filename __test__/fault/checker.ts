@@ -3,6 +3,9 @@
 // any overlap here is a real double grant. Also checks that fencing tokens grow per file.
 import fs from 'node:fs'
 
+/** Now in µs on the clock the workers log with (monotonic, the same in every process of the machine). */
+export const nowUs = () => Number(process.hrtime.bigint() / 1000n)
+
 export interface Verdict {
   grants: number
   doubleGrants: { file: string; a: string; b: string }[]

@@ -7,7 +7,9 @@ const fs = require('node:fs')
 const L = require('../../lib/index.js')
 
 const cfg = JSON.parse(process.argv[2])
-const now = () => Math.round((performance.timeOrigin + performance.now()) * 1000) // µs
+// µs on the machine-wide monotonic clock, the same in every process (a wall-clock origin sampled at
+// each process's start is not: under load it is a few ms off, enough to fake an overlap)
+const now = () => Number(process.hrtime.bigint() / 1000n)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const log = fs.openSync(cfg.log, 'a')
 const write = (o) => fs.writeSync(log, JSON.stringify(o) + '\n')

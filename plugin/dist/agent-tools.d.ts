@@ -19,7 +19,7 @@ export interface ToolDeps {
     /** The files' last writers and whether the caller's view of each is current. */
     views?: Views;
 }
-interface ToolContext {
+export interface ToolContext {
     sessionID: string;
     abort?: AbortSignal;
 }

@@ -1,6 +1,6 @@
-import { type Hooks } from './hooks.ts';
-import { type FileLockOptions } from './options.ts';
-export type { Hooks } from './hooks.ts';
+import type { FileLockOptions } from './options.ts';
+import { type Hooks } from './v1.ts';
+export type { Hooks } from './v1.ts';
 export type { FileLockOptions } from './options.ts';
 export type { Scope as LockScope } from './held.ts';
 /** What opencode passes to a plugin (the parts this plugin reads). */

@@ -11,33 +11,15 @@
 // It fails closed: if it cannot lock at all (the native addon is missing, a setting is wrong), it
 // still loads and refuses every write it would have locked. Throwing here instead would make
 // opencode skip the plugin and run the writes unlocked.
-import { createRequire } from 'node:module';
-import { lockingHooks } from './hooks.js';
+import { load } from './load.js';
 import * as say from './messages.js';
-import { settings } from './options.js';
-import { filesTouchedBy } from './tools.js';
-/**
- * The library, or why it cannot load (usually: the native addon is not installed). The addon is
- * CommonJS; createRequire loads it the same way under Bun (opencode) and Node.
- */
-function loadLib() {
-    try {
-        return { lib: createRequire(import.meta.url)('../../lib/index.js') };
-    }
-    catch (e) {
-        return { error: e instanceof Error ? e : new Error(String(e)) };
-    }
-}
-const told = new Set();
-/** Hooks that refuse every write the plugin would have locked, saying why (once on stderr too). */
+import { filesTouchedBy, isShell } from './tools.js';
+import { v1Hooks } from './v1.js';
+/** Hooks that refuse every write the plugin would have locked, saying why. */
 function refusingHooks(why) {
-    if (!told.has(why)) {
-        told.add(why);
-        console.error(say.cannotLockNotice(why));
-    }
     return {
         'tool.execute.before': async (input, output) => {
-            if (input?.tool === 'bash' || filesTouchedBy(String(input?.tool), output?.args) === null)
+            if (isShell(String(input?.tool)) || filesTouchedBy(String(input?.tool), output?.args) === null)
                 return;
             throw say.cannotLock(String(input?.tool), why);
         },
@@ -48,28 +30,8 @@ function refusingHooks(why) {
  * options from its config; called by a test, the first argument may carry the options itself.
  */
 export const FileLockPlugin = async (input = {}, options = {}) => {
-    const loaded = loadLib();
-    if ('error' in loaded) {
-        const e = loaded.error;
-        return refusingHooks(e.code === 'ENOADDON' ? e.message : `it could not load its library (${e.message}).`);
-    }
-    let s;
-    try {
-        s = settings(input, options, process.env);
-    }
-    catch (e) {
-        return refusingHooks(`${e.message.replace(/^opencode-file-lock: /, '')}; fix it and restart opencode.`);
-    }
-    return lockingHooks(loaded.lib, s, input.client, await loadZod(s.debug));
+    const ready = await load(input, options);
+    if ('why' in ready)
+        return refusingHooks(ready.why);
+    return v1Hooks(ready.lib, ready.s, input.client, ready.z);
 };
-/** zod, for the agents' lock tools' arguments; without it the plugin still locks, with no tools. */
-async function loadZod(debug) {
-    try {
-        return (await import('zod')).z;
-    }
-    catch (e) {
-        if (debug)
-            console.error(`[opencode-file-lock] the file_locks and claim_files tools are off: zod did not load (${e.message})`);
-        return undefined;
-    }
-}

@@ -3,7 +3,7 @@ export interface SessionInfo {
     agent?: string;
     parentID?: string;
 }
-/** The part of opencode's SDK client this plugin uses. */
+/** The part of opencode 1's SDK client this plugin uses. */
 export interface SessionClient {
     session?: {
         get?: (o: {
@@ -27,9 +27,10 @@ export interface SessionClient {
     };
 }
 export declare class Sessions {
-    private client;
+    private lookup?;
     private known;
-    constructor(client: SessionClient | undefined);
+    /** `lookup`: what the host knows of a session (undefined or a rejection: nothing). */
+    constructor(lookup?: ((id: string) => Promise<SessionInfo | undefined>) | undefined);
     /** What a `session.created` / `session.updated` event says, so no question is needed. */
     saw(info: any): void;
     info(id: string): Promise<SessionInfo>;

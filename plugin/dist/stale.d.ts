@@ -8,6 +8,8 @@ export interface WriterInfo {
     tree: string;
     title?: string;
     agentName?: string;
+    /** `opencode` (default), `claude-code`, ... */
+    kind?: string;
 }
 /** A tree's files before a command that may change them: the ones it saw as they are on disk. */
 export type BashViews = {

@@ -28,7 +28,7 @@ export class Views {
         if (!this.on || paths.length === 0)
             return;
         try {
-            await this.lib.recordWrites(paths, { sessionId: w.sessionId, tree: w.tree, agentId: this.s.agentId, title: w.title, agentName: w.agentName, kind: 'opencode' }, await this.cache(), { ttlMs: this.s.versionTtlMs });
+            await this.lib.recordWrites(paths, { sessionId: w.sessionId, tree: w.tree, agentId: this.s.agentId, title: w.title, agentName: w.agentName, kind: w.kind ?? 'opencode' }, await this.cache(), { ttlMs: this.s.versionTtlMs });
         }
         catch (e) {
             // the write landed; without its version the next writer may be told "changed outside any agent"

@@ -1,3 +1,5 @@
+/** The shell tool: `bash` in opencode 1, `shell` in opencode 2 (and Claude Code's `Bash`). */
+export declare const isShell: (tool: string) => tool is "Bash" | "bash" | "shell";
 /** Arguments that name one file or folder a writing tool touches (MCP servers' spellings too). */
 export declare const PATH_KEYS: string[];
 /**

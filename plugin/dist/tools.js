@@ -8,7 +8,9 @@ const PATCH_TOOLS = new Set(['patch', 'apply_patch']);
 /** Other tools (MCP servers, custom tools) whose names say they change a file or folder. */
 const WRITE_WORDS = /(create|write|edit|replace|insert|delete|update|move|rename|remove|patch|diff|append|save|mkdir|unlink|copy|notebook)/i;
 /** Tools that only look (or, like bash and the code-mode runner, are watched another way), whatever their names contain. */
-const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'websearch', 'codesearch', 'todoread', 'todowrite', 'task', 'bash', 'execute', 'lsp', 'skill', 'question', 'file_locks', 'claim_files']);
+const READ_ONLY = new Set(['read', 'glob', 'grep', 'list', 'ls', 'webfetch', 'websearch', 'codesearch', 'todoread', 'todowrite', 'task', 'subagent', 'bash', 'shell', 'execute', 'lsp', 'skill', 'question', 'file_locks', 'claim_files']);
+/** The shell tool: `bash` in opencode 1, `shell` in opencode 2 (and Claude Code's `Bash`). */
+export const isShell = (tool) => tool === 'bash' || tool === 'shell' || tool === 'Bash';
 /** Arguments that name one file or folder a writing tool touches (MCP servers' spellings too). */
 export const PATH_KEYS = [
     'filePath', 'file_path', 'path', 'filename', 'file', 'target_file', 'targetFile', 'target', 'notebook_path', 'notebookPath', 'uri',
@@ -127,7 +129,8 @@ export function writesOf(tool, args, rules = NO_RULES) {
         return each(configured.flatMap((k) => stringsOf(a[k])));
     if (configured === undefined) {
         if (PATCH_TOOLS.has(name)) {
-            const text = PATCH_KEYS.map((k) => a[k]).find((v) => typeof v === 'string');
+            // a freeform patch call carries the patch itself as its input
+            const text = typeof args === 'string' ? args : PATCH_KEYS.map((k) => a[k]).find((v) => typeof v === 'string');
             return text ? fromPatch(text) : [];
         }
         if (FILE_TOOLS.has(name))

@@ -42,7 +42,7 @@ const VIEW_WORDS: Record<string, string> = {
   unreadable: 'cannot be read to compare',
 }
 
-interface ToolContext {
+export interface ToolContext {
   sessionID: string
   abort?: AbortSignal
 }

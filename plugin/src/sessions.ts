@@ -1,6 +1,7 @@
-// What opencode knows of a session: its parent (a subagent's session is its task's child), its
-// title and its agent. Asked of opencode's own client once per session and kept: a session's
-// parent never changes. Without a client (a test, an old opencode) every session is a root.
+// What the host knows of a session: its parent (a subagent's session is its task's child), its
+// title and its agent. Asked of the host (opencode's client) once per session and kept: a
+// session's parent never changes. With nothing to ask (a test, an old opencode) every session is
+// a root.
 import { oneLine } from '../../lib/text.js'
 
 export interface SessionInfo {
@@ -9,7 +10,7 @@ export interface SessionInfo {
   parentID?: string
 }
 
-/** The part of opencode's SDK client this plugin uses. */
+/** The part of opencode 1's SDK client this plugin uses. */
 export interface SessionClient {
   session?: { get?: (o: { path: { id: string } }) => Promise<{ data?: any; error?: unknown }> }
   tui?: { showToast?: (o: { body: { title?: string; message: string; variant: 'info' | 'success' | 'warning' | 'error'; duration?: number } }) => Promise<unknown> }
@@ -21,7 +22,8 @@ const MAX_DEPTH = 32
 export class Sessions {
   private known = new Map<string, Promise<SessionInfo>>()
 
-  constructor(private client: SessionClient | undefined) {}
+  /** `lookup`: what the host knows of a session (undefined or a rejection: nothing). */
+  constructor(private lookup?: (id: string) => Promise<SessionInfo | undefined>) {}
 
   /** What a `session.created` / `session.updated` event says, so no question is needed. */
   saw(info: any): void {
@@ -31,15 +33,11 @@ export class Sessions {
   info(id: string): Promise<SessionInfo> {
     let p = this.known.get(id)
     if (!p) {
-      const session = this.client?.session
-      // called as a method: the SDK's functions need their `this`
-      p = typeof session?.get === 'function'
-        ? session.get({ path: { id } }).then(
-            (r) => ({ title: r?.data?.title, agent: r?.data?.agent, parentID: r?.data?.parentID }),
-            () => ({}),
-          )
-        : Promise.resolve({})
-      p = p.catch(() => ({}))
+      const lookup = this.lookup
+      p = (lookup ? Promise.resolve().then(() => lookup(id)) : Promise.resolve(undefined)).then(
+        (i) => ({ title: i?.title, agent: i?.agent, parentID: i?.parentID }),
+        () => ({}),
+      )
       // a failed lookup is asked again next time
       p.then((i) => i.title === undefined && i.parentID === undefined && this.known.delete(id))
       this.known.set(id, p)

@@ -17,6 +17,8 @@ export interface WriterInfo {
   tree: string
   title?: string
   agentName?: string
+  /** `opencode` (default), `claude-code`, ... */
+  kind?: string
 }
 
 /** A tree's files before a command that may change them: the ones it saw as they are on disk. */
@@ -49,7 +51,7 @@ export class Views {
   async wrote(paths: string[], w: WriterInfo): Promise<void> {
     if (!this.on || paths.length === 0) return
     try {
-      await this.lib.recordWrites(paths, { sessionId: w.sessionId, tree: w.tree, agentId: this.s.agentId, title: w.title, agentName: w.agentName, kind: 'opencode' }, await this.cache(), { ttlMs: this.s.versionTtlMs })
+      await this.lib.recordWrites(paths, { sessionId: w.sessionId, tree: w.tree, agentId: this.s.agentId, title: w.title, agentName: w.agentName, kind: w.kind ?? 'opencode' }, await this.cache(), { ttlMs: this.s.versionTtlMs })
     } catch (e: any) {
       // the write landed; without its version the next writer may be told "changed outside any agent"
       console.error(`[opencode-file-lock] could not record the write of ${paths.join(', ')} (${e?.code ?? ''} ${e?.message ?? e}); other sessions may see it as a change made outside any agent`)

@@ -1,0 +1,102 @@
+// Every loaded instance of the plugin says so in the store: which opencode (and plugin API) loaded
+// it, its process, project and store, and since when. The entry lives 30 s and is renewed every
+// 10 s, so it is gone soon after its process ends or stops renewing. `opencode-file-lock doctor`
+// reads these to tell a plugin that is configured from one that actually runs.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+export const INSTANCE_TTL_MS = 30_000;
+const RENEW_MS = 10_000;
+/** The version of the opencode binary running this process, from its package beside it, else ''. */
+export function opencodeVersion() {
+    try {
+        // npm's opencode-ai ships the binary in opencode-<platform>/bin/opencode
+        const pkg = JSON.parse(fs.readFileSync(path.join(path.dirname(process.execPath), '..', 'package.json'), 'utf8'));
+        return typeof pkg?.name === 'string' && pkg.name.startsWith('opencode') && typeof pkg.version === 'string' ? pkg.version : '';
+    }
+    catch {
+        return '';
+    }
+}
+/** The store as people name it, with no secret: `sled <folder>`, `redis <host:port>`, ... */
+export function storeLabel(lib, backend) {
+    try {
+        const cfg = lib.configFromEnv(process.env);
+        const b = backend ?? cfg.backend;
+        if (b === 'sled')
+            return `sled ${cfg.sledPath}`;
+        const r = cfg.redis;
+        let where = `${r.host}:${r.port}`;
+        if (r.cluster?.length)
+            where = `cluster of ${r.cluster.length} node(s)`;
+        else if (r.sentinels?.length)
+            where = `sentinel ${r.sentinelMaster}`;
+        else if (r.url) {
+            try {
+                const u = new URL(r.url);
+                where = `${u.hostname}:${u.port || 6379}`;
+            }
+            catch {
+                where = 'REDIS_URL';
+            }
+        }
+        return `${b} ${where}`;
+    }
+    catch {
+        return backend ?? 'unknown';
+    }
+}
+function pluginVersion() {
+    try {
+        return JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version ?? '';
+    }
+    catch {
+        return '';
+    }
+}
+/** Announces this instance now and every 10 s until `stop()`, which takes the entry out. */
+export function announce(lib, core, o) {
+    const id = `${os.hostname()}:${process.pid}:${crypto.randomBytes(4).toString('hex')}`;
+    const since = Date.now();
+    const record = () => ({
+        id,
+        api: o.api,
+        opencode: o.opencodeVersion || opencodeVersion() || 'unknown',
+        plugin: pluginVersion(),
+        pid: process.pid,
+        host: os.hostname(),
+        project: o.project,
+        store: storeLabel(lib, core.settings.cacheBackend),
+        since,
+        seen: Date.now(),
+    });
+    let stopped = false;
+    const put = async () => {
+        try {
+            const c = await core.cache();
+            if (!stopped)
+                await c.withNamespace('instances').set(id, record(), { ttlMs: INSTANCE_TTL_MS });
+        }
+        catch (e) {
+            core.log(`could not announce this plugin instance in the store: ${e?.code ?? ''} ${e?.message ?? e}`);
+        }
+    };
+    const first = put();
+    const timer = setInterval(put, RENEW_MS);
+    timer.unref?.();
+    return {
+        id,
+        async stop() {
+            stopped = true;
+            clearInterval(timer);
+            await first;
+            try {
+                await (await core.cache()).withNamespace('instances').del(id);
+            }
+            catch {
+                // the entry expires on its own
+            }
+        },
+    };
+}
