@@ -164,7 +164,8 @@ export async function main(): Promise<string> {
     expect(r.status, r.out).toBe(0)
     const pkg = JSON.parse(fs.readFileSync(path.join(dir, '.opencode/package.json'), 'utf8'))
     expect(pkg.dependencies['opencode-file-lock']).toBe(`^${version}`)
-    expect(fs.readFileSync(path.join(dir, '.opencode/plugin/file-lock.ts'), 'utf8')).toBe("export { FileLockPlugin } from 'opencode-file-lock/plugin'\n")
+    // the opencode on PATH (1.18.33) reads a default {id, server}: the module opencode 2 loads too
+    expect(fs.readFileSync(path.join(dir, '.opencode/plugin/file-lock.ts'), 'utf8')).toBe("export { default } from 'opencode-file-lock/server'\n")
     expect(fs.existsSync(path.join(dir, '.opencode/node_modules', PLATFORM_PKG))).toBe(true)
     const load = sh(process.execPath, ['-e', "console.log(require('opencode-file-lock').normalizePath('/a/./b'))"], path.join(dir, '.opencode'))
     expect(load.stdout.trim(), load.out).toBe('/a/b')

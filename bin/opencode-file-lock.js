@@ -10,9 +10,8 @@ const os = require('node:os')
 const path = require('node:path')
 
 const ROOT = path.resolve(__dirname, '..')
-const { PKG, isCheckout } = require('../lib/platform.js')
+const { PKG } = require('../lib/platform.js')
 const { oneLine, holderText, reasonText } = require('../lib/text.js')
-const PLUGIN_FILE = "export { FileLockPlugin } from 'opencode-file-lock/plugin'\n"
 
 const HELP = `usage: opencode-file-lock <command> [options] [--json]
        opencode-file-lock --version
@@ -40,8 +39,12 @@ commands:
                               already there unchanged are not written again
   --version                   print the version
   demo                        simulated agents contending for files on a temporary sled folder
-  install-plugin              set up the opencode plugin
-      --project <dir> | --global   --from <npm spec>   --no-npm   --force
+  install-plugin              set up the opencode plugin for the opencode on PATH (1 or 2)
+      --project <dir> | --global   --from <npm spec> (again: more packages beside it, e.g. a
+      platform tarball)   --opencode <binary>   --no-npm   --force
+  doctor                      check the chain: opencode and its version, the plugin configured for
+                              it, the native addon, the store, and a running opencode that loaded it
+      --project <dir> | --global   --opencode <binary>
 
 store options (status, list, watch, release, sweep, metrics; default: the environment, see README):
   --backend sled|redis|hybrid   --path <sled folder>   --redis-url <url>   --namespace <ns>
@@ -55,19 +58,22 @@ examples:
   npx opencode-file-lock rollback --from redis://127.0.0.1:6379 --to sled:/var/lib/file-locks
   npx opencode-file-lock backup --to locks-backup.json
   npx opencode-file-lock install-plugin --global
+  npx opencode-file-lock doctor --project ~/code/app
 `
 
 class UsageError extends Error {}
 
-/** --flag value / --flag / positional, with the flags each command accepts. */
-function parseArgs(argv, valueFlags, boolFlags) {
+/** --flag value / --flag / positional, with the flags each command accepts (`repeated`: given as a list). */
+function parseArgs(argv, valueFlags, boolFlags, repeated = []) {
   const o = { _: [] }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (!a.startsWith('--')) o._.push(a)
     else if (valueFlags.includes(a.slice(2))) {
       if (i + 1 >= argv.length) throw new UsageError(`${a} needs a value`)
-      o[a.slice(2)] = argv[++i]
+      const k = a.slice(2)
+      if (repeated.includes(k)) (o[k] ??= []).push(argv[++i])
+      else o[k] = argv[++i]
     } else if (boolFlags.includes(a.slice(2))) o[a.slice(2)] = true
     else throw new UsageError(`unknown option ${a}`)
   }
@@ -111,7 +117,10 @@ const commands = {
     const o = parseArgs(argv, STORE_FLAGS, ['json'])
     return withStore(o, async (cache) => {
       const health = await cache.healthCheck()
-      const out = { namespace: cache.namespace, ...health }
+      // the plugin instances running opencodes announced in this store (doctor checks the rest)
+      const plugins = []
+      for await (const [, i] of cache.withNamespace('instances').entries({ limit: 1000 })) plugins.push(`opencode ${oneLine(i?.opencode)} (plugin API ${i?.api}), pid ${i?.pid}, ${oneLine(i?.project, 4096)}`)
+      const out = { namespace: cache.namespace, ...health, plugins: plugins.length ? plugins : 'none loaded by a running opencode (opencode-file-lock doctor says why)' }
       print(out, o.json, (h) => Object.entries(h).map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'))
       return health.healthy ? 0 : 1
     })
@@ -236,46 +245,23 @@ const commands = {
   },
 
   async 'install-plugin'(argv) {
-    const o = parseArgs(argv, ['project', 'from'], ['global', 'no-npm', 'force', 'json'])
+    const o = parseArgs(argv, ['project', 'from', 'opencode'], ['global', 'no-npm', 'force', 'json'], ['from'])
     if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
-    const configHome = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config')
-    const target = o.global ? path.join(configHome, 'opencode') : path.join(path.resolve(o.project ?? '.'), '.opencode')
-    // a registry spec, unless this runs from a developer's git checkout (an npx cache or another
-    // project's node_modules is no place for a dependency to point at)
-    const spec = o.from ?? (isCheckout() ? `file:${ROOT}` : `^${PKG.version}`)
+    try {
+      return require('../lib/install-plugin.js').installPlugin({ project: o.project, global: o.global, from: o.from ?? [], npm: !o['no-npm'], force: o.force, opencode: o.opencode })
+    } catch (e) {
+      if (e.usage) throw new UsageError(e.message)
+      throw e
+    }
+  },
 
-    fs.mkdirSync(path.join(target, 'plugin'), { recursive: true })
-    const pkgPath = path.join(target, 'package.json')
-    let pkg = {}
-    if (fs.existsSync(pkgPath)) {
-      try {
-        pkg = JSON.parse(fs.readFileSync(pkgPath, 'utf8'))
-      } catch (e) {
-        throw new UsageError(`${pkgPath} is not valid JSON (${e.message}); fix it and run again`)
-      }
-    }
-    pkg.dependencies = { ...(pkg.dependencies ?? {}), 'opencode-file-lock': spec }
-    fs.writeFileSync(pkgPath, JSON.stringify(pkg, null, 2) + '\n')
-    console.log(`dependency  ${pkgPath}: opencode-file-lock = ${spec}`)
-
-    const pluginPath = path.join(target, 'plugin', 'file-lock.ts')
-    if (fs.existsSync(pluginPath) && fs.readFileSync(pluginPath, 'utf8') !== PLUGIN_FILE && !o.force) {
-      throw new UsageError(`${pluginPath} exists with other content; pass --force to replace it`)
-    }
-    fs.writeFileSync(pluginPath, PLUGIN_FILE)
-    console.log(`plugin      ${pluginPath}`)
-    if (!o['no-npm']) {
-      console.log(`npm install in ${target} (brings the prebuilt native addon for this platform)...`)
-      const r = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: target, stdio: 'inherit' })
-      if (r.status !== 0) {
-        console.error(`opencode-file-lock: npm install in ${target} failed (exit ${r.status})`)
-        return 1
-      }
-    }
-    console.log(`\ndone. opencode now locks files before write, edit and apply_patch in ${o.global ? 'every project' : path.dirname(target)}.`)
-    console.log('locks live in sled under ~/.local/state/opencode-file-lock by default, shared by every opencode of this user on this machine;')
-    console.log('for several machines set FILE_LOCK_CACHE_BACKEND=redis and REDIS_URL (see docs/configuration.md).')
-    return 0
+  async doctor(argv) {
+    const o = parseArgs(argv, ['project', 'opencode'], ['global', 'json'])
+    if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
+    const { doctor, render } = require('../lib/doctor.js')
+    const r = await doctor({ project: o.project, global: o.global, opencode: o.opencode })
+    print(r, o.json, render)
+    return r.ok ? 0 : 1
   },
 }
 

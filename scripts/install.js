@@ -12,7 +12,42 @@ const os = require('node:os')
 const path = require('node:path')
 const { ROOT, PKG, platformSuffix, prebuiltPackage, isCheckout } = require('../lib/platform.js')
 
-const log = (msg) => console.error(`[${PKG.name}] ${msg}`)
+// npm hides a dependency's install output, and npx hides all of it: every line also goes to the
+// terminal when there is one, and a failure's lines to a file that `doctor` points at.
+let tty
+try {
+  tty = process.platform === 'win32' || isCheckout() ? undefined : fs.openSync('/dev/tty', 'w')
+} catch {}
+const said = []
+const log = (msg) => {
+  const line = `[${PKG.name}] ${msg}`
+  said.push(line)
+  console.error(line)
+  if (tty !== undefined) {
+    try {
+      fs.writeSync(tty, `${line}\n`)
+    } catch {}
+  }
+}
+/** Where a failed install leaves what it said. */
+const FAILURE_LOG = path.join(os.tmpdir(), `${PKG.name}-install-failure.log`)
+
+/**
+ * The install cannot give this package its binary. Under `npm install` that fails the install;
+ * under npx (npm exec) the command the user asked for runs anyway and says the same when it needs
+ * the addon (install-plugin and doctor work without it), since npx shows nothing of this script.
+ */
+function cannotInstall(code) {
+  try {
+    fs.writeFileSync(FAILURE_LOG, `${new Date().toISOString()} installing ${PKG.name}@${PKG.version} in ${ROOT}\n${said.join('\n')}\n`)
+    log(`(this is also in ${FAILURE_LOG})`)
+  } catch {}
+  if (process.env.npm_command === 'exec') {
+    log('continuing without the native addon: the command runs, and says what is missing where it needs it')
+    process.exit(0)
+  }
+  process.exit(code)
+}
 const local = path.join(ROOT, `${PKG.name}.${platformSuffix()}.node`)
 
 function newestSourceMtime() {
@@ -61,7 +96,8 @@ function noCargo() {
     log(`no prebuilt binary is published for ${suffix}, and building from source needs Rust, which is not installed (no cargo on PATH).`)
     log(`Fix: install Rust (https://rustup.rs), then install ${PKG.name} again; it builds the addon from source (about a minute).`)
   }
-  process.exit(1)
+  log(`without the public registry: in a checkout of ${PKG.name}, \`npm run pack:local\` packs this package and its binary and prints the command that installs both`)
+  cannotInstall(1)
 }
 
 function build() {
@@ -77,7 +113,7 @@ function build() {
     const r = spawnSync('cargo', args, { cwd: ROOT, stdio: ['ignore', out, out], env: { ...process.env, CARGO_TARGET_DIR: targetDir } })
     if (r.status !== 0) {
       log(`cargo build failed (exit ${r.status ?? r.signal}); its output is above${out === 'inherit' ? '' : ' on the terminal'}.`)
-      process.exit(r.status ?? 1)
+      cannotInstall(r.status ?? 1)
     }
     const lib = { win32: 'opencode_file_lock.dll', darwin: 'libopencode_file_lock.dylib' }[process.platform] ?? 'libopencode_file_lock.so'
     fs.copyFileSync(path.join(targetDir, 'release', lib), local)

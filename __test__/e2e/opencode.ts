@@ -9,7 +9,8 @@ import { freePort } from '../helpers/redis-server'
 import { tmpDir } from '../helpers/tmp'
 
 const REPO = path.resolve(__dirname, '../..')
-export const OPENCODE_BIN = path.join(REPO, 'node_modules/opencode-linux-x64/bin/opencode')
+/** The opencode the e2e suites drive: the pinned opencode 1 (npm opencode-ai), or OPENCODE_E2E_BIN (see docs/testing.md). */
+export const OPENCODE_BIN = process.env.OPENCODE_E2E_BIN || path.join(REPO, 'node_modules/opencode-linux-x64/bin/opencode')
 
 const children = new Set<ChildProcess>()
 process.on('exit', () => {
@@ -39,6 +40,36 @@ function waitLine(c: ChildProcess, re: RegExp, what: string, ms = 60_000): Promi
     c.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${what} exited ${code}: ${buf.slice(-2000)}`)) })
   })
 }
+
+/**
+ * opencode 2 names some tools and arguments differently (shell, subagent, patch; `path` for
+ * `filePath`). When OPENCODE_E2E_BIN is an opencode 2, the scenarios' scripts (written in opencode
+ * 1's names) are translated on the way in and tool names translated back in results, so the same
+ * suites run against either.
+ */
+const V2_TOOLS: Record<string, string> = { bash: 'shell', task: 'subagent', apply_patch: 'patch' }
+let hostMajor: number | undefined
+function isV2(): boolean {
+  hostMajor ??= Number(spawnSync(OPENCODE_BIN, ['--version'], { encoding: 'utf8' }).stdout?.match(/(\d+)\./)?.[1] ?? 1)
+  return hostMajor >= 2
+}
+export function forHost(script: string): string {
+  if (!isV2()) return script
+  return script
+    .split('\n')
+    .map((line) => {
+      const m = line.match(/^(CALL|PAR)\s+(\S+)\s+(\{.*\})\s*$/)
+      if (!m) return line
+      const args = JSON.parse(m[3])
+      if ('filePath' in args) {
+        args.path = args.filePath
+        delete args.filePath
+      }
+      return `${m[1]} ${V2_TOOLS[m[2]] ?? m[2]} ${JSON.stringify(args)}`
+    })
+    .join('\n')
+}
+const fromHost = (tool: string) => (isV2() ? Object.entries(V2_TOOLS).find(([, v]) => v === tool)?.[0] ?? tool : tool)
 
 /** A scripted turn for the fake model: one directive a line (CALL tool {args}, FINAL text, ...). */
 export const script = (...lines: string[]) => ['scripted turn', ...lines].join('\n')
@@ -91,7 +122,7 @@ export async function startHarness(opts: { env?: Record<string, string>; install
   const install =
     opts.install ??
     ((dir: string) => {
-      const installer = spawnSync(process.execPath, [path.join(REPO, 'bin/opencode-file-lock.js'), 'install-plugin', '--project', dir, '--no-npm'], { encoding: 'utf8' })
+      const installer = spawnSync(process.execPath, [path.join(REPO, 'bin/opencode-file-lock.js'), 'install-plugin', '--project', dir, '--no-npm', '--opencode', OPENCODE_BIN], { encoding: 'utf8' })
       if (installer.status !== 0) throw new Error(`install-plugin failed: ${installer.stderr}`)
     })
   install(template)
@@ -155,7 +186,7 @@ export interface RunResult {
 export function run(h: Harness, dir: string, script: string, opts: { model?: string; env?: Record<string, string>; session?: string } = {}): Promise<RunResult> {
   const args = ['run', '--format', 'json', '--model', opts.model ?? 'mock/mock-model', ...(opts.session ? ['--session', opts.session] : [])]
   const c = track(spawn(OPENCODE_BIN, args, { cwd: dir, env: { ...h.env, ...opts.env, PWD: dir }, stdio: ['pipe', 'pipe', 'pipe'] }))
-  c.stdin!.end(script)
+  c.stdin!.end(forHost(script))
   const events: any[] = []
   let stderr = ''
   readline.createInterface({ input: c.stdout! }).on('line', (l) => {
@@ -179,7 +210,7 @@ export function sessionOf(r: RunResult): string {
 export function toolResults(r: RunResult) {
   return r.events
     .filter((e) => e.type === 'tool_use')
-    .map((e) => ({ tool: e.part.tool as string, status: e.part.state.status as string, text: String(e.part.state.output ?? e.part.state.error ?? '') }))
+    .map((e) => ({ tool: fromHost(e.part.tool as string), status: e.part.state.status as string, text: String(e.part.state.output ?? e.part.state.error ?? '') }))
 }
 
 export interface Serve {
@@ -221,7 +252,7 @@ export async function serve(h: Harness, dir: string, env: Record<string, string>
     stderr: () => stderr,
     prompt: (id, script) => {
       prompted.set(id, (prompted.get(id) ?? 0) + 1)
-      return client.session.promptAsync({ path: { id }, body: { model, parts: [{ type: 'text', text: script }] } })
+      return client.session.promptAsync({ path: { id }, body: { model, parts: [{ type: 'text', text: forHost(script) }] } })
     },
     async idle(id, ms = 60_000) {
       const deadline = Date.now() + ms
@@ -233,7 +264,7 @@ export async function serve(h: Harness, dir: string, env: Record<string, string>
     toasts: () => toasts,
     async tools(id) {
       return (await messages(id)).flatMap((m) =>
-        m.parts.filter((p: any) => p.type === 'tool').map((p: any) => ({ tool: p.tool, status: p.state.status, text: String(p.state.output ?? p.state.error ?? '') })),
+        m.parts.filter((p: any) => p.type === 'tool').map((p: any) => ({ tool: fromHost(p.tool), status: p.state.status, text: String(p.state.output ?? p.state.error ?? '') })),
       )
     },
     async stop() {
