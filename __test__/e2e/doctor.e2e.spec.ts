@@ -57,6 +57,9 @@ describe('doctor', () => {
     } finally {
       await oc.stop()
     }
+    // gone when its opencode ends (its dispose takes the entry out; a killed one's expires in 30 s)
+    const after = doctor(dir, withOpencodeOnPath(env))
+    expect(after.out).toMatch(/✗ loaded by opencode +configured but never loaded/)
   })
 
   it('configured but no opencode has loaded it: said, with the fix', () => {
