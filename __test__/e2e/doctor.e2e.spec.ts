@@ -32,9 +32,10 @@ function doctor(project: string, env: Record<string, string>, ...args: string[])
 const withOpencodeOnPath = (env: Record<string, string>, dir = path.dirname(OPENCODE_BIN)) => ({ ...env, PATH: `${dir}${path.delimiter}${env.PATH}` })
 
 describe('doctor', () => {
-  it('with opencode 1 running the plugin: every link checks out, and the instance is named', async () => {
+  it('with opencode 1 running the plugin: every link checks out, and the instance is named; once that opencode is killed, its entry expires', async () => {
     const dir = makeProject(h, 'doctor-loaded')
-    const env = { ...h.env, FILE_LOCK_PATH: tmpDir('ofl-doctor-sled-') }
+    // a short instance TTL, so the entry of a killed opencode is gone within the test
+    const env = { ...h.env, FILE_LOCK_PATH: tmpDir('ofl-doctor-sled-'), FILE_LOCK_INSTANCE_TTL_MS: '3000' }
     const oc = await serve(h, dir, env)
     try {
       // opencode loads a project's plugins when the project is first used: a session does that
@@ -44,7 +45,6 @@ describe('doctor', () => {
         await new Promise((res) => setTimeout(res, 200))
         r = doctor(dir, withOpencodeOnPath(env))
       }
-      console.log(r.out)
       expect(r.out).toMatch(/✓ opencode +1\.18\.33 at \S+ \(plugin API 1, which also reads a default \{id, server\}\)/)
       expect(r.out).toMatch(/✓ plugin configured +\S+\/\.opencode\/plugin\/file-lock\.ts: one module for opencode 1\.18\.29\+ and opencode 2, loaded by opencode 1\.18\.33/)
       expect(r.out).toMatch(/✓ native addon +loads/)
@@ -54,12 +54,13 @@ describe('doctor', () => {
       expect(r.code).toBe(0)
       const json = JSON.parse(spawnSync(process.execPath, [BIN, 'doctor', '--project', dir, '--json'], { encoding: 'utf8', env: withOpencodeOnPath(env) }).stdout)
       expect(json.ok).toBe(true)
+      oc.kill('SIGKILL')
+      await new Promise((res) => setTimeout(res, 3500))
+      const after = doctor(dir, withOpencodeOnPath(env))
+      expect(after.out).toMatch(/✗ loaded by opencode +configured but never loaded/)
     } finally {
       await oc.stop()
     }
-    // gone when its opencode ends (its dispose takes the entry out; a killed one's expires in 30 s)
-    const after = doctor(dir, withOpencodeOnPath(env))
-    expect(after.out).toMatch(/✗ loaded by opencode +configured but never loaded/)
   })
 
   it('configured but no opencode has loaded it: said, with the fix', () => {

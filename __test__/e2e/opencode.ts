@@ -223,6 +223,8 @@ export interface Serve {
   tools(sessionID: string): Promise<{ tool: string; status: string; text: string }[]>
   /** The toasts plugins asked the TUI to show (tui.toast.show events). */
   toasts: () => { title?: string; message: string; variant: string }[]
+  /** Sends the opencode process a signal (SIGKILL: it dies without disposing anything). */
+  kill(signal: NodeJS.Signals): void
   stop(): Promise<void>
 }
 
@@ -267,6 +269,7 @@ export async function serve(h: Harness, dir: string, env: Record<string, string>
         m.parts.filter((p: any) => p.type === 'tool').map((p: any) => ({ tool: fromHost(p.tool), status: p.state.status, text: String(p.state.output ?? p.state.error ?? '') })),
       )
     },
+    kill: (signal) => void c.kill(signal),
     async stop() {
       await client.instance.dispose({ query: { directory: dir } }).catch(() => {})
       c.kill('SIGTERM')

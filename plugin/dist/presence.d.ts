@@ -1,6 +1,7 @@
 import type { Core } from './core.ts';
 type Lib = typeof import('../../lib/index.js');
-export declare const INSTANCE_TTL_MS = 30000;
+/** How long an instance's entry lives unrenewed (FILE_LOCK_INSTANCE_TTL_MS, 1 s to 10 min; default 30 s); renewed every third of it. */
+export declare function instanceTtlMs(env?: NodeJS.ProcessEnv): number;
 /** What an instance says of itself (`<namespace>/instances`, keyed by `id`). */
 export interface Instance {
     id: string;

@@ -18,6 +18,11 @@ export function v1Hooks(lib, s, client, z) {
     const debug = (m) => s.debug && console.error(`[opencode-file-lock] ${m}`);
     const core = lockingCore(lib, s, v1Host(client, debug), z);
     const presence = announce(lib, core, { api: 1, project: s.baseDir });
+    let disposed;
+    const dispose = () => (disposed ??= (async () => {
+        await presence.stop();
+        await core.dispose();
+    })());
     const call = (input, args) => ({ tool: String(input?.tool), session: input?.sessionID ?? 'unknown-session', callID: input?.callID, args });
     return {
         ...(core.tools ? { tool: core.tools } : {}),
@@ -49,6 +54,11 @@ export function v1Hooks(lib, s, client, z) {
                     case 'session.error':
                         await core.sessionEnded(props.sessionID, 'session error');
                         break;
+                    case 'server.instance.disposed':
+                        // opencode let go of this project's instance (opencode serve's instance.dispose): so does the plugin
+                        if (!props.directory || props.directory === s.baseDir)
+                            await dispose();
+                        break;
                 }
             }
             catch (e) {
@@ -62,9 +72,6 @@ export function v1Hooks(lib, s, client, z) {
                 return core.sessionEnded(session, 'session end');
             return core.endAgent();
         },
-        dispose: async () => {
-            await presence.stop();
-            await core.dispose();
-        },
+        dispose,
     };
 }

@@ -1,6 +1,7 @@
 // Every loaded instance of the plugin says so in the store: which opencode (and plugin API) loaded
 // it, its process, project and store, and since when. The entry lives 30 s and is renewed every
-// 10 s, so it is gone soon after its process ends or stops renewing. `opencode-file-lock doctor`
+// 10 s, so it is gone soon after its process ends or stops renewing (and at once when opencode
+// disposes the plugin or exits normally). `opencode-file-lock doctor`
 // reads these to tell a plugin that is configured from one that actually runs.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
@@ -10,8 +11,11 @@ import type { Core } from './core.ts'
 
 type Lib = typeof import('../../lib/index.js')
 
-export const INSTANCE_TTL_MS = 30_000
-const RENEW_MS = 10_000
+/** How long an instance's entry lives unrenewed (FILE_LOCK_INSTANCE_TTL_MS, 1 s to 10 min; default 30 s); renewed every third of it. */
+export function instanceTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.FILE_LOCK_INSTANCE_TTL_MS)
+  return Number.isInteger(v) && v >= 1000 && v <= 600_000 ? v : 30_000
+}
 
 /** What an instance says of itself (`<namespace>/instances`, keyed by `id`). */
 export interface Instance {
@@ -88,27 +92,38 @@ export function announce(lib: Lib, core: Core, o: { api: 1 | 2; opencodeVersion?
     seen: Date.now(),
   })
   let stopped = false
+  const ttlMs = instanceTtlMs()
   const put = async () => {
     try {
       const c = await core.cache()
-      if (!stopped) await c.withNamespace('instances').set(id, record(), { ttlMs: INSTANCE_TTL_MS })
+      if (!stopped) await c.withNamespace('instances').set(id, record(), { ttlMs })
     } catch (e: any) {
       core.log(`could not announce this plugin instance in the store: ${e?.code ?? ''} ${e?.message ?? e}`)
     }
   }
   const first = put()
-  const timer = setInterval(put, RENEW_MS)
+  const timer = setInterval(put, Math.floor(ttlMs / 3))
   timer.unref?.()
+  // an opencode that exits without disposing its plugins: take the entry out on the way (a store
+  // in this process or its shared-store client does it within the call; else it expires in 30 s)
+  const onExit = () => {
+    if (stopped) return
+    stopped = true
+    core.cache().then((c) => c.withNamespace('instances').del(id)).catch(() => {})
+  }
+  process.once('exit', onExit)
   return {
     id,
     async stop(): Promise<void> {
       stopped = true
       clearInterval(timer)
+      process.removeListener('exit', onExit)
       await first
       try {
         await (await core.cache()).withNamespace('instances').del(id)
-      } catch {
-        // the entry expires on its own
+        core.log(`this plugin instance (${id}) is no longer announced`)
+      } catch (e: any) {
+        core.log(`could not take this plugin instance out of the store (${e?.message ?? e}); its entry expires in ${ttlMs / 1000} s`)
       }
     },
   }

@@ -34,6 +34,11 @@ export function v1Hooks(lib: Lib, s: Settings, client: SessionClient | undefined
   const debug = (m: string) => s.debug && console.error(`[opencode-file-lock] ${m}`)
   const core = lockingCore(lib, s, v1Host(client, debug), z)
   const presence = announce(lib, core, { api: 1, project: s.baseDir })
+  let disposed: Promise<void> | undefined
+  const dispose = () => (disposed ??= (async () => {
+    await presence.stop()
+    await core.dispose()
+  })())
   const call = (input: ToolInput, args?: unknown): Call => ({ tool: String(input?.tool), session: input?.sessionID ?? 'unknown-session', callID: input?.callID, args })
   return {
     ...(core.tools ? { tool: core.tools } : {}),
@@ -68,6 +73,10 @@ export function v1Hooks(lib: Lib, s: Settings, client: SessionClient | undefined
           case 'session.error':
             await core.sessionEnded(props.sessionID, 'session error')
             break
+          case 'server.instance.disposed':
+            // opencode let go of this project's instance (opencode serve's instance.dispose): so does the plugin
+            if (!props.directory || props.directory === s.baseDir) await dispose()
+            break
         }
       } catch (e: any) {
         core.log(`event ${event?.type} handling failed: ${e?.message ?? e}`)
@@ -81,9 +90,6 @@ export function v1Hooks(lib: Lib, s: Settings, client: SessionClient | undefined
       return core.endAgent()
     },
 
-    dispose: async () => {
-      await presence.stop()
-      await core.dispose()
-    },
+    dispose,
   }
 }
