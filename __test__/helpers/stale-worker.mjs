@@ -54,7 +54,7 @@ async function session(id) {
       else if (/changed while you read it/.test(m)) counts.torn++
       else if (/you have not read it/.test(m)) counts.unread++
       else if (/locked by another agent/.test(m)) counts.locked++
-      else if (/^Deadlock/.test(m)) counts.deadlock++ // (a false one on one path: a known defect of the shared store's detection)
+      else if (/^Deadlock/.test(m)) counts.deadlock++
       else {
         counts.other++
         if (counts.other <= 3) console.error(`other refusal: ${m}`)

@@ -139,7 +139,12 @@ impl Queues {
 
     /// The first live waiter of another session ahead of `me` (everyone, when `me` is not queued)
     /// on `key`, as a holder record for the refusal, and its lease expiry. Dead waiters are dropped.
-    pub fn ahead(&mut self, key: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64) -> Option<(Value, i64)> {
+    /// A waiter for which `waits_for_me` is true (it waits for something the requester holds now)
+    /// does not hold the requester up: it could never be served before the requester lets go.
+    /// Once the requester has let go of everything a waiter asks for, the waiter comes first,
+    /// whoever asks: a holder that releases and asks again queues behind it (first come, first
+    /// served, as on Redis).
+    pub fn ahead(&mut self, key: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64, waits_for_me: &mut dyn FnMut(&Queued) -> bool) -> Option<(Value, i64)> {
         if !self.by_key.contains_key(key) {
             return None;
         }
@@ -150,19 +155,20 @@ impl Queues {
             .iter()
             .take_while(|(t, _)| mine.is_none_or(|m| *t < m))
             .filter_map(|(_, id)| self.waiters.get(id))
-            .find(|w| w.session_id != session_id && w.waits_for != session_id)
+            .find(|w| w.session_id != session_id && !waits_for_me(w))
             .map(|w| (queued_holder(path, &w.session_id, &w.agent_id), w.lease_until))
     }
 
     /// Like `ahead`, for waiters that ask for a path overlapping `path` without being it: a claim
     /// on a folder above it, or (when `path` is a claim) a path below it.
-    pub fn ahead_overlapping(&mut self, ns: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64) -> Option<(Value, i64)> {
+    pub fn ahead_overlapping(&mut self, ns: &str, path: &str, session_id: &str, me: Option<&Waiter>, now: i64, waits_for_me: &mut dyn FnMut(&Queued) -> bool) -> Option<(Value, i64)> {
         self.drop_dead(now);
         let mine = me.map(|w| w.ticket).filter(|t| *t > 0);
         self.waiters
             .values()
-            .filter(|w| w.ns == ns && w.session_id != session_id && w.waits_for != session_id && mine.is_none_or(|m| w.ticket < m))
+            .filter(|w| w.ns == ns && w.session_id != session_id && mine.is_none_or(|m| w.ticket < m))
             .filter_map(|w| w.paths.iter().find(|p| *p != path && overlaps(p, path)).map(|p| (w, p)))
+            .filter(|(w, _)| !waits_for_me(w))
             .min_by_key(|(w, _)| (w.ticket, w.waiter.clone()))
             .map(|(w, p)| (queued_holder(p, &w.session_id, &w.agent_id), w.lease_until))
     }
@@ -212,12 +218,6 @@ impl Queues {
         gone.keys.into_iter().filter(|k| self.by_key.contains_key(k)).collect()
     }
 
-    /// Whether a live waiter of `session_id` asks for a path overlapping `path` (a queued wait's
-    /// holder: the waiter first in line).
-    pub fn has_waiter_for(&self, ns: &str, session_id: &str, path: &str, now: i64) -> bool {
-        self.waiters.values().any(|w| w.ns == ns && w.session_id == session_id && w.lease_until > now && w.paths.iter().any(|p| overlaps(p, path)))
-    }
-
     /// The live waiters of namespace `ns`, first come first.
     pub fn waiting_in(&mut self, ns: &str, now: i64) -> Vec<Queued> {
         self.drop_dead(now);
@@ -241,6 +241,43 @@ pub struct CycleStep {
     pub agent_id: String,
     pub path: String,
     pub held_by: String,
+}
+
+/// The waits of a namespace as they stand now, for deadlock detection: each live waiter waits for
+/// the sessions holding what it asks for (`holders_of(path)`: the sessions with a live lock on
+/// the path or overlapping it) and for the waiters of other sessions ahead of it in a queue it is
+/// in, except those that wait for it (they cannot be served before it). Built from the locks and
+/// queues at this moment, never from whom a waiter was refused for at its last try: that goes
+/// stale as soon as its holder lets go, and stale waits make cycles that do not exist (a single
+/// path's queue has none: every wait points to an earlier ticket or to the holder).
+pub fn waits_now(waiters: &[Queued], holders_of: &mut dyn FnMut(&str) -> Vec<String>) -> Vec<CycleStep> {
+    let mut held: HashMap<&str, Vec<String>> = HashMap::new();
+    for w in waiters {
+        for p in &w.paths {
+            if !held.contains_key(p.as_str()) {
+                held.insert(p, holders_of(p));
+            }
+        }
+    }
+    let holds = |session: &str, paths: &[String]| paths.iter().any(|p| held.get(p.as_str()).is_some_and(|h| h.iter().any(|s| s == session)));
+    let mut steps = Vec::new();
+    for v in waiters {
+        for p in &v.paths {
+            for h in held.get(p.as_str()).into_iter().flatten().filter(|h| **h != v.session_id) {
+                steps.push(CycleStep { session_id: v.session_id.clone(), agent_id: v.agent_id.clone(), path: p.clone(), held_by: h.clone() });
+            }
+        }
+        for u in waiters.iter().filter(|u| u.ns == v.ns && u.session_id != v.session_id && u.ticket < v.ticket) {
+            // u does not hold v up when it waits for something v's session holds
+            if holds(&v.session_id, &u.paths) {
+                continue;
+            }
+            if let Some(p) = v.paths.iter().find(|p| u.paths.iter().any(|q| overlaps(p, q))) {
+                steps.push(CycleStep { session_id: v.session_id.clone(), agent_id: v.agent_id.clone(), path: p.clone(), held_by: u.session_id.clone() });
+            }
+        }
+    }
+    steps
 }
 
 /// Whether waiting for `blocker` would close a cycle back to `me`: the waits from `blocker` on,
@@ -448,16 +485,17 @@ mod tests {
 
     #[test]
     fn claim_waiters_come_first_for_the_files_below_and_the_other_way_round() {
+        let mut no = |_: &Queued| false;
         let mut q = Queues::default();
         let mut c = Waiter::new();
         c.ticket = q.enqueue(&["n/src/".to_owned()], &c, &req("sc"), wf(&["/src/"], "holder"), 0);
-        assert_eq!(q.ahead_overlapping("n", "/src/a.ts", "sf", None, 1).unwrap().0["sessionId"], "sc", "a file below a claim someone waits for");
-        assert!(q.ahead_overlapping("n", "/lib/a.ts", "sf", None, 1).is_none());
-        assert!(q.ahead_overlapping("other", "/src/a.ts", "sf", None, 1).is_none(), "another namespace");
+        assert_eq!(q.ahead_overlapping("n", "/src/a.ts", "sf", None, 1, &mut no).unwrap().0["sessionId"], "sc", "a file below a claim someone waits for");
+        assert!(q.ahead_overlapping("n", "/lib/a.ts", "sf", None, 1, &mut no).is_none());
+        assert!(q.ahead_overlapping("other", "/src/a.ts", "sf", None, 1, &mut no).is_none(), "another namespace");
         let mut f = Waiter::new();
         f.ticket = q.enqueue(&["n/lib/a.ts".to_owned()], &f, &req("sf"), wf(&["/lib/a.ts"], "holder"), 0);
-        assert_eq!(q.ahead_overlapping("n", "/lib/", "sx", None, 1).unwrap().0["path"], "/lib/a.ts", "a claim above a file someone waits for");
-        assert!(q.ahead_overlapping("n", "/lib/", "sf", Some(&f), 1).is_none(), "its own wait");
+        assert_eq!(q.ahead_overlapping("n", "/lib/", "sx", None, 1, &mut no).unwrap().0["path"], "/lib/a.ts", "a claim above a file someone waits for");
+        assert!(q.ahead_overlapping("n", "/lib/", "sf", Some(&f), 1, &mut no).is_none(), "its own wait");
         assert_eq!(q.waiting_in("n", 1).iter().map(|w| w.session_id.as_str()).collect::<Vec<_>>(), ["sc", "sf"]);
         q.leave(&c);
         assert_eq!(q.waiting_in("n", 1).len(), 1);
@@ -481,18 +519,19 @@ mod tests {
 
     #[test]
     fn waiters_are_served_in_ticket_order_and_dead_ones_are_dropped() {
+        let mut no = |_: &Queued| false;
         let mut q = Queues::default();
         let keys = vec!["k".to_owned()];
         let mut a = Waiter::new();
         let mut b = Waiter::new();
         a.ticket = q.enqueue(&keys, &a, &req("sa"), wf(&["/p"], "holder"), 0);
         b.ticket = q.enqueue(&keys, &b, &req("sb"), wf(&["/p"], "holder"), 0);
-        assert!(q.ahead("k", "/p", "sa", Some(&a), 1).is_none(), "a is first");
-        assert_eq!(q.ahead("k", "/p", "sb", Some(&b), 1).unwrap().0["sessionId"], "sa", "b is behind a");
-        assert_eq!(q.ahead("k", "/p", "sc", None, 1).unwrap().0["sessionId"], "sa", "a newcomer is behind everyone");
+        assert!(q.ahead("k", "/p", "sa", Some(&a), 1, &mut no).is_none(), "a is first");
+        assert_eq!(q.ahead("k", "/p", "sb", Some(&b), 1, &mut no).unwrap().0["sessionId"], "sa", "b is behind a");
+        assert_eq!(q.ahead("k", "/p", "sc", None, 1, &mut no).unwrap().0["sessionId"], "sa", "a newcomer is behind everyone");
         // b refreshes its lease, a does not: once a's runs out, b is first
         q.enqueue(&keys, &b, &req("sb"), wf(&["/p"], "holder"), 10);
-        assert!(q.ahead("k", "/p", "sb", Some(&b), WAITER_LEASE_MS + 1).is_none());
+        assert!(q.ahead("k", "/p", "sb", Some(&b), WAITER_LEASE_MS + 1, &mut no).is_none());
         assert_eq!(q.len("k"), 1);
         assert!(q.leave(&b).is_empty());
         assert!(q.is_empty());
@@ -504,17 +543,55 @@ mod tests {
         let keys = vec!["k".to_owned()];
         let a = Waiter::new();
         q.enqueue(&keys, &a, &req("s"), wf(&["/p"], "holder"), 0);
-        assert!(q.ahead("k", "/p", "s", None, 1).is_none());
+        assert!(q.ahead("k", "/p", "s", None, 1, &mut |_| false).is_none());
     }
 
     #[test]
-    fn a_waiter_does_not_hold_up_the_session_it_waits_for() {
+    fn a_waiter_does_not_hold_up_the_session_it_waits_for_but_one_that_let_go_queues_behind_it() {
         let mut q = Queues::default();
         let keys = vec!["b".to_owned(), "a".to_owned()];
         let t = Waiter::new();
         q.enqueue(&keys, &t, &req("t"), wf(&["/b", "/a"], "s"), 0); // t waits for [b, a]; s holds a
-        assert!(q.ahead("b", "/b", "s", None, 1).is_none(), "s may take b: t is waiting for s");
-        assert_eq!(q.ahead("b", "/b", "u", None, 1).unwrap().0["sessionId"], "t", "anyone else queues behind t");
+        let mut s_holds_a = |w: &Queued| w.paths.iter().any(|p| p == "/a");
+        assert!(q.ahead("b", "/b", "s", None, 1, &mut s_holds_a).is_none(), "s may take b: t is waiting for s");
+        assert_eq!(q.ahead("b", "/b", "u", None, 1, &mut |_| false).unwrap().0["sessionId"], "t", "anyone else queues behind t");
+        // s let go of a: t no longer waits for s, and s asking for b (or a) again queues behind t
+        assert_eq!(q.ahead("b", "/b", "s", None, 1, &mut |_| false).unwrap().0["sessionId"], "t");
+    }
+
+    fn queued(q: &mut Queues, s: &str, paths: &[&str], at: i64) -> Waiter {
+        let keys: Vec<String> = paths.iter().map(|p| format!("n{p}")).collect();
+        let mut w = Waiter::new();
+        w.ticket = q.enqueue(&keys, &w, &req(s), wf(paths, "x"), at);
+        w
+    }
+
+    #[test]
+    fn one_paths_queue_never_makes_a_cycle_and_a_real_one_is_found() {
+        let mut q = Queues::default();
+        // h holds /p; w1..w20 queue for it, whatever whom each was refused for at its last try
+        for i in 0..20 {
+            queued(&mut q, &format!("w{i}"), &["/p"], i);
+        }
+        let waiters = q.waiting_in("n", 30);
+        let steps = waits_now(&waiters, &mut |p| if p == "/p" { vec!["h".to_owned()] } else { vec![] });
+        for i in 0..20 {
+            // what a refusal of w{i} can name: the holder, or a waiter ahead of it
+            let me = format!("w{i}");
+            for other in (0..i).map(|j| format!("w{j}")).chain(["h".to_owned()]) {
+                assert!(find_cycle(&me, &other, &steps, |_| true).is_none(), "{me} waiting for {other}");
+            }
+        }
+        // and a newcomer (no ticket yet), refused by anyone of them
+        for other in (0..20).map(|j| format!("w{j}")).chain(["h".to_owned()]) {
+            assert!(find_cycle("new", &other, &steps, |_| true).is_none());
+        }
+        // a real one: a holds /x and waits for /y, which b holds; b asking for /x closes it
+        let mut q = Queues::default();
+        queued(&mut q, "a", &["/y"], 0);
+        let waiters = q.waiting_in("n", 1);
+        let steps = waits_now(&waiters, &mut |p| match p { "/y" => vec!["b".to_owned()], "/x" => vec!["a".to_owned()], _ => vec![] });
+        assert_eq!(find_cycle("b", "a", &steps, |_| true).unwrap().len(), 1);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use crate::core::held::Reasserted;
 use crate::core::lock::{decide, locked_error, token_of, parse_record, release_step, Decision, LockFilter, LockRecord, LockRequest, ReleaseStep};
 use crate::core::store::{BatchOp, Page, Store};
 use crate::core::time::{now_ms, now_us};
-use crate::core::wait::{deadlock_error, find_cycle, queued_error, Attempt, CycleStep, Queues, WaitEntry, WaitFor, Waiter, Waiting, REFRESH_MS};
+use crate::core::wait::{deadlock_error, find_cycle, queued_error, waits_now, Attempt, CycleStep, Queued, Queues, WaitEntry, WaitFor, Waiter, Waiting, REFRESH_MS};
 use crate::core::wake::{Listening, WakeBus, CHANGES};
 use crate::core::path::{claim_ancestors, is_claim};
 
@@ -200,9 +200,22 @@ impl Folder {
 
     /// Whether a wait of the waits-for graph is still current: its holder still holds the path,
     /// or is still first in line for it.
-    fn still_holds(&self, pending: &Pending, q: &Queues, ns: &str, step: &CycleStep, now: i64) -> bool {
-        let key = storage_key(ns, &step.path);
-        matches!(self.live_record(pending, &step.path, &key, now), Ok(Some(r)) if r.session_id == step.held_by) || q.has_waiter_for(ns, &step.held_by, &step.path, now)
+    /// The sessions holding a live lock on `path` or overlapping it (a claim above it; for a claim,
+    /// a lock below it). A record that cannot be read holds nobody here.
+    fn holders_of(&self, pending: &mut Pending, ns: &str, path: &str, now: i64) -> Vec<String> {
+        let key = storage_key(ns, path);
+        let mut out: Vec<String> = self.live_record(pending, path, &key, now).ok().flatten().map(|r| r.session_id).into_iter().collect();
+        for (_, r) in self.overlapping(pending, ns, path, now).unwrap_or_default() {
+            if !out.contains(&r.session_id) {
+                out.push(r.session_id);
+            }
+        }
+        out
+    }
+
+    /// Whether `session` holds a live lock on one of `paths` or overlapping one.
+    fn session_holds_any(&self, pending: &mut Pending, ns: &str, paths: &[String], session: &str, now: i64) -> bool {
+        paths.iter().any(|p| self.holders_of(pending, ns, p, now).iter().any(|s| s == session))
     }
 
     /// Announces a change to the locks or waiters of `ns` to whoever watches them.
@@ -444,7 +457,9 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
             }
         }
         if !q.is_empty() && rec.hold_count == 1 {
-            let first = q.ahead(key, path, &req.session_id, waiter, now).or_else(|| q.ahead_overlapping(ns, path, &req.session_id, waiter, now));
+            // a waiter that waits for something this session holds now does not hold it up
+            let mut waits_for_me = |w: &Queued| w.ns == ns && f.session_holds_any(&mut p, ns, &w.paths, &req.session_id, now);
+            let first = q.ahead(key, path, &req.session_id, waiter, now, &mut waits_for_me).or_else(|| q.ahead_overlapping(ns, path, &req.session_id, waiter, now, &mut waits_for_me));
             if let Some((holder, lease_until)) = first {
                 blocked = Some((queued_error(path, holder), lease_until, path));
                 break;
@@ -459,11 +474,13 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
         let Some(w) = waiter else { return Ok(Attempt::Blocked { error, retry_in_ms: retry_at - now, ticket: 0 }) };
         let held_on = holder["path"].as_str().filter(|s| !s.is_empty()).unwrap_or(wanted).to_owned();
         if !waits_for.is_empty() {
-            let waiting: Vec<_> = q.waiting_in(ns, now).into_iter().filter(|x| x.waiter != w.id).collect();
-            let steps: Vec<CycleStep> = waiting.iter().map(|x| CycleStep { session_id: x.session_id.clone(), agent_id: x.agent_id.clone(), path: x.blocked_on.clone(), held_by: x.waits_for.clone() }).collect();
-            if let Some(cycle) = find_cycle(&req.session_id, &waits_for, &steps, |st| f.still_holds(&p, &q, ns, st, now)) {
+            // the waits as they stand now (see `waits_now`); this waiter's own queue entry counts:
+            // whoever is behind it there waits for it
+            let waiting: Vec<Queued> = q.waiting_in(ns, now);
+            let steps = waits_now(&waiting, &mut |path| f.holders_of(&mut p, ns, path, now));
+            if let Some(cycle) = find_cycle(&req.session_id, &waits_for, &steps, |_| true) {
                 // the wait just before this one in the cycle goes on: what it waits for of ours is let go
-                let before = cycle.last().and_then(|last| waiting.iter().find(|x| x.session_id == last.session_id && x.blocked_on == last.path && x.waits_for == req.session_id));
+                let before = cycle.last().and_then(|last| waiting.iter().find(|x| x.session_id == last.session_id && x.waiter != w.id && x.paths.contains(&last.path)));
                 let mut freed: Vec<String> = Vec::new();
                 for wanted_there in before.map(|b| b.paths.clone()).unwrap_or_default() {
                     let exact = storage_key(ns, &wanted_there);
