@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::envelope::{nested_namespace, validate_json, validate_namespace};
 use super::error::{Error, Result};
-use super::lock::{check_id, check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS, MAX_PATHS, MAX_TTL_MS};
+use super::lock::{check_id, check_token_of, check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS, MAX_PATHS, MAX_TTL_MS};
 use super::lost::{LostListener, LostWatch, Spawn};
 use super::path::{is_lexically_normal, normalize_path};
 use super::store::{BatchOp, Page, Store};
@@ -114,6 +114,7 @@ impl<S: Store> Handle<S> {
 
     pub async fn set(&self, key: &str, value_json: &str, ttl_ms: Option<u64>) -> Result<()> {
         validate_json(value_json)?;
+        check_token_of(value_json)?;
         self.store.set(&self.ns, key, value_json, self.ttl(ttl_ms)).await
     }
 
@@ -127,6 +128,7 @@ impl<S: Store> Handle<S> {
             .map(|it| match it {
                 BatchItem::Put { key, value_json, ttl_ms } => {
                     validate_json(&value_json)?;
+                    check_token_of(&value_json)?;
                     Ok(BatchOp::Put { ttl_ms: self.ttl(ttl_ms), key, value_json })
                 }
                 BatchItem::Del { key } => Ok(BatchOp::Del { key }),

@@ -161,6 +161,29 @@ impl LockFilter {
     }
 }
 
+/// The largest fencing token a store accepts from outside or hands out: 2^53 - 1, the largest
+/// integer JS holds exactly (tokens follow the clock in microseconds, which reaches it in 2255).
+/// A record or a restore carrying a larger one is refused: raising a counter to it would make the
+/// next grant wrap around to a smaller token, and fencing tokens never go backward.
+pub const MAX_TOKEN: u64 = (1 << 53) - 1;
+
+/// Refuses a value whose `token` (a lock record's, or anything written as one) is not a whole
+/// number from 0 to `MAX_TOKEN`.
+pub fn check_token_of(value_json: &str) -> Result<()> {
+    if !value_json.contains("\"token\"") {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_str::<Value>(value_json) else { return Ok(()) };
+    let Some(t) = v.get("token").filter(|t| !t.is_null()) else { return Ok(()) };
+    // a value that is not a lock record: its token means nothing to the store
+    if t.as_u64().is_some_and(|t| t <= MAX_TOKEN) || !v.get("sessionId").is_some_and(Value::is_string) {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "the lock record's token {t} is not a whole number from 0 to {MAX_TOKEN}: fencing tokens would go backward after it, so it is not written"
+    )))
+}
+
 /// The fencing token of a value that is a lock record (a cheap look first); stores raise their
 /// counters above tokens written through them, so later grants stay above.
 pub fn token_of(value_json: &str) -> Option<u64> {

@@ -228,13 +228,18 @@ impl Folder {
     /// A new fencing token: after every token handed out or seen, and not behind the clock.
     fn next_token(&self) -> u64 {
         let floor = now_us();
-        let prev = self.last_token.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some((t + 1).max(floor))).unwrap_or(0);
-        (prev + 1).max(floor)
+        // no token above MAX_TOKEN is ever written (see `check_token_of`), so this never saturates
+        let prev = self.last_token.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| Some(t.saturating_add(1).max(floor))).unwrap_or(0);
+        prev.saturating_add(1).max(floor)
     }
 
     /// A token written from elsewhere (a lock record set directly, re-asserted or brought back):
     /// later grants must be above it. Kept in the folder when it raises the floor.
     fn saw_token(&self, pending: &mut Pending, token: u64) -> Result<()> {
+        if token > crate::core::lock::MAX_TOKEN {
+            // a client of another version, or a crafted request: the counter would stop growing
+            return Err(Error::invalid(format!("a fencing token of {token} is beyond {}; not written", crate::core::lock::MAX_TOKEN)));
+        }
         if self.last_token.fetch_max(token, Ordering::AcqRel) >= token {
             return Ok(());
         }
@@ -551,7 +556,15 @@ fn open_folder(path: &Path, bus: Arc<WakeBus>) -> Result<Folder> {
     }
     // where claims may be (see `Pending::claims`): one walk over the keys at open
     let claims = db.iter().keys().filter_map(|k| k.ok()).filter(|k| k.ends_with(b"/")).map(|k| k.to_vec()).collect();
-    let fence = db.get(FENCE_KEY).ok().flatten().and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
+    let fence: u64 = db.get(FENCE_KEY).ok().flatten().and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()).unwrap_or(0);
+    if fence > crate::core::lock::MAX_TOKEN {
+        // a counter no grant could follow without wrapping: the folder was tampered with
+        return Err(Error::Corrupt(format!(
+            "the sled folder {} says its last fencing token was {fence}, beyond {} (no store hands out such tokens); it was not opened. Restore the folder from a backup, or move it away and start a new one",
+            path.display(),
+            crate::core::lock::MAX_TOKEN
+        )));
+    }
     Ok(Folder {
         path: path.to_owned(),
         db,

