@@ -55,3 +55,54 @@ describe('restore', () => {
     })
   })
 })
+
+describe('secrets: a configured password never shows, whatever it holds and however the URL is wrong', () => {
+  // a space, a tab, a quote, an @; and a short one
+  const LONG = 'p w"\tq@z'
+  const SHORT = 'ab'
+  const spellings = (pw: string) => [pw, encodeURIComponent(pw), pw.replace(/ /g, '%20')]
+  const urls = (pw: string) => [`reddis://u:${pw}@127.0.0.1:6379`, `redis:/u:${pw}@127.0.0.1:6379`, `redis://u:${pw}@127.0.0.1:99999`, `redis://u:${encodeURIComponent(pw)}@127.0.0.1:99999/0`]
+
+  it.each([LONG, SHORT])('password %j: not in the errors of openCache, RedisCache.connect or the CLI', async (pw) => {
+    const { openCache, RedisCache } = await import('../lib/index.js')
+    for (const url of urls(pw)) {
+      const said: string[] = []
+      await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: url, REDIS_CONNECT_TIMEOUT: '300' } }).then((c) => c.close(), (e) => said.push(e.message))
+      await RedisCache.connect({ url, connectTimeoutMs: 300 }).then((c) => c.close(), (e) => said.push(e.message))
+      const r = cli(['status'], { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: url, REDIS_CONNECT_TIMEOUT: '300' })
+      said.push(r.out)
+      expect(said.filter(Boolean).length, url).toBeGreaterThan(0)
+      for (const text of said) {
+        for (const s of spellings(pw)) {
+          if (pw.length >= 4) expect(text, url).not.toContain(s)
+          else expect(text, url).not.toMatch(new RegExp(`(^|[^A-Za-z0-9])${s}([^A-Za-z0-9]|$)`))
+        }
+        expect(text).not.toContain(`u:${pw}`)
+      }
+    }
+  })
+})
+
+describe('REDIS_PASSWORD and REDIS_USERNAME apply to a REDIS_URL without credentials', () => {
+  it('a single server that requires a password is reached with REDIS_PASSWORD; the URL’s own password wins when it has one', async () => {
+    const { startRedis } = await import('./helpers/redis-server')
+    const { openCache } = await import('../lib/index.js')
+    const server = await startRedis(['--requirepass', 'right-secret-123'])
+    try {
+      const url = `redis://127.0.0.1:${server.port}`
+      const c = await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: url, REDIS_PASSWORD: 'right-secret-123', FILE_LOCK_NAMESPACE: 'pw' } })
+      await acquireLock('/pw/a', 'a', 's', c)
+      expect((await listLocks(c)).map((l) => l.path)).toEqual(['/pw/a'])
+      await c.close()
+      const wrong = await openCache({ env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: `redis://:not-it@127.0.0.1:${server.port}`, REDIS_PASSWORD: 'right-secret-123', REDIS_CONNECT_TIMEOUT: '500' } }).then(
+        async (x) => (await x.close(), 'connected'),
+        (e) => e.message as string,
+      )
+      expect(wrong).toMatch(/password|AUTH/i)
+      expect(wrong).not.toContain('not-it')
+      expect(wrong).not.toContain('right-secret-123')
+    } finally {
+      await server.stop()
+    }
+  })
+})

@@ -82,7 +82,9 @@ impl RedisOptions {
             super::secrets::remember(s);
         }
         for url in self.url.iter().chain(&self.cluster) {
-            if let Some(pw) = url.split_once("://").and_then(|(_, rest)| rest.rsplit_once('@')).and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, pw)| pw) {
+            // the userinfo runs to the last '@' (malformed URLs too: `reddis://u:p w@h`, `redis:/u:pw@h`)
+            let rest = url.split_once("://").map_or_else(|| url.split_once(':').map_or("", |(_, r)| r.trim_start_matches('/')), |(_, r)| r);
+            if let Some(pw) = rest.rsplit_once('@').and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, pw)| pw) {
                 super::secrets::remember(pw);
             }
         }
@@ -169,10 +171,10 @@ fn redis_options_from_env(env: &HashMap<String, String>) -> Result<RedisOptions>
     let url = get("REDIS_URL");
     if let Some(u) = &url {
         if !(u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://") || u.starts_with("redis+unix://")) {
-            return Err(Error::invalid(format!(
-                "REDIS_URL must start with redis://, rediss:// or unix://, got {}",
-                redact_url(u)
-            )));
+            // its value is not shown: a malformed URL's password cannot be told from the rest
+            return Err(Error::invalid(
+                "REDIS_URL must start with redis://, rediss:// or unix:// (redis://[user:password@]host:port/db; a password with / @ # or spaces percent-encoded); its value is not shown, it may hold a password",
+            ));
         }
     }
     Ok(RedisOptions {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
 
-use crate::core::config::{redact_url, RedisOptions};
+use crate::core::config::RedisOptions;
 use crate::core::error::{Error, Result};
 
 use super::RedisStore;
@@ -39,7 +39,7 @@ fn without_url(opts: &RedisOptions) -> Result<RedisOptions> {
 }
 
 fn url_info(url: &str) -> Result<ConnectionInfo> {
-    url.into_connection_info().map_err(|_| Error::invalid(format!("REDIS_URL / url is not a valid Redis URL: {}", redact_url(url))))
+    url.into_connection_info().map_err(|_| Error::invalid("REDIS_URL / url is not a valid Redis URL (redis://[user:password@]host:port/db; a password with / @ # or spaces percent-encoded, a port from 1 to 65535); its value is not shown, it may hold a password"))
 }
 
 /// A client for `info`, over TLS (trusting `tls_ca_file` when given) if the address says so.
@@ -99,7 +99,20 @@ pub(super) async fn resolve_primary(opts: &RedisOptions) -> Result<(String, u16)
 
 pub(super) fn connection_info(opts: &RedisOptions) -> Result<ConnectionInfo> {
     if let Some(url) = &opts.url {
-        return url_info(url);
+        // a URL without credentials takes REDIS_USERNAME / REDIS_PASSWORD (the URL's win when it has them)
+        let info = url_info(url)?;
+        let mut settings = info.redis_settings().clone();
+        if settings.password().is_none() {
+            if let Some(p) = &opts.password {
+                settings = settings.set_password(p);
+            }
+        }
+        if settings.username().is_none() {
+            if let Some(u) = &opts.username {
+                settings = settings.set_username(u);
+            }
+        }
+        return Ok(info.set_redis_settings(settings));
     }
     let info = tcp_info(&opts.host, opts.port, opts.tls)?;
     let mut settings = info.redis_settings().clone().set_db(opts.database);
@@ -320,7 +333,7 @@ fn cluster_infos(opts: &RedisOptions) -> Result<Vec<ConnectionInfo>> {
             let info = u
                 .as_str()
                 .into_connection_info()
-                .map_err(|_| Error::invalid(format!("cluster / REDIS_CLUSTER_NODES: {} is not a valid Redis URL (a password with / @ # must be percent-encoded)", redact_url(u))))?;
+                .map_err(|_| Error::invalid("cluster / REDIS_CLUSTER_NODES: a node is not a valid Redis URL (a password with / @ # or spaces must be percent-encoded); its value is not shown, it may hold a password"))?;
             let mut s = info.redis_settings().clone();
             if s.username().is_none() {
                 if let Some(user) = &opts.username {
