@@ -192,6 +192,12 @@ export interface NativeWriter {
 /** The canonical form of a path, as locks key it (see `core::path`). */
 export declare function normalizePath(filePath: string, baseDir?: string | undefined | null): string
 
+/**
+ * Text another agent wrote, as one line without control characters, cut to `max` characters
+ * (see `core::text`): the rule the JS layer's `oneLine` follows too.
+ */
+export declare function oneLine(text: string, max: number): string
+
 /** Redis primary with a sled fallback (see `HybridStore::open` for starting while Redis is down). */
 export declare function openHybrid(redis: NativeRedisOptions, hybrid: NativeHybridOptions, namespace?: string | undefined | null, defaultTtlMs?: number | undefined | null): Promise<NativeCache>
 

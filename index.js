@@ -842,6 +842,7 @@ module.exports.configFromEnv = nativeBinding.configFromEnv
 module.exports.connectRedis = nativeBinding.connectRedis
 module.exports.fileMark = nativeBinding.fileMark
 module.exports.normalizePath = nativeBinding.normalizePath
+module.exports.oneLine = nativeBinding.oneLine
 module.exports.openHybrid = nativeBinding.openHybrid
 module.exports.openSled = nativeBinding.openSled
 module.exports.redactSecrets = nativeBinding.redactSecrets

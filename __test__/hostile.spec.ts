@@ -106,3 +106,68 @@ describe('REDIS_PASSWORD and REDIS_USERNAME apply to a REDIS_URL without credent
     }
   })
 })
+
+describe('other agents’ escape sequences never reach a terminal or a model raw', () => {
+  const EVIL_AGENT = 'evil\u001b]0;pwned\u0007agent'
+  const EVIL_SESSION = 'ses\u001b[2J\u009b31m'
+  const EVIL_REASON = 'rename\u001b[31m the\nauth module\u0007'
+  const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/ // a newline between lines of a listing is ours
+
+  it('list, watch, the refusal a model reads and file_locks show them as spaces', async () => {
+    const { watch } = require('../lib/watch.js')
+    const { FileLockPlugin } = await import('../plugin/src/file-lock.ts')
+    const folder = tmpDir('ofl-escape-')
+    const cache = await SledCache.open({ path: folder, namespace: 'locks' })
+    try {
+      const dir = tmpDir('ofl-escape-proj-')
+      await acquireLock(path.join(dir, 'src/'), EVIL_AGENT, EVIL_SESSION, cache, { reason: EVIL_REASON, title: 'T\u001b[1mitle' })
+      const list = cli(['list'], { FILE_LOCK_PATH: folder })
+      expect(list.out).toContain('evil ]0;pwned agent')
+      expect(list.out).not.toMatch(raw)
+      // watch's view, written to a stream that is not a terminal: one frame
+      let view = ''
+      const out = { isTTY: false, write: (t: string) => ((view += t), true) }
+      const { PassThrough } = await import('node:stream')
+      const w = watch(cache, { out, input: new PassThrough() })
+      await new Promise((r) => setTimeout(r, 300))
+      w.stop()
+      await w.done
+      expect(view).toContain('evil ]0;pwned agent')
+      expect(view).not.toMatch(raw)
+      // what a model reads when its write is refused, and its file_locks listing
+      const hooks = await FileLockPlugin({ cache, baseDir: dir, waitMs: 0 } as never)
+      const refusal = await hooks['tool.execute.before']({ tool: 'write', sessionID: 'me', callID: 'c1' }, { args: { filePath: 'src/a.ts', content: 'x' } }).catch((e: Error) => e.message)
+      expect(refusal).toMatch(/is locked by another agent: agent evil \]0;pwned agent \(session ses \[2J 31m\)/)
+      expect(refusal).toContain('for this reason: “rename [31m the auth module”')
+      expect(refusal).not.toMatch(raw)
+      const listing = await hooks.tool.file_locks.execute({}, { sessionID: 'me' })
+      expect(listing).not.toMatch(raw)
+      expect(listing).toContain('rename [31m the auth module')
+    } finally {
+      await cache.close()
+    }
+  })
+
+  it('a deadlock names the sessions of the cycle without their control characters', async () => {
+    const cache = await SledCache.open({ path: tmpDir('ofl-escape-'), namespace: 'locks' })
+    try {
+      await acquireLock('/d/x', 'a', EVIL_SESSION, cache)
+      await acquireLock('/d/y', 'b', 'plain', cache)
+      const waiting = acquireLock('/d/y', 'a', EVIL_SESSION, cache, { waitMs: 3000 }).catch((e) => e)
+      await new Promise((r) => setTimeout(r, 100))
+      const e = await acquireLock('/d/x', 'b', 'plain', cache, { waitMs: 3000 }).catch((x) => x)
+      expect(e.code).toBe('EDEADLK')
+      expect(e.message).toContain('ses [2J 31m')
+      expect(e.message).not.toMatch(raw)
+      await waiting
+    } finally {
+      await cache.close()
+    }
+  })
+
+  it('the Rust and the JS escaping say the same', async () => {
+    const { oneLine } = require('../lib/text.js')
+    const native = require('../lib/native.js')
+    for (const s of [EVIL_AGENT, EVIL_SESSION, EVIL_REASON, '  a\tb\u2028c  ', 'é'.repeat(300), 'plain']) expect(native.oneLine(s, 200)).toBe(oneLine(s, 200))
+  })
+})

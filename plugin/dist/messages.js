@@ -106,7 +106,7 @@ export function cannotLockNotice(why) {
 }
 /** A lock the plugin held is gone. */
 export function lostNotice(path, session, reason, holder) {
-    const now = holder?.sessionId ? `; now held by agent ${holder.agentId} (session ${holder.sessionId})` : '';
+    const now = holder?.sessionId ? `; now held by agent ${oneLine(holder.agentId)} (session ${oneLine(holder.sessionId)})` : '';
     return `[opencode-file-lock] lost the lock on ${path} (session ${session}, reason: ${reason}${now}); no longer renewing it`;
 }
 /** A release that failed: the lock stays until its TTL. */

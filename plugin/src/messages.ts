@@ -128,7 +128,7 @@ export function cannotLockNotice(why: string): string {
 
 /** A lock the plugin held is gone. */
 export function lostNotice(path: string, session: string, reason: string, holder?: { agentId?: string; sessionId?: string } | null): string {
-  const now = holder?.sessionId ? `; now held by agent ${holder.agentId} (session ${holder.sessionId})` : ''
+  const now = holder?.sessionId ? `; now held by agent ${oneLine(holder.agentId)} (session ${oneLine(holder.sessionId)})` : ''
   return `[opencode-file-lock] lost the lock on ${path} (session ${session}, reason: ${reason}${now}); no longer renewing it`
 }
 

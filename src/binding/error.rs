@@ -11,7 +11,8 @@ pub const MARKER: char = '\u{1}';
 pub fn encode(e: &Error) -> String {
     let payload = json!({
         "code": e.code(),
-        "message": crate::core::secrets::scrub(&e.to_string()),
+        // what JS shows a person or a model: no secret, and no control character another agent put in an id
+        "message": crate::core::text::clean(&crate::core::secrets::scrub(&e.to_string())),
         "holder": e.holder(),
     });
     format!("{MARKER}{payload}")

@@ -14,6 +14,7 @@ pub fn enabled() -> bool {
 
 pub fn log(line: std::fmt::Arguments<'_>) {
     if enabled() {
-        eprintln!("[opencode-file-lock] {}", super::secrets::scrub(&line.to_string()));
+        // ids and paths other agents chose are in these lines: no control character of theirs reaches the terminal
+        eprintln!("[opencode-file-lock] {}", super::text::clean(&super::secrets::scrub(&line.to_string())));
     }
 }

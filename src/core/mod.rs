@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod path;
 pub mod secrets;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod versions;
 pub mod wait;

@@ -159,9 +159,7 @@ fn safe_component(s: &str) -> String {
 
 /// One line, no control characters, at most `MAX_LABEL_CHARS`: text other agents will read.
 pub fn label(s: &str) -> String {
-    let one: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let t = one.split_whitespace().collect::<Vec<_>>().join(" ");
-    t.chars().take(MAX_LABEL_CHARS).collect()
+    super::text::one_line(s, MAX_LABEL_CHARS)
 }
 
 fn clean_writer(w: &Writer) -> Result<Writer> {
