@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::envelope::{nested_namespace, validate_json, validate_namespace};
 use super::error::{Error, Result};
 use super::lock::{check_id, check_token_of, check_ttl, LockFilter, LockRecord, LockRequest, DEFAULT_LOCK_TTL_MS, MAX_PATHS, MAX_TTL_MS};
+use super::aliases::{self, Aliases};
 use super::lost::{LostListener, LostWatch, Spawn};
 use super::path::{is_lexically_normal, normalize_path};
 use super::store::{BatchOp, Page, Store};
@@ -53,6 +54,8 @@ pub struct Handle<S: Store> {
     default_ttl_ms: Option<u64>,
     /// Shared by every namespace view of the store: lost-lock reports for this process's locks.
     watch: Arc<LostWatch>,
+    /// The inode locks this process took with hard-linked files (see `core::aliases`).
+    aliases: Arc<Aliases>,
 }
 
 /// One operation of `batch`, as the caller gave it.
@@ -65,6 +68,21 @@ pub enum BatchItem {
 pub struct Acquire {
     pub paths: Vec<String>,
     pub req: LockRequest,
+    /// (path, inode key) of each hard-linked file among `paths`: taken with them, all or nothing.
+    pub aliases: Vec<(String, String)>,
+}
+
+impl Acquire {
+    /// What the store is asked for: the paths, then their inode keys.
+    fn keys(&self) -> Vec<String> {
+        let mut all = self.paths.clone();
+        for (_, a) in &self.aliases {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
 }
 
 impl<S: Store> Handle<S> {
@@ -73,7 +91,7 @@ impl<S: Store> Handle<S> {
         if let Some(t) = default_ttl_ms {
             check_ttl(t).map_err(|_| Error::invalid(format!("defaultTtlMs must be between 1 and {MAX_TTL_MS} milliseconds (24.8 days), got {t}")))?;
         }
-        Ok(Handle { store: Arc::new(store), ns: ns.to_owned(), default_ttl_ms, watch: LostWatch::new(spawn.clone()), spawn })
+        Ok(Handle { store: Arc::new(store), ns: ns.to_owned(), default_ttl_ms, watch: LostWatch::new(spawn.clone()), spawn, aliases: Arc::default() })
     }
 
     pub fn store(&self) -> &Arc<S> {
@@ -92,7 +110,7 @@ impl<S: Store> Handle<S> {
     /// A view of the same store under `namespace/ns` (level-cache nests namespaces with `/`).
     pub fn with_namespace(&self, ns: &str) -> Result<Self> {
         validate_namespace(ns)?;
-        Ok(Handle { store: self.store.clone(), spawn: self.spawn.clone(), ns: nested_namespace(&self.ns, ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone() })
+        Ok(Handle { store: self.store.clone(), spawn: self.spawn.clone(), ns: nested_namespace(&self.ns, ns), default_ttl_ms: self.default_ttl_ms, watch: self.watch.clone(), aliases: self.aliases.clone() })
     }
 
     /// A cache value's TTL: its own, else the cache's default; the store turns it into an expiry
@@ -167,19 +185,28 @@ impl<S: Store> Handle<S> {
                 normalized.push(n);
             }
         }
-        Ok(Acquire { paths: normalized, req })
+        let aliases = normalized.iter().filter(|p| !super::path::is_claim(p)).filter_map(|p| aliases::alias_of(p).map(|a| (p.clone(), a))).collect();
+        Ok(Acquire { paths: normalized, req, aliases })
     }
 
     /// Acquires every path or none; the normalized paths. With `wait`, waits that long for
     /// holders and earlier waiters (see `core::wait`); `cancel` aborts the wait.
     pub async fn acquire(&self, a: &Acquire, wait: Option<(Duration, &Notify)>) -> Result<Vec<String>> {
         let started = Instant::now();
+        let keys = if a.aliases.is_empty() { None } else { Some(a.keys()) };
+        let asked = keys.as_deref().unwrap_or(&a.paths);
         let r = match wait {
-            None => self.store.acquire(&self.ns, &a.paths, &a.req).await,
-            Some((wait, cancel)) => super::wait::acquire_waiting(&*self.store, &self.ns, &a.paths, &a.req, wait, cancel).await,
+            None => self.store.acquire(&self.ns, asked, &a.req).await,
+            Some((wait, cancel)) => super::wait::acquire_waiting(&*self.store, &self.ns, asked, &a.req, wait, cancel).await,
         };
+        // a refusal on an inode key is said in terms of the path asked for
+        let r = r.map_err(|e| a.aliases.iter().fold(e, |e, (p, alias)| aliases::explain(e, alias, p)));
         self.observe_acquire(a, &r, started, wait.map(|(w, _)| w));
-        let recs = r?;
+        let mut recs = r?;
+        if !a.aliases.is_empty() {
+            self.aliases.took(&self.ns, &a.req.session_id, &a.aliases);
+            recs.retain(|r| !aliases::is_alias(&r.path));
+        }
         self.watch.acquired(&self.store, &self.ns, &recs, Duration::from_millis(a.req.ttl_ms));
         Ok(a.paths.clone())
     }
@@ -236,6 +263,15 @@ impl<S: Store> Handle<S> {
             self.watch.releasing(&self.ns, &p, session_id);
         }
         let r = self.release_by_path(path, session_id).await;
+        if matches!(r, Ok(true)) {
+            // the inode lock taken with a hard-linked file goes with it
+            let p = if is_lexically_normal(path) { path.to_owned() } else { normalize_path(path, None).unwrap_or_else(|_| path.to_owned()) };
+            if let Some(alias) = self.aliases.let_go(&self.ns, session_id, &p) {
+                if let Err(e) = self.store.release(&self.ns, &alias, session_id).await {
+                    debug::log(format_args!("releasing the inode lock {alias} of {p} failed ({}); it expires at its TTL", e.code()));
+                }
+            }
+        }
         if debug::enabled() {
             let outcome = match &r {
                 Ok(true) => "released".to_owned(),
@@ -272,6 +308,9 @@ impl<S: Store> Handle<S> {
     pub async fn release_all(&self, filter: &LockFilter) -> Result<u64> {
         self.watch.releasing_all(&self.ns, filter);
         let r = self.store.release_all(&self.ns, filter).await;
+        if r.is_ok() && filter.agent_id.is_none() {
+            self.aliases.forget(&self.ns, filter.session_id.as_deref());
+        }
         debug::log(format_args!("releaseAll session={:?} agent={:?} on {}: {:?}", filter.session_id, filter.agent_id, self.store.backend(), r.as_ref().map_err(|e| e.code())));
         r
     }
@@ -285,6 +324,10 @@ impl<S: Store> Handle<S> {
         match self.store.renew(&self.ns, &path, session_id, ttl).await? {
             Some(r) => {
                 self.watch.renewed(&self.ns, &path, session_id, Duration::from_millis(ttl));
+                if let Some(alias) = self.aliases.of(&self.ns, session_id, &path) {
+                    // the inode lock lives as long as the path's
+                    let _ = self.store.renew(&self.ns, &alias, session_id, ttl).await;
+                }
                 Ok(r)
             }
             None => Err(self.lost_error(&path, session_id).await),
@@ -308,12 +351,23 @@ impl<S: Store> Handle<S> {
     pub async fn force_release(&self, path: &str) -> Result<Option<LockRecord>> {
         let path = normalize_path(path, None)?;
         let r = self.store.force_release(&self.ns, &path).await;
+        // the inode lock its holder took with it (a hard-linked file) goes too
+        if let (Ok(Some(gone)), Some(alias)) = (&r, aliases::alias_of(&path)) {
+            if let Ok(Some(rec)) = self.store.get(&self.ns, &alias).await.map(|e| e.and_then(|e| serde_json::from_str::<LockRecord>(e.value.get()).ok())) {
+                if rec.session_id == gone.session_id {
+                    let _ = self.store.force_release(&self.ns, &alias).await;
+                }
+            }
+        }
         debug::log(format_args!("forced release of {path} on {}: {:?}", self.store.backend(), r.as_ref().map(|r| r.as_ref().map(|r| &r.session_id)).map_err(|e| e.code())));
         r
     }
 
+    /// Live locks (the inode locks taken with hard-linked files are not listed: their paths are).
     pub async fn list_locks(&self, filter: &LockFilter) -> Result<Vec<LockRecord>> {
-        self.store.list_locks(&self.ns, filter).await
+        let mut locks = self.store.list_locks(&self.ns, filter).await?;
+        locks.retain(|r| !aliases::is_alias(&r.path));
+        Ok(locks)
     }
 
     /// Who waits for what in this namespace, by the store's clock.
@@ -325,7 +379,7 @@ impl<S: Store> Handle<S> {
     /// show. (Two reads, not one atomic view: a change between them shows at the next look.)
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let waiting = self.store.list_waiters(&self.ns).await?;
-        let locks = self.store.list_locks(&self.ns, &LockFilter::default()).await?;
+        let locks = self.list_locks(&LockFilter::default()).await?;
         Ok(Snapshot { now: waiting.now, locks, waiters: waiting.waiters })
     }
 

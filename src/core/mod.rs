@@ -1,5 +1,6 @@
 //! Plain Rust, no napi types: lock and cache semantics, wire format, paths, configuration.
 
+pub mod aliases;
 pub mod config;
 pub mod envelope;
 pub mod error;

@@ -45,8 +45,7 @@ fn normalize_file_path(input: &str, base_dir: Option<&str>) -> Result<String> {
         }
     }
     joined.push(&input);
-    let folded = fold(&joined);
-    let resolved = resolve_existing_prefix(&folded);
+    let resolved = resolve(&joined);
     let text = resolved.to_string_lossy();
     Ok(if text.is_ascii() {
         text.into_owned()
@@ -108,52 +107,62 @@ fn check_path_text(p: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Lexical folding of `.` and `..` (as `path.resolve` does); `..` at the root stays at the root.
-fn fold(p: &Path) -> PathBuf {
+/// How many symlinks one path may go through before the rest is taken as written (a loop).
+const MAX_LINKS: usize = 40;
+
+/// Resolves an absolute path as the kernel walks it, so every name of one file gives one lock:
+/// each component in turn; a symlink replaced by its target (a relative one read from the folder
+/// holding the link) before anything after it is looked at, so `link/../f` is the `f` beside
+/// the link's target, not beside the link; `..` taken from the folder reached so far; `.` dropped.
+/// A dangling symlink is replaced by its target too: a lock through it and one on the file it
+/// will create are one lock. From the first component that does not exist on, the rest is
+/// folded as written (nothing below a missing folder can be a symlink). `..` at the root stays
+/// at the root. One `lstat` per component, one `readlink` per symlink.
+fn resolve(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
+    let mut rest: std::collections::VecDeque<std::ffi::OsString> = std::collections::VecDeque::new();
     for c in p.components() {
         match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if out.parent().is_some() {
-                    out.pop();
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            other => rest.push_back(other.as_os_str().to_owned()),
+        }
+    }
+    let root = out.clone();
+    let mut links = 0;
+    let mut exists = true;
+    while let Some(c) = rest.pop_front() {
+        if c == "." || c.is_empty() {
+            continue;
+        }
+        if c == ".." {
+            if out != root {
+                out.pop();
+            }
+            continue;
+        }
+        out.push(&c);
+        if !exists {
+            continue;
+        }
+        match std::fs::symlink_metadata(&out) {
+            Ok(m) if m.file_type().is_symlink() && links < MAX_LINKS => {
+                let Ok(target) = std::fs::read_link(&out) else { continue };
+                links += 1;
+                out.pop();
+                if target.is_absolute() {
+                    out = root.clone();
+                }
+                for tc in target.components().rev() {
+                    match tc {
+                        Component::Prefix(_) | Component::RootDir => {}
+                        other => rest.push_front(other.as_os_str().to_owned()),
+                    }
                 }
             }
-            other => out.push(other.as_os_str()),
-        }
-    }
-    out
-}
-
-/// Canonicalises the longest prefix of `p` (absolute, folded) that exists and re-appends the rest.
-/// Walks down from the root with one `lstat` per component and resolves only the components that
-/// are symlinks: a lock is usually taken on a file that does not exist yet, and trying the whole
-/// path, then its parent, and so on cost several failed realpath(3) calls each time.
-fn resolve_existing_prefix(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    let mut parts = p.components().peekable();
-    while let Some(c) = parts.peek() {
-        if !matches!(c, Component::RootDir | Component::Prefix(_)) {
-            break;
-        }
-        out.push(c.as_os_str());
-        parts.next();
-    }
-    if out.as_os_str().is_empty() {
-        return p.to_path_buf();
-    }
-    while let Some(c) = parts.next() {
-        out.push(c.as_os_str());
-        match std::fs::symlink_metadata(&out) {
-            Ok(m) if m.file_type().is_symlink() => match std::fs::canonicalize(&out) {
-                Ok(target) => out = target,
-                Err(_) => break, // dangling: it names nothing that exists
-            },
             Ok(_) => {}
-            Err(_) => break, // from here on nothing exists
+            Err(_) => exists = false,
         }
     }
-    out.extend(parts);
     out
 }
 
@@ -196,7 +205,19 @@ mod tests {
         let dangling = dir.path().join("dangling");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
         let canon_dir = std::fs::canonicalize(dir.path()).unwrap();
-        assert_eq!(normalize_path(dangling.join("x").to_str().unwrap(), None).unwrap(), canon_dir.join("dangling/x").to_str().unwrap());
+        // a dangling link names its target: what a write through it creates
+        assert_eq!(normalize_path(dangling.join("x").to_str().unwrap(), None).unwrap(), canon_dir.join("nowhere/x").to_str().unwrap());
+        assert_eq!(normalize_path(dangling.to_str().unwrap(), None).unwrap(), canon_dir.join("nowhere").to_str().unwrap());
+        // `..` after a link is taken from the link's target, as the kernel does
+        std::fs::create_dir_all(real.join("deep/er")).unwrap();
+        let to_deep = dir.path().join("to-deep");
+        std::os::unix::fs::symlink(real.join("deep/er"), &to_deep).unwrap();
+        assert_eq!(normalize_path(to_deep.join("../f").to_str().unwrap(), None).unwrap(), canon_real.join("deep/f").to_str().unwrap());
+        // a loop of links gives up and keeps the rest as written
+        let (l1, l2) = (dir.path().join("l1"), dir.path().join("l2"));
+        std::os::unix::fs::symlink(&l2, &l1).unwrap();
+        std::os::unix::fs::symlink(&l1, &l2).unwrap();
+        assert!(normalize_path(l1.join("x").to_str().unwrap(), None).is_ok());
         assert_eq!(normalize_path(real.join("file/sub").to_str().unwrap(), None).unwrap(), canon_real.join("file/sub").to_str().unwrap());
     }
 
