@@ -340,6 +340,9 @@ function configFromEnv(env = process.env) {
  * Opens the cache the environment asks for (FILE_LOCK_CACHE_BACKEND etc.); `overrides` win:
  * {backend?, path?, namespace?, defaultTtlMs?, failMode?, redis?: {...}, env?}.
  */
+const NO_FOLDER =
+  "the lock folder's default place is under XDG_STATE_HOME or HOME, and neither is set: set FILE_LOCK_PATH to a folder of your own (a shared temporary folder is never used: another user could have made it, or a link in its place)"
+
 async function openCache(overrides) {
   const o = check.known(check.obj(overrides, 'openCache options'), ['backend', 'path', 'namespace', 'defaultTtlMs', 'failMode', 'redis', 'env'], 'openCache')
   const c = configFromEnv(o.env ?? process.env)
@@ -349,14 +352,16 @@ async function openCache(overrides) {
   const defaultTtlMs = o.defaultTtlMs ?? c.ttlMs
   const redis = { ...c.redis, ...check.obj(o.redis, 'redis') }
   if (redis.url) for (const k of ['host', 'port']) if (!(o.redis && k in o.redis)) delete redis[k]
+  const sledPath = o.path ?? c.sledPath
+  if (!sledPath && backend !== 'redis') throw invalid(NO_FOLDER)
   switch (backend) {
     case 'sled':
     case 'leveldb':
-      return SledCache.open({ path: o.path ?? c.sledPath, namespace, defaultTtlMs })
+      return SledCache.open({ path: sledPath, namespace, defaultTtlMs })
     case 'redis':
       return RedisCache.connect({ ...redis, namespace, defaultTtlMs })
     case 'hybrid':
-      return HybridCache.open({ redis, sledPath: o.path ?? c.sledPath, namespace, defaultTtlMs, failMode: o.failMode ?? c.failMode, debug: c.debug })
+      return HybridCache.open({ redis, sledPath, namespace, defaultTtlMs, failMode: o.failMode ?? c.failMode, debug: c.debug })
     default:
       throw invalid(`backend must be 'sled', 'redis' or 'hybrid', got ${JSON.stringify(backend)}`)
   }

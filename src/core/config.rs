@@ -146,17 +146,20 @@ fn parse_bool(env: &HashMap<String, String>, name: &str) -> Result<Option<bool>>
     }
 }
 
-/// The per-user default folder for the embedded store.
-pub fn default_sled_path(env: &HashMap<String, String>) -> String {
+/// The per-user default folder for the embedded store: under XDG_STATE_HOME or HOME. With
+/// neither there is none: a shared temporary folder is never used (another user could have made
+/// it first, or a symlink in its place).
+pub fn default_sled_path(env: &HashMap<String, String>) -> Result<String> {
     let non_empty = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     if let Some(state) = non_empty("XDG_STATE_HOME") {
-        return format!("{state}/opencode-file-lock/locks");
+        return Ok(format!("{state}/opencode-file-lock/locks"));
     }
     if let Some(home) = non_empty("HOME").or_else(|| non_empty("USERPROFILE")) {
-        return format!("{home}/.local/state/opencode-file-lock/locks");
+        return Ok(format!("{home}/.local/state/opencode-file-lock/locks"));
     }
-    let tmp = non_empty("TMPDIR").unwrap_or_else(|| std::env::temp_dir().display().to_string());
-    format!("{tmp}/opencode-file-lock/locks")
+    Err(Error::invalid(
+        "the lock folder's default place is under XDG_STATE_HOME or HOME, and neither is set: set FILE_LOCK_PATH to a folder of your own (a shared temporary folder is never used: another user could have made it, or a link in its place)",
+    ))
 }
 
 pub fn redis_from_env(env: &HashMap<String, String>) -> Result<RedisOptions> {
@@ -310,7 +313,12 @@ pub fn config_from_env(env: &HashMap<String, String>) -> Result<CacheConfig> {
     let debug = parse_bool(env, "DEBUG_FILE_LOCK_CACHE")?.or(parse_bool(env, "DEBUG_MODE")?).unwrap_or(false);
     Ok(CacheConfig {
         backend,
-        sled_path: env.get("FILE_LOCK_PATH").filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| default_sled_path(env)),
+        // none without FILE_LOCK_PATH, XDG_STATE_HOME or HOME: empty, and refused by whatever would
+        // open a folder (openCache says why), since a path given in code may still come
+        sled_path: match env.get("FILE_LOCK_PATH").filter(|v| !v.is_empty()) {
+            Some(p) => p.clone(),
+            None => default_sled_path(env).unwrap_or_default(),
+        },
         namespace: env.get("FILE_LOCK_NAMESPACE").filter(|v| !v.is_empty()).cloned().unwrap_or_else(|| "locks".into()),
         ttl_ms,
         redis,
@@ -326,7 +334,22 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        let mut e: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        e.entry("HOME".into()).or_insert_with(|| "/home/u".into());
+        e
+    }
+
+    #[test]
+    fn no_home_no_default_folder_and_never_a_shared_temporary_one() {
+        let bare: HashMap<String, String> = HashMap::from([("TMPDIR".to_owned(), "/tmp".to_owned())]);
+        assert_eq!(config_from_env(&bare).unwrap().sled_path, "", "no folder, rather than a shared one");
+        let e = default_sled_path(&bare).unwrap_err();
+        assert_eq!(e.code(), "EINVAL");
+        assert!(e.to_string().contains("set FILE_LOCK_PATH"), "{e}");
+        let with_path = HashMap::from([("FILE_LOCK_PATH".to_owned(), "/srv/locks".to_owned())]);
+        assert_eq!(config_from_env(&with_path).unwrap().sled_path, "/srv/locks");
+        let redis_only = HashMap::from([("FILE_LOCK_CACHE_BACKEND".to_owned(), "redis".to_owned())]);
+        assert!(config_from_env(&redis_only).is_ok(), "Redis alone needs no folder");
     }
 
     #[test]

@@ -11,6 +11,16 @@
 //! when it takes the pending changes, and deletes the older ones once sled has them on disk.
 
 use std::fs::{File, OpenOptions};
+
+/// The folder's files are opened as files of their own name, never through a symlink put there.
+fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    }
+    o
+}
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -160,7 +170,7 @@ impl Sink {
     #[cfg(unix)]
     fn create(path: &Path) -> std::io::Result<Sink> {
         use std::os::unix::io::AsRawFd;
-        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path)?;
+        let file = no_follow(OpenOptions::new().create(true).truncate(true).read(true).write(true)).open(path)?;
         file.set_len(CAPACITY as u64)?;
         // SAFETY: a fresh shared mapping of a file of CAPACITY bytes that this value owns.
         let ptr = unsafe { libc::mmap(std::ptr::null_mut(), CAPACITY, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0) };
@@ -180,7 +190,7 @@ impl Sink {
 
     #[cfg(not(unix))]
     fn create(path: &Path) -> std::io::Result<Sink> {
-        Ok(Sink { file: OpenOptions::new().create(true).append(true).open(path)?, len: 0 })
+        Ok(Sink { file: no_follow(OpenOptions::new().create(true).append(true)).open(path)?, len: 0 })
     }
 
     /// Appends `bytes`; false when they do not fit (a mapped file is full).
@@ -215,7 +225,7 @@ impl Journal {
         let mut changes = Vec::new();
         for (_, path) in &files {
             let mut bytes = Vec::new();
-            File::open(path)?.read_to_end(&mut bytes)?;
+            no_follow(OpenOptions::new().read(true)).open(path)?.read_to_end(&mut bytes)?;
             changes.extend(read_entries(&bytes));
         }
         let seq = files.last().map_or(1, |(s, _)| s + 1);

@@ -147,11 +147,25 @@ fn write_fully(mut s: &UnixStream, mut buf: &[u8], deadline: Instant) -> std::io
 
 /// Connects and exchanges hellos (blocking, bounded by `timeout`).
 pub fn connect(socket: &Path, timeout: Duration, on_push: Box<dyn Fn(&str) + Send + Sync>, on_dead: OnDead) -> Result<Arc<Conn>, ConnectError> {
+    // only a socket of this user, served by a process of this user: nothing is sent before both are known
+    super::socket::check_own_file(socket, true).map_err(ConnectError::Refused)?;
     let stream = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => return Err(ConnectError::Absent),
         Err(e) => return Err(ConnectError::Refused(Error::backend(format!("cannot connect to the lock socket {}: {e}", socket.display())))),
     };
+    match super::socket::peer_uid(&stream) {
+        Some(uid) if uid == super::socket::euid() => {}
+        Some(uid) => {
+            return Err(ConnectError::Refused(Error::backend(format!(
+                "the lock socket {} is served by a process of another user (uid {uid}): it is not trusted, and nothing was sent to it. Set FILE_LOCK_PATH to a folder of your own",
+                socket.display()
+            ))))
+        }
+        None => {
+            return Err(ConnectError::Refused(Error::backend(format!("cannot tell which user serves the lock socket {}: it is not trusted", socket.display()))));
+        }
+    }
     let deadline = Instant::now() + timeout;
     let mut hello = Vec::new();
     frame(&mut hello, &Hello::ours());

@@ -172,6 +172,18 @@ enum Now {
     Moving(String),
 }
 
+/// Makes the folder (and those above it that are missing) readable by this user only.
+fn create_private_dirs(folder: &str) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(folder).map_err(|e| Error::backend(format!("cannot create the sled folder {folder}: {e}")))
+}
+
 impl SharedStore {
     /// Opens `folder`: serves it if no process does, else becomes a client of the one that does.
     pub fn open(folder: &str) -> Result<SharedStore> {
@@ -189,10 +201,11 @@ impl SharedStore {
         if folder.is_empty() || folder.contains('\0') {
             return Err(Error::invalid("path (the sled folder) must be a non-empty string without NUL bytes"));
         }
-        std::fs::create_dir_all(folder).map_err(|e| Error::backend(format!("cannot create the sled folder {folder}: {e}")))?;
+        let created = !std::path::Path::new(folder).exists();
+        create_private_dirs(folder)?;
         let path = std::fs::canonicalize(folder).map_err(|e| Error::backend(format!("cannot open the sled folder {folder}: {e}")))?;
         #[cfg(unix)]
-        socket::secure_folder(&path)?;
+        socket::secure_folder(std::path::Path::new(folder), &path, created)?;
         let mut open = lock(&OPEN);
         if let Some((s, users)) = open.get_mut(&path).filter(|_| registered) {
             *users += 1;
@@ -362,6 +375,8 @@ impl Shared {
     /// Serves the folder, or connects to the process that does; retried until `deadline`.
     #[cfg(unix)]
     fn establish(self: &Arc<Self>, deadline: Instant) -> Result<Role> {
+        // a lock file that is not ours is not a passing state: said at once, not after the timeout
+        socket::check_own_file(&self.folder.join("ofl.lock"), false)?;
         let mut last = None;
         let mut pause = Duration::from_millis(1);
         loop {

@@ -19,22 +19,63 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Refuses a folder another user owns, and makes ours private (0700): the socket inside it is
-/// then reachable by this user only.
-pub fn secure_folder(folder: &Path) -> Result<()> {
-    let meta = std::fs::metadata(folder).map_err(|e| Error::backend(format!("cannot read the lock folder {}: {e}", folder.display())))?;
+/// Checks the lock folder before anything in it is opened, and makes it private (0700): the socket
+/// inside it is then reachable by this user only. Refused, each with the file, its owner and the
+/// fix: a folder another user owns; one that was writable by others before this call (`created`:
+/// this call made it), since anything could have been planted in it; a folder on the way to it
+/// that another user owns or may write to (unless it is sticky, as /tmp is); a symlink on the way
+/// that another user made.
+pub fn secure_folder(given: &Path, folder: &Path, created: bool) -> Result<()> {
     let me = euid();
+    let refuse = |what: String| Error::backend(format!("{what}; locks are shared only between processes of one user, through a folder only it can change. Set FILE_LOCK_PATH to a folder of your own"));
+    // the path as given: a symlink on the way must be this user's or root's
+    let mut walked = PathBuf::new();
+    for c in given.components() {
+        walked.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(&walked) {
+            if m.file_type().is_symlink() && m.uid() != me && m.uid() != 0 {
+                return Err(refuse(format!("{} is a symlink made by another user (uid {})", walked.display(), m.uid())));
+            }
+        }
+    }
+    // the folders above it: this user's or root's, and writable by nobody else unless sticky
+    for above in folder.ancestors().skip(1) {
+        let m = std::fs::metadata(above).map_err(|e| Error::backend(format!("cannot read {}: {e}", above.display())))?;
+        if m.uid() != me && m.uid() != 0 {
+            return Err(refuse(format!("{} (above the lock folder {}) belongs to another user (uid {})", above.display(), folder.display(), m.uid())));
+        }
+        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            return Err(refuse(format!("{} (above the lock folder {}) may be changed by other users (mode {:o}) and is not sticky", above.display(), folder.display(), m.mode() & 0o7777)));
+        }
+    }
+    let meta = std::fs::symlink_metadata(folder).map_err(|e| Error::backend(format!("cannot read the lock folder {}: {e}", folder.display())))?;
     if meta.uid() != me {
-        return Err(Error::backend(format!(
-            "the lock folder {} belongs to another user (uid {}), not to this one (uid {me}); locks are shared only between \
-             processes of one user. Set FILE_LOCK_PATH to a folder of your own",
-            folder.display(),
-            meta.uid()
-        )));
+        return Err(refuse(format!("the lock folder {} belongs to another user (uid {}), not to this one (uid {me})", folder.display(), meta.uid())));
+    }
+    if !created && meta.mode() & 0o022 != 0 {
+        return Err(refuse(format!("the lock folder {} could be written by other users (mode {:o}), so what is in it cannot be trusted; move it away (a new one is made private)", folder.display(), meta.mode() & 0o777)));
     }
     if meta.mode() & 0o077 != 0 {
         std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::backend(format!("cannot make the lock folder {} private (mode 0700): {e}", folder.display())))?;
+    }
+    Ok(())
+}
+
+/// A file in the lock folder this process is about to use: a regular file (or, `socket`, a
+/// socket) of this user, not a symlink. Absent is fine.
+pub fn check_own_file(path: &Path, socket: bool) -> Result<()> {
+    let Ok(m) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    use std::os::unix::fs::FileTypeExt;
+    let kind_ok = if socket { m.file_type().is_socket() } else { m.file_type().is_file() };
+    if m.file_type().is_symlink() || !kind_ok || m.uid() != euid() {
+        return Err(Error::backend(format!(
+            "{} is not {} of this user (it is a {}, of uid {}): it was not made by opencode-file-lock, so it is not used. Remove it if it is yours, or set FILE_LOCK_PATH to a folder of your own",
+            path.display(),
+            if socket { "a socket" } else { "a file" },
+            if m.file_type().is_symlink() { "symlink" } else if m.is_dir() { "folder" } else { "file of another kind" },
+            m.uid()
+        )));
     }
     Ok(())
 }
@@ -77,13 +118,20 @@ pub struct ServeLock {
 /// Takes the folder's serve lock if nobody holds it (None when another process does).
 pub fn try_serve_lock(folder: &Path) -> Result<Option<ServeLock>> {
     let path = folder.join("ofl.lock");
+    check_own_file(&path, false)?;
+    // never through a symlink planted in its place, whatever the check above saw
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&path)
-        .map_err(|e| Error::backend(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| Error::backend(format!("cannot open {} (it must be a file of this user, not a symlink): {e}", path.display())))?;
+    let m = file.metadata().map_err(|e| Error::backend(format!("cannot read {}: {e}", path.display())))?;
+    if !m.is_file() || m.uid() != euid() {
+        return Err(Error::backend(format!("{} is not a file of this user (uid {}): it is not used", path.display(), m.uid())));
+    }
     // SAFETY: flock on a descriptor this function owns.
     let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r == 0 {
