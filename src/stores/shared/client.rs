@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::protocol::{frame, next_frame, Framed, Hello, Incoming, Request, HELLO, MAX_FRAME, MAX_HELLO, PROTOCOL};
+use super::protocol::{frame, max_frame, next_frame, Framed, Hello, Incoming, Request, DEFAULT_MAX_FRAME, HELLO, MAX_HELLO, PROTOCOL};
 use crate::core::error::Error;
 
 /// How long a caller reads the socket itself before it lets the reader thread hand it the answer.
@@ -58,7 +58,8 @@ pub fn with_spin<T>(spin: bool, f: impl FnOnce() -> T) -> T {
     r
 }
 /// A client that cannot send (the server stopped reading) gives up on it past this much queued.
-const MAX_OUTBOX: usize = MAX_FRAME;
+/// What the outbox holds at most before a caller is refused (the largest frame there is).
+const MAX_OUTBOX: usize = 64 << 20;
 
 /// Why a call did not get an answer.
 #[derive(Debug)]
@@ -93,6 +94,8 @@ pub struct ServerInfo {
 pub struct Conn {
     stream: UnixStream,
     pub server: ServerInfo,
+    /// The largest request the server takes (its hello says; this process's own limit at most).
+    max_frame: usize,
     read: Mutex<Vec<u8>>,
     /// What the socket would not take yet; the reader thread writes it when it can.
     outbox: Mutex<Vec<u8>>,
@@ -215,6 +218,7 @@ pub fn connect(socket: &Path, timeout: Duration, on_push: Box<dyn Fn(&str) + Sen
     let conn = Arc::new(Conn {
         stream,
         server: ServerInfo { pid: h.pid, version: h.version },
+        max_frame: h.max_frame.unwrap_or(DEFAULT_MAX_FRAME).min(max_frame()),
         read: Mutex::new(Vec::with_capacity(64 * 1024)),
         outbox: Mutex::new(Vec::new()),
         deferred: Mutex::new(Vec::new()),
@@ -403,7 +407,7 @@ impl Conn {
     fn send(self: &Arc<Self>, req: &Request, defer: bool, deadline: Instant, compensate: Option<Compensate>) -> Result<Answer, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let too_big = |len: usize| {
-            CallError::Failed(Error::invalid(format!("this request is {len} bytes, more than the shared lock store takes in one call ({MAX_FRAME} bytes)")))
+            CallError::Failed(Error::invalid(format!("this request is {len} bytes, more than the shared lock store takes in one call ({} bytes, FILE_LOCK_MAX_FRAME)", self.max_frame)))
         };
         let (tx, rx) = oneshot::channel();
         if defer {
@@ -411,7 +415,7 @@ impl Conn {
             let mut d = lock(&self.deferred);
             let start = d.len();
             frame(&mut d, &Outgoing { id, req });
-            if d.len() - start - 4 > MAX_FRAME {
+            if d.len() - start - 4 > self.max_frame {
                 let len = d.len() - start;
                 d.truncate(start);
                 return Err(too_big(len));
@@ -429,7 +433,7 @@ impl Conn {
         }
         let mut buf = Vec::with_capacity(256);
         frame(&mut buf, &Outgoing { id, req });
-        if buf.len() - 4 > MAX_FRAME {
+        if buf.len() - 4 > self.max_frame {
             return Err(too_big(buf.len()));
         }
         lock(&self.slots).insert(id, Slot::Waiting { tx, deadline, compensate });
@@ -477,7 +481,7 @@ impl Conn {
         }
         let mut at = 0;
         loop {
-            match next_frame(&buf[at..], MAX_FRAME) {
+            match next_frame(&buf[at..], max_frame().max(self.max_frame)) {
                 Framed::Whole(payload, used) => {
                     match serde_json::from_slice::<Incoming>(payload) {
                         Ok(msg) => self.deliver(msg),

@@ -22,8 +22,19 @@ pub const PROTOCOL: u32 = 3;
 pub const PACKAGE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// What a hello says it is; anything else on the socket is a stranger.
 pub const HELLO: &str = "opencode-file-lock";
-/// The largest frame either side accepts; a larger length prefix is garbage and ends the connection.
-pub const MAX_FRAME: usize = 64 << 20;
+/// The largest frame either side accepts by default; a larger length prefix is garbage and ends
+/// the connection. Far below what a hostile client could make the server hold: requests are paths
+/// and small records (1,000 paths of 4 KiB each are just under it).
+pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
+
+/// The largest frame this process accepts: FILE_LOCK_MAX_FRAME (bytes, 64 KiB to 64 MiB), else
+/// `DEFAULT_MAX_FRAME`. A server says its own in its hello, and a client asks no more of it.
+pub fn max_frame() -> usize {
+    static MAX: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+        std::env::var("FILE_LOCK_MAX_FRAME").ok().and_then(|v| v.trim().parse::<usize>().ok()).map_or(DEFAULT_MAX_FRAME, |v| v.clamp(64 << 10, 64 << 20))
+    });
+    *MAX
+}
 /// The largest hello: a stranger's bytes are not read past this.
 pub const MAX_HELLO: usize = 4096;
 
@@ -33,6 +44,9 @@ pub struct Hello {
     pub protocol: u32,
     pub version: String,
     pub pid: u32,
+    /// The largest frame the sender accepts (absent from older versions: `DEFAULT_MAX_FRAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frame: Option<usize>,
     /// Set by a server that will not talk to this client (another protocol): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
@@ -40,7 +54,7 @@ pub struct Hello {
 
 impl Hello {
     pub fn ours() -> Hello {
-        Hello { hello: HELLO.into(), protocol: PROTOCOL, version: PACKAGE_VERSION.into(), pid: std::process::id(), refused: None }
+        Hello { hello: HELLO.into(), protocol: PROTOCOL, version: PACKAGE_VERSION.into(), pid: std::process::id(), max_frame: Some(max_frame()), refused: None }
     }
 }
 
@@ -310,9 +324,9 @@ mod tests {
         let mut buf = Vec::new();
         frame(&mut buf, &Released { released: "k" });
         frame(&mut buf, &Released { released: "l" });
-        let Framed::Whole(first, used) = next_frame(&buf, MAX_FRAME) else { panic!() };
+        let Framed::Whole(first, used) = next_frame(&buf, max_frame()) else { panic!() };
         assert_eq!(first, br#"{"released":"k"}"#);
-        assert!(matches!(next_frame(&buf[used..used + 3], MAX_FRAME), Framed::Partial));
+        assert!(matches!(next_frame(&buf[used..used + 3], max_frame()), Framed::Partial));
         assert!(matches!(next_frame(b"GET / HTTP/1.1\r\n", MAX_HELLO), Framed::TooLarge(_)));
     }
 

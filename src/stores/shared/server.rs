@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::protocol::{frame, next_frame, Envelope, Framed, Hello, Released, Request, WireAttempt, WireEntry, WireError, WirePage, HELLO, MAX_FRAME, MAX_HELLO, PROTOCOL};
+use super::protocol::{frame, max_frame, next_frame, Envelope, Framed, Hello, Released, Request, WireAttempt, WireEntry, WireError, WirePage, HELLO, MAX_HELLO, PROTOCOL};
 use super::socket::{euid, peer_uid};
 use crate::core::error::{Error, Result};
 use crate::core::store::{now_or_never, Store};
@@ -29,7 +29,19 @@ use crate::stores::sled_store::SledStore;
 /// How long the loop keeps looking for more work before it sleeps in poll(2).
 const SPIN: Duration = Duration::from_micros(100);
 /// A client that does not read its answers is dropped past this much unsent.
-const MAX_UNSENT: usize = 2 * MAX_FRAME;
+fn max_unsent() -> usize {
+    2 * max_frame()
+}
+/// A frame must arrive whole within this long of its first byte: a client that trickles a large
+/// frame in is dropped rather than held (with its buffer) for ever.
+const FRAME_DEADLINE: Duration = Duration::from_secs(5);
+/// The most clients served at once (all of them this user's processes); more are closed at once.
+const MAX_CONNS: usize = 256;
+/// What the clients' unfinished frames may hold in all; past it the largest is dropped. With the
+/// frame limit and the deadline, the serving process's memory stays bounded whatever clients send.
+const MAX_BUFFERED: usize = 16 << 20;
+/// Out of file descriptors: the listener is left alone this long (no busy loop on EMFILE).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the serving process deletes expired entries of every namespace (sled keeps them
 /// until deleted; Redis drops them itself): write versions and views expire after a day, and the
 /// folder must not grow with every file ever read. The first sweep comes a minute after start.
@@ -61,7 +73,7 @@ impl Server {
         waker.set_nonblocking(true).map_err(err)?;
         wake_rx.set_nonblocking(true).map_err(err)?;
         let (stop, waker, clients) = (Arc::new(AtomicBool::new(false)), Arc::new(waker), Arc::new(AtomicUsize::new(0)));
-        let mut looper = Loop { store, listener, wake_rx, waker: waker.clone(), stop: stop.clone(), conns: Vec::new(), clients: clients.clone() };
+        let mut looper = Loop { store, listener, wake_rx, waker: waker.clone(), stop: stop.clone(), conns: Vec::new(), clients: clients.clone(), accept_paused_until: None };
         let thread = std::thread::Builder::new().name("ofl-shared-server".into()).spawn(move || looper.run()).map_err(err)?;
         Ok(Server { stop, waker, thread: Some(thread), socket: socket.to_owned(), clients })
     }
@@ -99,6 +111,8 @@ struct Loop {
     stop: Arc<AtomicBool>,
     conns: Vec<Conn>,
     clients: Arc<AtomicUsize>,
+    /// Until when the listener is not looked at (out of file descriptors).
+    accept_paused_until: Option<Instant>,
 }
 
 struct Conn {
@@ -107,6 +121,10 @@ struct Conn {
     out: Vec<u8>,
     greeted: bool,
     dead: bool,
+    /// Since when a frame has been coming in unfinished.
+    partial_since: Option<Instant>,
+    /// How long `inbuf` must be for the frame coming in (0: nothing to reserve).
+    reserve_for: usize,
     /// Keys released since the last turn of the loop, to push to this client.
     pushes: Arc<Mutex<Vec<String>>>,
     listening: HashMap<String, Listening>,
@@ -136,7 +154,12 @@ impl Loop {
             // one poll(2) for everything: while spinning it only looks (timeout 0)
             fds.clear();
             fds.push(libc::pollfd { fd: self.wake_rx.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-            fds.push(libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            let accepting = self.accept_paused_until.is_none_or(|t| Instant::now() >= t);
+            if accepting {
+                self.accept_paused_until = None;
+            }
+            // a negative fd is ignored by poll(2): the listener is not looked at while paused
+            fds.push(libc::pollfd { fd: if accepting { self.listener.as_raw_fd() } else { -1 }, events: libc::POLLIN, revents: 0 });
             for c in &self.conns {
                 let events = libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT };
                 fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events, revents: 0 });
@@ -148,7 +171,11 @@ impl Loop {
                 }
             }
             // SAFETY: fds is a valid, correctly sized array for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if spinning { 0 } else { 1000 }) };
+            let wait_ms = match self.accept_paused_until {
+                Some(t) => t.saturating_duration_since(Instant::now()).as_millis().clamp(1, 1000) as i32,
+                None => 1000,
+            };
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, if spinning { 0 } else { wait_ms }) };
             let pushed = fds[0].revents != 0;
             if pushed {
                 while matches!((&self.wake_rx).read(&mut drain), Ok(n) if n > 0) {}
@@ -163,6 +190,7 @@ impl Loop {
                     answered += n;
                 }
             }
+            self.bound_buffers();
             let before = self.conns.len();
             self.conns.retain(|c| !c.dead);
             if self.conns.len() != before {
@@ -200,6 +228,22 @@ impl Loop {
         self.clients.store(0, Ordering::Relaxed);
     }
 
+    /// Drops clients that trickle a frame in past its deadline, and, while the unfinished frames
+    /// of all clients hold more than `MAX_BUFFERED`, the client with the largest.
+    fn bound_buffers(&mut self) {
+        let now = Instant::now();
+        for c in self.conns.iter_mut().filter(|c| !c.dead) {
+            if c.partial_since.is_some_and(|t| now.duration_since(t) > FRAME_DEADLINE) {
+                c.stranger(&format!("did not finish a frame within {} s", FRAME_DEADLINE.as_secs()));
+            }
+        }
+        while self.conns.iter().filter(|c| !c.dead).map(|c| c.inbuf.len()).sum::<usize>() > MAX_BUFFERED {
+            let Some(big) = self.conns.iter_mut().filter(|c| !c.dead).max_by_key(|c| c.inbuf.len()) else { break };
+            big.stranger("held the largest unfinished frame while the server's buffers were full");
+            big.inbuf = Vec::new();
+        }
+    }
+
     fn accept(&mut self) -> bool {
         let mut any = false;
         loop {
@@ -214,12 +258,21 @@ impl Loop {
                     if s.set_nonblocking(true).is_err() {
                         continue;
                     }
-                    self.conns.push(Conn { stream: s, inbuf: Vec::new(), out: Vec::new(), greeted: false, dead: false, pushes: Arc::default(), listening: HashMap::new() });
+                    if self.conns.len() >= MAX_CONNS {
+                        debug::log(format_args!("closed a lock client: {MAX_CONNS} are connected already"));
+                        metrics::shared_rejected();
+                        continue;
+                    }
+                    self.conns.push(Conn { stream: s, inbuf: Vec::new(), out: Vec::new(), greeted: false, dead: false, partial_since: None, reserve_for: 0, pushes: Arc::default(), listening: HashMap::new() });
                     self.clients.store(self.conns.len(), Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return any,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)) {
+                        // the connection stays queued; looking again at once would only spin
+                        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    }
                     debug::log(format_args!("accepting a lock client failed: {e}"));
                     return any;
                 }
@@ -235,9 +288,9 @@ fn answer<T: Serialize>(out: &mut Vec<u8>, id: u64, r: Result<T>) {
     }
     let start = out.len();
     encode_answer(out, id, r);
-    if out.len() - start - 4 > MAX_FRAME {
+    if out.len() - start - 4 > max_frame() {
         out.truncate(start);
-        let e = Error::invalid(format!("the answer is larger than the shared lock store sends in one frame ({MAX_FRAME} bytes); ask for less at a time"));
+        let e = Error::invalid(format!("the answer is larger than the shared lock store sends in one frame ({} bytes, FILE_LOCK_MAX_FRAME); ask for less at a time", max_frame()));
         encode_answer::<()>(out, id, Err(e));
     }
 }
@@ -354,7 +407,7 @@ impl Conn {
         let inbuf = std::mem::take(&mut self.inbuf);
         let mut at = 0;
         while !self.dead {
-            let limit = if self.greeted { MAX_FRAME } else { MAX_HELLO };
+            let limit = if self.greeted { max_frame() } else { MAX_HELLO };
             match next_frame(&inbuf[at..], limit) {
                 Framed::Whole(payload, used) => {
                     at += used;
@@ -365,12 +418,34 @@ impl Conn {
                         self.hello(payload);
                     }
                 }
-                Framed::Partial => break,
+                Framed::Partial => {
+                    // room for the rest of this frame only: a growing Vec would double past it
+                    if let Some(len) = inbuf.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize) {
+                        let want = at + 4 + len;
+                        if inbuf.capacity() < want && len <= max_frame() {
+                            self.reserve_for = want;
+                        }
+                    }
+                    break;
+                }
                 Framed::TooLarge(n) => self.stranger(&format!("announced a frame of {n} bytes")),
             }
         }
         self.inbuf = inbuf;
         self.inbuf.drain(..at);
+        if self.reserve_for > at {
+            let want = self.reserve_for - at;
+            self.inbuf.reserve_exact(want.saturating_sub(self.inbuf.len()));
+        }
+        self.reserve_for = 0;
+        if self.inbuf.is_empty() {
+            self.partial_since = None;
+            if self.inbuf.capacity() > 64 * 1024 {
+                self.inbuf = Vec::new(); // a large frame's buffer is not kept once it is done
+            }
+        } else if at > 0 || self.partial_since.is_none() {
+            self.partial_since = Some(Instant::now());
+        }
         let pushed = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|p| p.into_inner()));
         for key in pushed {
             worked = true;
@@ -387,7 +462,7 @@ impl Conn {
                 Err(_) => self.dead = true,
             }
         }
-        if self.out.len() > MAX_UNSENT {
+        if self.out.len() > max_unsent() {
             self.stranger("does not read its answers");
         }
         (worked, answered)
