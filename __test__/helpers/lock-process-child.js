@@ -2,7 +2,7 @@
 // use it to play another opencode (or any process of the user) on the same machine.
 // usage: node lock-process-child.js '<json: {path, namespace?, backend?, redis?}>'
 // in:  {"id": 1, "op": "acquire" | "release" | "renew" | "list" | "health" | "get" | "set" | "cacheGet"
-//       | "sweep" | "now" | "lost" | "recordWrites" | "recordView" | "checkFresh" | "close", "args": [...]}
+//       | "sweep" | "now" | "lost" | "forceRelease" | "recordWrites" | "recordView" | "checkFresh" | "close", "args": [...]}
 // out: {"id": 1, "ok": value} or {"id": 1, "err": {"code", "message", "holder"}}; first line READY <pid>
 'use strict'
 const readline = require('node:readline')
@@ -32,6 +32,7 @@ const ops = {
   get: (c, [file]) => L.getLock(file, c),
   health: (c) => c.healthCheck(),
   lost: () => lost,
+  forceRelease: (c, [file]) => L.forceRelease(file, c),
   recordWrites: (c, [files, writer, opts]) => L.recordWrites(files, writer, c, opts),
   recordView: (c, [file, tree, opts]) => L.recordView(file, tree, c, opts),
   checkFresh: (c, [files, tree, opts]) => L.checkFresh(files, tree, c, opts),

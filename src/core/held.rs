@@ -24,6 +24,9 @@ pub enum Reasserted {
     Conflict { holder: Value },
     /// It expired meanwhile; nothing is written back.
     Expired,
+    /// It was taken away on purpose while the holder was away (an operator's forced release, a
+    /// deadlock broken by letting it go): final, nothing is written back.
+    Released,
 }
 
 /// The lost-lock event for a re-assertion that did not keep the lock (None when it did), and the
@@ -34,6 +37,7 @@ pub fn settle(after: &str, ns: &str, rec: &LockRecord, outcome: Reasserted, list
         Reasserted::Kept | Reasserted::Restored => return false,
         Reasserted::Conflict { holder } => ("conflict", holder),
         Reasserted::Expired => ("expired", Value::Null),
+        Reasserted::Released => ("released", Value::Null),
     };
     if reason == "conflict" {
         eprintln!(

@@ -200,6 +200,12 @@ impl Folder {
 
     /// Whether a wait of the waits-for graph is still current: its holder still holds the path,
     /// or is still first in line for it.
+    /// The token of the lock at `key` that was taken away on purpose (and is not past its life).
+    fn tombstone(&self, pending: &Pending, key: &str, now: i64) -> Option<u64> {
+        let e = self.read_entry(pending, &format!("{GONE}{key}")).ok().flatten()?;
+        e.is_live(now).then(|| e.value.get().parse().ok()).flatten()
+    }
+
     /// The sessions holding a live lock on `path` or overlapping it (a claim above it; for a claim,
     /// a lock below it). A record that cannot be read holds nobody here.
     fn holders_of(&self, pending: &mut Pending, ns: &str, path: &str, now: i64) -> Vec<String> {
@@ -498,7 +504,15 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
                         }
                     }
                 }
-                f.write(&mut p, freed.iter().map(|k| (k.clone().into_bytes(), None)).collect())?;
+                let prefix_len = namespace_prefix(ns).len();
+                let mut changes: Vec<Change> = Vec::with_capacity(freed.len() * 2);
+                for k in &freed {
+                    if let Ok(Some(r)) = f.live_record(&p, &k[prefix_len..], k, now) {
+                        changes.push(tombstone_of(k, &r, now));
+                    }
+                    changes.push((k.clone().into_bytes(), None));
+                }
+                f.write(&mut p, changes)?;
                 q.leave(w);
                 drop(q);
                 drop(p);
@@ -506,7 +520,6 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
                     f.bus.notify(k);
                 }
                 f.changed(ns);
-                let prefix_len = namespace_prefix(ns).len();
                 let released: Vec<String> = freed.iter().map(|k| k[prefix_len..].to_owned()).collect();
                 let first = CycleStep { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: wanted.to_owned(), held_by: waits_for };
                 return Err(deadlock_error(&first, holder, &cycle, &released));
@@ -532,6 +545,16 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
     drop(p);
     f.changed(ns);
     Ok(Attempt::Granted(granted))
+}
+
+/// Where a lock taken away on purpose leaves its token (see `Folder::tombstone`).
+const GONE: &str = "\u{241E}ofl:gone:";
+
+/// The tombstone of a lock taken away on purpose: its token, kept as long as the lock would have
+/// lived, so that its holder cannot put it back after a takeover.
+fn tombstone_of(key: &str, rec: &LockRecord, now: i64) -> Change {
+    let until = if rec.expires_at > now { rec.expires_at } else { now + crate::core::lock::DEFAULT_LOCK_TTL_MS as i64 };
+    (format!("{GONE}{key}").into_bytes(), Some(encode(&rec.token.to_string(), Some(until)).into_bytes()))
 }
 
 /// Opens sled and brings in whatever an earlier process journaled but had not flushed.
@@ -634,6 +657,8 @@ impl SledStore {
                 Ok(Some(cur)) => Reasserted::Conflict { holder: serde_json::to_value(cur).unwrap_or(Value::Null) },
                 Err(_) => Reasserted::Conflict { holder: Value::Null }, // corrupt: not ours to overwrite
                 Ok(None) if rec.expires_at != 0 && rec.expires_at <= now => Reasserted::Expired,
+                // taken away on purpose since it was granted (forced free, let go for a deadlock): final
+                Ok(None) if f.tombstone(&p, &key, now).is_some_and(|t| t >= rec.token) => Reasserted::Released,
                 Ok(None) => {
                     writes.push((key.into_bytes(), record_bytes(rec)));
                     Reasserted::Restored
@@ -814,7 +839,7 @@ impl Store for SledStore {
         let rec = {
             let mut p = f.lock();
             let Some(rec) = f.live_record(&p, path, &key, now)? else { return Ok(None) };
-            f.write(&mut p, vec![(key.clone().into_bytes(), None)])?;
+            f.write(&mut p, vec![(key.clone().into_bytes(), None), tombstone_of(&key, &rec, now)])?;
             rec
         };
         f.bus.notify(&key);

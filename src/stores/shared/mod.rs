@@ -91,6 +91,9 @@ struct Shared {
     held: Mutex<Held>,
     /// Client only: waiters queued on the server, by waiter id.
     waiting: Mutex<HashMap<String, Queued>>,
+    /// Client only: releases whose answer never came (namespace, path, session): sent again to
+    /// the next server, never re-asserted as held.
+    unreleased: Mutex<Vec<(String, String, String)>>,
     /// Keys local listeners want pushed, with how many listen to each.
     subs: Mutex<HashMap<String, usize>>,
     lost: RwLock<Option<LostListener>>,
@@ -220,6 +223,7 @@ impl SharedStore {
             changed: Notify::new(),
             held: Mutex::default(),
             waiting: Mutex::default(),
+            unreleased: Mutex::default(),
             subs: Mutex::default(),
             lost: RwLock::new(None),
             closing: AtomicBool::new(false),
@@ -501,6 +505,9 @@ impl Shared {
     /// This process serves now: the locks it held and its waiters go straight into its store.
     #[cfg(unix)]
     fn adopt_serving(&self, s: Arc<Serving>) -> bool {
+        for (ns, path, session) in lock(&self.unreleased).drain(..) {
+            let _ = crate::core::store::now_or_never(s.store.release(&ns, &path, &session));
+        }
         for (ns, recs) in self.held_by_namespace() {
             match s.store.reassert(&ns, &recs) {
                 Ok(outcomes) => self.settle(&ns, &recs, outcomes),
@@ -528,6 +535,14 @@ impl Shared {
     #[cfg(unix)]
     fn adopt_client(&self, conn: Arc<Conn>) -> bool {
         let deadline = Instant::now() + CALL_TIMEOUT;
+        let unreleased: Vec<_> = lock(&self.unreleased).drain(..).collect();
+        for (ns, path, session) in unreleased {
+            let req = Request::Release { ns: ns.clone(), path: path.clone(), session: session.clone(), resume: None };
+            if let Err(CallError::Lost) = conn.call_blocking(&req, deadline) {
+                lock(&self.unreleased).push((ns, path, session)); // for the next server
+                return false;
+            }
+        }
         for (ns, recs) in self.held_by_namespace() {
             let req = Request::Reassert { ns: ns.clone(), records: recs.clone() };
             match conn.call_blocking(&req, deadline) {
@@ -738,21 +753,28 @@ impl Store for SharedStore {
             return s.release(ns, path, session_id).await;
         }
         let prior = self.shared.prior_holds(ns, std::slice::from_ref(&path.to_owned()), session_id)[0];
+        // let go of by this process from here on, whatever the answer: a takeover must not put back
+        // a lock its holder was letting go of (nor report it lost)
+        self.shared.released(ns, path, session_id);
         let r = Request::Release { ns: ns.into(), path: path.into(), session: session_id.into(), resume: None };
-        let released: bool = self.exec(r, (prior > 0).then_some(Resume::Release(prior))).await?;
-        if released {
-            self.shared.released(ns, path, session_id);
+        match self.exec::<bool>(r, (prior > 0).then_some(Resume::Release(prior))).await {
+            Ok(released) => Ok(released),
+            Err(e) => {
+                if prior > 0 {
+                    lock(&self.shared.unreleased).push((ns.into(), path.into(), session_id.into()));
+                }
+                Err(e)
+            }
         }
-        Ok(released)
     }
 
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         if let Some(s) = self.serving()? {
             return s.release_all(ns, filter).await;
         }
-        let n = self.exec(Request::ReleaseAll { ns: ns.into(), filter: filter.clone() }, None).await?;
+        // as for one release: let go of here first
         lock(&self.shared.held).retain(ns, |_, r| !filter.matches(r));
-        Ok(n)
+        self.exec(Request::ReleaseAll { ns: ns.into(), filter: filter.clone() }, None).await
     }
 
     async fn renew(&self, ns: &str, path: &str, session_id: &str, ttl_ms: u64) -> Result<Option<LockRecord>> {
@@ -810,7 +832,21 @@ impl Store for SharedStore {
         }
         let prior = self.shared.prior_holds(ns, paths, &req.session_id);
         let r = Request::Acquire { ns: ns.into(), paths: paths.to_vec(), req: req.clone(), waiter: Some(waiter.into()), resume: None };
-        let attempt: Attempt = self.exec::<WireAttempt>(r, Some(Resume::Acquire(prior))).await?.into();
+        let attempt: Attempt = match self.exec::<WireAttempt>(r, Some(Resume::Acquire(prior))).await {
+            Ok(a) => a.into(),
+            Err(e) => {
+                // a deadlock broken by letting go of some of this session's locks: final, never put back
+                if let Error::Deadlock { holder, .. } = &e {
+                    let mut held = lock(&self.shared.held);
+                    for p in holder["released"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
+                        if held.get(ns, p).is_some_and(|r| r.session_id == req.session_id) {
+                            held.remove(ns, p);
+                        }
+                    }
+                }
+                return Err(e);
+            }
+        };
         match &attempt {
             Attempt::Granted(recs) => {
                 self.shared.granted(ns, recs);
