@@ -533,10 +533,17 @@ fn attempt(f: &Folder, ns: &str, paths: &[String], req: &LockRequest, waiter: Op
         }
         return Ok(Attempt::Blocked { error, retry_in_ms: retry_at - now, ticket });
     }
+    let mut newest = 0;
     for rec in granted.iter_mut().filter(|r| r.token == 0) {
         rec.token = f.next_token();
+        newest = newest.max(rec.token);
     }
-    let writes = granted.iter().zip(keys.iter()).zip(&changed).filter(|(_, c)| **c).map(|((rec, key), _)| (key.clone().into_bytes(), record_bytes(rec))).collect();
+    let mut writes: Vec<Change> = granted.iter().zip(keys.iter()).zip(&changed).filter(|(_, c)| **c).map(|((rec, key), _)| (key.clone().into_bytes(), record_bytes(rec))).collect();
+    if newest > 0 {
+        // the counter goes with the grant: the next process to serve the folder starts above it,
+        // even if its clock is behind this one's (a clock stepped back, a takeover)
+        writes.push((FENCE_KEY.to_vec(), Some(newest.to_string().into_bytes())));
+    }
     f.write(&mut p, writes)?;
     if let Some(w) = waiter.filter(|w| w.ticket > 0) {
         q.leave(w);
