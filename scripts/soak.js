@@ -13,7 +13,8 @@ if (!/^\d+$/.test(seconds) || Number(seconds) < 5) {
 }
 console.log(`soak: the history check, ${seconds} s per store (sled, redis, hybrid), about ${Math.ceil((3 * Number(seconds)) / 60)} minutes`)
 const vitest = path.join(__dirname, '..', 'node_modules', 'vitest', 'vitest.mjs')
-const run = spawnSync(process.execPath, [vitest, 'run', '__test__/history'], {
+// further arguments go to vitest: `npm run soak -- -t redis` runs one store
+const run = spawnSync(process.execPath, [vitest, 'run', '__test__/history', ...process.argv.slice(2)], {
   cwd: path.join(__dirname, '..'),
   stdio: 'inherit',
   env: { ...process.env, HISTORY_SECONDS: seconds },

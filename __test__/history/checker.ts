@@ -54,7 +54,7 @@ const sha = (s: string) => crypto.createHash('sha1').update(s).digest('hex').sli
 export function check(events: Event[], disk: (file: string) => string | undefined): Verdict {
   const killedAt = new Map<string, number>()
   const nemesis: Record<string, number> = {}
-  for (const e of events) if (['kill', 'stop', 'cont', 'redis-kill', 'redis-start', 'skew'].includes(e.ev)) nemesis[e.ev] = (nemesis[e.ev] ?? 0) + 1
+  for (const e of events) if (e.p === 'nemesis' && ['kill', 'stop', 'cont', 'redis-kill', 'redis-start', 'skew'].includes(e.ev)) nemesis[e.ev] = (nemesis[e.ev] ?? 0) + 1
   for (const e of events) if (e.ev === 'kill') killedAt.set(e.p, e.t)
 
   // holds: grant -> release / loss / kill

@@ -60,7 +60,8 @@ async function session(cache, s) {
     }
     for (const p of got) {
       const rec = await L.getLock(p, cache).catch(() => undefined)
-      log({ ev: 'grant', session: id, file: p, token: rec?.token })
+      // the token of this grant (a record of another session means the lock was lost meanwhile)
+      log({ ev: 'grant', session: id, file: p, token: rec?.sessionId === id ? rec.token : undefined })
     }
     counts.grants++
     // under the locks: write a file it holds (a claim: a file below it), checked as the plugin does

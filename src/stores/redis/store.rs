@@ -340,21 +340,18 @@ impl Store for RedisStore {
         let mut inv = RELEASE.prepare_invoke();
         inv.key(&lock).key(session_index(t, ns, session_id)).key(q).key(w.waits).key(w.watching);
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
-        let r = self.script::<i64>("release", &inv).await;
-        if r.is_err() && self.tracks_held() {
-            // the caller let go of it: a lock it gave up must not be put back after a restart
+        if self.tracks_held() {
+            // out of this process's record before the server is asked: a restart noticed while
+            // the release is in flight must not put the lock back (the release may already have
+            // run, and the lock gone to another session), and a failed release is given up too
             self.inner.held.released(ns, path, session_id);
         }
-        match r? {
+        match self.script::<i64>("release", &inv).await? {
             -1 => Err(not_a_lock(path)),
             r => {
-                if self.tracks_held() {
-                    if r == 1 {
-                        self.inner.held.released(ns, path, session_id);
-                    } else if self.inner.held.get(ns, path).is_some_and(|h| h.rec.session_id == session_id) {
-                        // not there (the server lost it): let go, so it is not put back
-                        self.inner.held.forget(ns, path, None);
-                    }
+                if r == 0 && self.tracks_held() && self.inner.held.get(ns, path).is_some_and(|h| h.rec.session_id == session_id) {
+                    // not there (the server lost it): let go of the other holds too
+                    self.inner.held.forget(ns, path, None);
                 }
                 Ok(r == 1)
             }
@@ -366,6 +363,10 @@ impl Store for RedisStore {
     /// too. Without a session: every matching record, one script each.
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let agent = filter.agent_id.as_deref().unwrap_or("");
+        if self.tracks_held() {
+            // before the server is asked, as in `release`
+            self.inner.held.released_all(ns, filter);
+        }
         let mut n = 0;
         if let Some(sid) = &filter.session_id {
             let mut indexes: Vec<String> = self.scan_all(&session_index_pattern(ns, sid)).await?.into_iter().filter(|k| is_session_index(k, ns, sid)).collect();
@@ -403,9 +404,6 @@ impl Store for RedisStore {
                     }
                 }
             }
-        }
-        if self.tracks_held() {
-            self.inner.held.released_all(ns, filter);
         }
         Ok(n)
     }
