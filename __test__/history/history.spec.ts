@@ -8,6 +8,7 @@
 // minutes each and prints the counts).
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { startRedis, type RedisServer } from '../helpers/redis-server'
@@ -19,6 +20,8 @@ const WORKER = path.join(__dirname, 'worker.js')
 const nowUs = () => Number(process.hrtime.bigint() / 1000n)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const children: ChildProcess[] = []
+const killed = new Set<string>() // the workers the nemesis killed
+const died: string[] = [] // workers that ended otherwise than with 0 or by the nemesis
 afterAll(() => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 })
@@ -38,8 +41,12 @@ function startWorker(name: string, cfg: Record<string, unknown>, prefix: string[
   child.stdout!.on('data', (d) => (out += d))
   child.stderr!.on('data', (d) => (out += d))
   const done = new Promise<Record<string, any> | undefined>((resolve) =>
-    child.once('exit', (code) => {
-      if (code !== 0 && code !== null) console.error(`history worker ${name} exited ${code}: ${out.slice(-1000)}`)
+    child.once('exit', (code, signal) => {
+      // a nemesis kill is logged as such; any other end but 0 is the worker's failure, told
+      if (code !== 0 && !(signal === 'SIGKILL' && killed.has(name))) {
+        died.push(`${name} ${code ?? signal}`)
+        console.error(`history worker ${name} ended with ${code ?? signal}: ${out.slice(-2000)}`)
+      }
       try {
         resolve(code === 0 ? JSON.parse(out.trim().split('\n').pop()!) : undefined)
       } catch {
@@ -92,6 +99,7 @@ async function history(store: 'sled' | 'redis' | 'hybrid') {
       if (victim) {
         logNemesis({ ev: 'kill', target: victim.name })
         fs.appendFileSync(nemesisLog, `${JSON.stringify({ t: nowUs(), p: victim.name, ev: 'kill' })}\n`)
+        killed.add(victim.name)
         victim.child.kill('SIGKILL')
         add()
       }
@@ -122,6 +130,12 @@ async function history(store: 'sled' | 'redis' | 'hybrid') {
   const errorCodes = [...new Set(totals.flatMap((t) => Object.keys(t.firstError ?? {})))]
   const report = { store, seconds: SECONDS, processes: workers.length, grants: verdict.grants, writes: verdict.writes, refused: sum('refused'), deadlocks: sum('deadlocks'), staleRefused: sum('staleRefused'), lost: sum('lost'), errors: sum('errors'), errorCodes, nemesis: verdict.nemesis, overlaps: verdict.overlaps.length, tokenRegressions: verdict.tokenRegressions.length, lostWrites: verdict.lostWrites.length }
   console.log(`history ${JSON.stringify(report)}`)
+  if (verdict.overlaps.length + verdict.tokenRegressions.length + verdict.lostWrites.length > 0) {
+    // the history outlives the test's temporary folder, to be read again with checker.ts
+    const kept = fs.mkdtempSync(path.join(os.tmpdir(), `ofl-history-failed-${store}-`))
+    for (const f of logs) if (fs.existsSync(f)) fs.copyFileSync(f, path.join(kept, path.basename(f)))
+    console.log(`history: anomalies found; the logs are kept in ${kept}`)
+  }
   return { verdict, report }
 }
 
@@ -129,6 +143,7 @@ describe('history check under a nemesis: 4 processes x 8 sessions x 20 files', (
   for (const store of ['sled', 'redis', 'hybrid'] as const) {
     it(`${store}: no two holders overlap, tokens only grow, no write is lost`, async () => {
       const { verdict, report } = await history(store)
+      expect(died).toEqual([])
       expect(verdict.overlaps.slice(0, 5)).toEqual([])
       expect(verdict.tokenRegressions.slice(0, 5)).toEqual([])
       expect(verdict.lostWrites.slice(0, 5)).toEqual([])

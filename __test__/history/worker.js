@@ -50,6 +50,9 @@ async function session(cache, s) {
       if (e.code === 'ELOCKED') counts.refused++
       else if (e.code === 'EDEADLK') {
         counts.deadlocks++
+        // a session here never holds while it waits: a cycle is only possible through a lock the
+        // server holds for it that it does not know of; logged to be read
+        log({ ev: 'deadlock', session: id, cycle: e.cycle, released: e.released })
         for (const p of e.released ?? []) log({ ev: 'release', session: id, file: p, why: 'deadlock' })
       } else {
         counts.errors++

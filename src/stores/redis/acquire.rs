@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::core::error::{Error, Result};
 use crate::core::lock::{locked_error, LockRecord, LockRequest};
 use crate::core::wait::{deadlock_error, queued_error, Attempt, CycleStep, Waiter, WAITER_LEASE_MS};
 
 use super::commands::not_a_lock;
-use super::keys::{cancelled_key, fence_key, lock_key, queue_keys, session_index, ticket_key, Whole};
+use super::keys::{cancelled_key, fence_key, lock_key, queue_keys, session_index, ticket_key, whole_session_index, Whole};
 use super::scripts::{ACQUIRE, RESOLVE_ATTEMPT, UNDO_ATTEMPT};
 use super::RedisStore;
 
@@ -41,6 +41,16 @@ impl RedisStore {
         } else {
             let k = self.keys(ns);
             Whole { claims: k.whole.claims.clone(), waits: k.whole.waits.clone(), epoch: k.whole.epoch.clone(), recovering: k.whole.recovering.clone(), watching: k.whole.watching.clone() }
+        }
+    }
+
+    /// The index of the paths `session` holds that a script in the slot of `tag` writes: the
+    /// session's one index on one server, its index in that slot on a Cluster.
+    pub(super) fn index(&self, ns: &str, tag: &str, session: &str) -> String {
+        if self.is_cluster() {
+            session_index(tag, ns, session)
+        } else {
+            whole_session_index(ns, session)
         }
     }
 
@@ -88,7 +98,7 @@ impl RedisStore {
         for p in paths {
             let (lock, t) = lock_key(ns, p);
             let (q, qh) = queue_keys(t, &lock);
-            inv.key(&lock).key(q).key(qh).key(fence_key(t, ns)).key(session_index(t, ns, &req.session_id)).key(ticket_key(t, ns));
+            inv.key(&lock).key(q).key(qh).key(fence_key(t, ns)).key(self.index(ns, t, &req.session_id)).key(ticket_key(t, ns));
         }
         let w = self.whole(ns, first_tag);
         inv.key(cancelled_key(first_tag, nonce)).key(w.claims).key(w.waits).key(w.epoch).key(w.recovering).key(w.watching);
@@ -99,12 +109,27 @@ impl RedisStore {
         for p in paths {
             inv.arg(p);
         }
+        for p in paths {
+            inv.arg(record_head(req, p, nonce));
+        }
         let reply: Vec<String> = match self.script("acquire", &inv).await {
             Ok(r) => r,
             Err(e) if e.is_unavailable() => self.resolve_attempt(ns, paths, req, nonce, e).await?,
             Err(e) => return Err(e),
         };
         match reply.first().map(String::as_str) {
+            Some("granted") if reply.len() == paths.len() + 2 => {
+                let now: i64 = reply[1].parse().map_err(|_| Error::backend(format!("{} answered acquire with a bad time: {reply:?}", self.inner.target)))?;
+                let recs = paths
+                    .iter()
+                    .zip(&reply[2..])
+                    .map(|(p, t)| {
+                        let token = t.parse().map_err(|_| Error::backend(format!("{} answered acquire with a bad token: {t:?}", self.inner.target)))?;
+                        Ok(granted_record(req, p, nonce, now, token))
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Attempt::Granted(recs))
+            }
             Some("ok" | "applied") => {
                 let recs: Vec<LockRecord> = reply[1..]
                     .iter()
@@ -184,7 +209,7 @@ impl RedisStore {
         let first_tag = lock_key(ns, &paths[0]).1;
         for p in paths {
             let (lock, t) = lock_key(ns, p);
-            inv.key(lock).key(session_index(t, ns, session));
+            inv.key(lock).key(self.index(ns, t, session));
         }
         inv.key(cancelled_key(first_tag, nonce)).key(self.whole(ns, first_tag).watching);
         inv.arg(nonce).arg(session).arg(CANCEL_KEEP_MS).arg(&self.inner.channel).arg(&self.keys(ns).prefix);
@@ -221,6 +246,36 @@ impl RedisStore {
             }
         });
     }
+}
+
+/// What a new grant's record holds besides the three fields only the server knows (timestamp,
+/// token, expiresAt): the holder, the path, one hold, the attempt's nonce (see
+/// `resolve_attempt.lua`) and the holder's description.
+fn head_fields(req: &LockRequest, path: &str, nonce: &str) -> Map<String, Value> {
+    let mut m = req.info.clone();
+    m.insert("sessionId".into(), Value::from(req.session_id.as_str()));
+    m.insert("agentId".into(), Value::from(req.agent_id.as_str()));
+    m.insert("path".into(), Value::from(path));
+    m.insert("holdCount".into(), Value::from(1));
+    m.insert("nonce".into(), Value::from(nonce));
+    m
+}
+
+/// A new grant's record as the acquire script completes it: the JSON object without its closing
+/// brace (the script appends the server's fields and the brace).
+fn record_head(req: &LockRequest, path: &str, nonce: &str) -> String {
+    let mut json = Value::Object(head_fields(req, path, nonce)).to_string();
+    json.pop();
+    json
+}
+
+/// The record the script wrote for a new grant of `path` at the server's `now` with `token`.
+fn granted_record(req: &LockRequest, path: &str, nonce: &str, now: i64, token: u64) -> LockRecord {
+    let mut extra = head_fields(req, path, nonce);
+    for k in ["sessionId", "agentId", "path", "holdCount"] {
+        extra.remove(k);
+    }
+    LockRecord { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: path.to_owned(), timestamp: now, expires_at: now + req.ttl_ms as i64, token, hold_count: 1, extra }
 }
 
 /// The same error, with a note saying what became of the operation.

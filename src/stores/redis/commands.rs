@@ -44,7 +44,7 @@ impl RedisStore {
 
     /// Runs a script, waiting up to `timeout` for its answer.
     pub(super) async fn script_within<T: FromRedisValue>(&self, what: &str, inv: &ScriptInvocation<'_>, timeout: Duration) -> Result<T> {
-        let mut c = self.conn()?;
+        let mut c = self.scripted(self.conn()?);
         let started = Instant::now();
         let r = self.run_for(what, timeout, inv.invoke_async(&mut c)).await;
         metrics::redis_operation(what, status_of(&r), started.elapsed());

@@ -216,6 +216,7 @@ impl RedisStore {
             .map_err(|_| too_slow())?
             .map_err(|e| connect_error(&p.target, &e))?;
         let store = Self::from_parts(Some(Conn::Single(conn)), &p, None, sentinel, None);
+        store.load_scripts().await;
         store.start_watching_restarts().await;
         Ok(store)
     }
@@ -436,7 +437,9 @@ impl RedisStore {
     pub async fn connect_cluster(opts: &RedisOptions) -> Result<RedisStore> {
         let (p, state) = cluster_client(opts)?;
         let conn = cluster_connection(&state.client, &p.target, p.connect_timeout).await?;
-        Ok(Self::from_parts(Some(Conn::Cluster(conn)), &p, None, None, Some(state)))
+        let store = Self::from_parts(Some(Conn::Cluster(conn)), &p, None, None, Some(state));
+        store.load_scripts().await;
+        Ok(store)
     }
 
     /// A Cluster store with no connection yet (none of its nodes answered): each call finds it

@@ -113,9 +113,17 @@ pub fn ticket_key(tag: &str, ns: &str) -> String {
     tagged("ticket", tag, ns)
 }
 
-/// The paths a session holds in one slot of a namespace (what releaseAllLocks goes through).
+/// The paths a session holds in one slot of a namespace, on a Cluster (what releaseAllLocks goes
+/// through there: an acquire can only write keys of its paths' slot).
 pub fn session_index(tag: &str, ns: &str, session_id: &str) -> String {
     tagged("sess", tag, &format!("{ns}\u{241F}{session_id}"))
+}
+
+/// The paths a session holds in a namespace, on one server (and under Sentinel): one index per
+/// session, so releaseAllLocks is one script whatever slots its paths hash to. (The name of the
+/// layout before hash tags, so locks indexed then are found too.)
+pub fn whole_session_index(ns: &str, session_id: &str) -> String {
+    format!("{INTERNAL}sess:{ns}\u{241F}{session_id}")
 }
 
 /// An acquire attempt its client gave up on, in the slot the attempt ran in.
@@ -181,12 +189,6 @@ pub fn recovering_key() -> String {
     format!("{INTERNAL}recovering")
 }
 
-/// The session index of the layout before hash tags (one per namespace and session): read by
-/// releaseAllLocks on one server, so locks taken before an upgrade are released too.
-pub fn old_session_index(ns: &str, session_id: &str) -> String {
-    format!("{INTERNAL}sess:{ns}\u{241F}{session_id}")
-}
-
 /// SCAN MATCH treats `*?[]\` specially; a namespace may contain them.
 pub fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -199,15 +201,12 @@ pub fn glob_escape(s: &str) -> String {
     out
 }
 
-/// The keys of a session's indexes in every slot (SCAN MATCH); a match is checked with
-/// `is_session_index`, since a namespace's text may match the pattern's wildcard.
-pub fn session_index_pattern(ns: &str, session_id: &str) -> String {
-    tagged_pattern("sess", &format!("{ns}\u{241F}{session_id}"))
+/// A session's per-slot index names around their tag: (before it, after it). Scripts that look
+/// for them check that a match has a tag there (a namespace's text may match a wildcard).
+pub fn session_index_parts(ns: &str, session_id: &str) -> (String, String) {
+    (format!("{INTERNAL}sess:{{"), format!("}}{ns}\u{241F}{session_id}"))
 }
 
-pub fn is_session_index(key: &str, ns: &str, session_id: &str) -> bool {
-    is_tagged(key, "sess", &format!("{ns}\u{241F}{session_id}"))
-}
 
 /// SCAN MATCH for every slot's `kind` key ending in `rest` (`tagged(kind, <any tag>, rest)`);
 /// a superset, checked with `is_tagged`.
@@ -262,10 +261,9 @@ mod tests {
     }
 
     #[test]
-    fn session_index_keys_are_told_apart_from_lookalikes() {
-        let k = session_index(tag(7), "ns", "s1");
-        assert!(is_session_index(&k, "ns", "s1"));
-        assert!(!is_session_index(&session_index(tag(7), "xns", "s1"), "ns", "s1"));
-        assert!(!is_session_index(&old_session_index("ns", "s1"), "ns", "s1"));
+    fn session_index_parts_surround_the_tag() {
+        let (before, after) = session_index_parts("ns", "s1");
+        assert_eq!(session_index(tag(7), "ns", "s1"), format!("{before}{}{after}", tag(7)));
+        assert!(whole_session_index("ns", "s1") != session_index(tag(7), "ns", "s1"));
     }
 }

@@ -7,6 +7,7 @@
 //! - `acquire`: acquiring, one script per slot with all or nothing across them;
 //! - `nodes`: walking the key space of one server or of every Cluster primary;
 //! - `commands`: running one interaction under the timeout, with its metrics and error mapping;
+//! - `loading`: keeping the scripts loaded on the server (no NOSCRIPT in the steady state);
 //! - `pubsub`: release announcements turned into wake-ups;
 //! - `restart`: noticing that the server lost its data, and putting back the locks held here;
 //! - `store`: the `Store` implementation, on the scripts in `scripts` and `lua/`.
@@ -15,6 +16,7 @@ mod acquire;
 mod commands;
 mod connection;
 mod keys;
+mod loading;
 mod nodes;
 mod pubsub;
 mod restart;
@@ -83,6 +85,8 @@ struct Inner {
     /// What the server said about itself at the last look: its epoch marker and run id.
     seen: Mutex<Option<(String, String)>>,
     lost: RwLock<Option<LostListener>>,
+    /// When every script was last loaded (see `loading`).
+    scripts_loaded: tokio::sync::Mutex<std::time::Instant>,
     /// The internal key names of each namespace used so far.
     ns_keys: RwLock<std::collections::HashMap<String, Arc<keys::NsKeys>>>,
 }
@@ -119,6 +123,7 @@ impl RedisStore {
                 restart_hook: RwLock::new(None),
                 seen: Mutex::new(None),
                 lost: RwLock::new(None),
+                scripts_loaded: tokio::sync::Mutex::new(std::time::Instant::now()),
                 ns_keys: RwLock::default(),
             }),
         }
@@ -167,6 +172,8 @@ impl RedisStore {
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
         *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
         *self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let me = self.clone();
+        tokio::spawn(async move { me.load_scripts().await });
     }
 
     /// Whether this store talks to a Redis Cluster.

@@ -2,14 +2,42 @@
 //! (a Cluster's SCAN covers one node's keys only). Cursors of a Cluster walk say which primary
 //! they are on: `"<primary>:<cursor>"`.
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::core::error::{Error, Result};
 
 use super::connection::Conn;
+use super::loading::{is_noscript, load_all};
 use super::RedisStore;
 
 impl RedisStore {
+    /// The Cluster connection; None on one server.
+    pub(super) fn cluster_conn(&self) -> Result<Option<ClusterConnection>> {
+        Ok(match self.conn()? {
+            Conn::Cluster(c) => Some(c),
+            Conn::Single(_) => None,
+        })
+    }
+
+    /// `cmd` (an EVALSHA) on every primary of the Cluster at once, their integer answers summed:
+    /// one round trip per primary. A primary that does not know the script gets them all loaded
+    /// (every node), and the command is sent again.
+    pub(super) async fn on_every_primary(&self, what: &str, c: ClusterConnection, cmd: redis::Cmd) -> Result<i64> {
+        let route = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::Aggregate(AggregateOp::Sum))));
+        let run = async {
+            let mut c = c;
+            let first = c.route_command(cmd.clone(), route.clone()).await;
+            if !is_noscript(&first) {
+                return first;
+            }
+            load_all(&mut Conn::Cluster(c.clone())).await?;
+            c.route_command(cmd, route).await
+        };
+        let v = self.run(what, run).await?;
+        redis::from_redis_value(v).map_err(|e| Error::backend(format!("{} answered {what} oddly: {e}", self.inner.target)))
+    }
+
     /// The Cluster's primaries now, as (host, port), in address order.
     pub(super) async fn primaries(&self) -> Result<Vec<(String, u16)>> {
         let mut c = self.conn()?;

@@ -16,7 +16,7 @@ use crate::core::held::{settle, Held, Reasserted};
 use crate::core::lock::LockRecord;
 use crate::core::wait::Waiter;
 
-use super::keys::{epoch_key, fence_key, lock_key, recovering_key, session_index};
+use super::keys::{epoch_key, fence_key, lock_key, recovering_key};
 use super::scripts::{EPOCH, REASSERT};
 use super::RedisStore;
 
@@ -111,6 +111,8 @@ impl RedisStore {
 
     async fn restarted(&self) {
         crate::core::debug::log(format_args!("{} lost its data or changed (a restart or a failover): putting back the locks held here", self.inner.target));
+        // a restarted server or a new primary may not know the scripts
+        self.load_scripts().await;
         match self.hook() {
             Some(h) => (h.restarted)().await,
             None => self.reassert_held().await,
@@ -149,7 +151,7 @@ impl RedisStore {
         let json = serde_json::to_string(rec).map_err(|e| Error::backend(format!("cannot encode the lock record of {}: {e}", rec.path)))?;
         let mut inv = REASSERT.prepare_invoke();
         let (lock, t) = lock_key(ns, &rec.path);
-        inv.key(lock).key(session_index(t, ns, &rec.session_id)).key(fence_key(t, ns)).key(self.whole(ns, t).claims);
+        inv.key(lock).key(self.index(ns, t, &rec.session_id)).key(fence_key(t, ns)).key(self.whole(ns, t).claims);
         inv.arg(json).arg(left_ms).arg(&rec.session_id).arg(rec.token).arg(&rec.path);
         let reply: Vec<String> = self.script("re-assert", &inv).await?;
         Ok(match reply.first().map(String::as_str) {

@@ -19,7 +19,7 @@ use crate::core::wake::{Listening, CHANGES};
 
 use super::commands::{not_a_lock, record_reply};
 use super::connection::Conn;
-use super::keys::{fence_key_of, is_session_index, is_tagged, lock_key, old_session_index, queue_keys, session_index, session_index_pattern, slot, tag, tagged_pattern, INTERNAL};
+use super::keys::{fence_key_of, is_tagged, lock_key, queue_keys, session_index_parts, slot, tag, tagged_pattern, whole_session_index, INTERNAL};
 use super::scripts::*;
 use super::RedisStore;
 
@@ -67,7 +67,7 @@ impl RedisStore {
     async fn release_if(&self, ns: &str, path: &str, session: &str, agent: &str, holder: &str) -> Result<Option<bool>> {
         let (lock, t) = lock_key(ns, path);
         let mut inv = RELEASE_IF.prepare_invoke();
-        inv.key(&lock).key(session_index(t, ns, holder)).key(self.whole(ns, t).watching);
+        inv.key(&lock).key(self.index(ns, t, holder)).key(self.whole(ns, t).watching);
         inv.arg(session).arg(agent).arg(path).arg(&self.inner.channel).arg(holder);
         match self.script::<RValue>("release", &inv).await? {
             RValue::Int(n) => Ok(Some(n == 1)),
@@ -125,25 +125,22 @@ impl RedisStore {
         groups.into_values().collect()
     }
 
-    /// Deletes every live lock of `session` (an agent's only, with `agent`) named by one index.
-    async fn release_indexed(&self, ns: &str, index: &str, session: &str, agent: &str) -> Result<u64> {
-        let mut c = self.conn()?;
-        let paths: Vec<String> = self.run("SMEMBERS", c.smembers(index)).await?;
-        if paths.is_empty() {
-            return Ok(0);
-        }
+    /// Deletes every live lock of `session` (an agent's only, with `agent`): on one server one
+    /// script through the session's index, on a Cluster one script on each primary (at once)
+    /// through the session's indexes there.
+    async fn release_session(&self, ns: &str, session: &str, agent: &str) -> Result<u64> {
         let prefix = namespace_prefix(ns);
-        let mut inv = RELEASE_SESSION.prepare_invoke();
-        inv.key(index);
-        for p in &paths {
-            inv.key(format!("{prefix}{p}"));
-        }
-        inv.key(self.whole(ns, tag(slot(index))).watching);
-        inv.arg(&prefix).arg(session).arg(agent).arg(&self.inner.channel);
-        for p in &paths {
-            inv.arg(p);
-        }
-        Ok(self.script::<i64>("releaseAll", &inv).await? as u64)
+        let Some(nodes) = self.cluster_conn()? else {
+            let w = self.whole(ns, "");
+            let mut inv = RELEASE_SESSION.prepare_invoke();
+            inv.key(whole_session_index(ns, session)).key(w.waits).key(w.watching);
+            inv.arg(&prefix).arg(session).arg(agent).arg(&self.inner.channel);
+            return Ok(self.script::<i64>("releaseAll", &inv).await? as u64);
+        };
+        let (before, after) = session_index_parts(ns, session);
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(RELEASE_SESSION_NODE.get_hash()).arg(0).arg(before).arg(after).arg(&prefix).arg(session).arg(agent).arg(&self.inner.channel).arg(INTERNAL);
+        Ok(self.on_every_primary("releaseAll", nodes, cmd).await? as u64)
     }
 }
 
@@ -318,7 +315,7 @@ impl Store for RedisStore {
         let mut holder = String::new();
         for _ in 0..5 {
             let mut inv = FORCE_RELEASE.prepare_invoke();
-            inv.key(&lock).key(session_index(t, ns, &holder)).key(&watching).arg(path).arg(&self.inner.channel).arg(&holder);
+            inv.key(&lock).key(self.index(ns, t, &holder)).key(&watching).arg(path).arg(&self.inner.channel).arg(&holder);
             let reply = self.script::<RValue>("force release", &inv).await?;
             if let Some(other) = other_holder(&reply) {
                 holder = other;
@@ -338,7 +335,7 @@ impl Store for RedisStore {
         let (q, _) = queue_keys(t, &lock);
         let w = self.whole(ns, t);
         let mut inv = RELEASE.prepare_invoke();
-        inv.key(&lock).key(session_index(t, ns, session_id)).key(q).key(w.waits).key(w.watching);
+        inv.key(&lock).key(self.index(ns, t, session_id)).key(q).key(w.waits).key(w.watching);
         inv.arg(session_id).arg(path).arg(&self.inner.channel);
         if self.tracks_held() {
             // out of this process's record before the server is asked: a restart noticed while
@@ -358,9 +355,8 @@ impl Store for RedisStore {
         }
     }
 
-    /// A session's locks: through its index in every slot (found by SCAN, on every primary of a
-    /// Cluster), one script per index; on one server the index of the layout before hash tags
-    /// too. Without a session: every matching record, one script each.
+    /// A session's locks: one script through its index (one per primary on a Cluster). Without a
+    /// session: every matching record, one script each.
     async fn release_all(&self, ns: &str, filter: &LockFilter) -> Result<u64> {
         let agent = filter.agent_id.as_deref().unwrap_or("");
         if self.tracks_held() {
@@ -369,13 +365,7 @@ impl Store for RedisStore {
         }
         let mut n = 0;
         if let Some(sid) = &filter.session_id {
-            let mut indexes: Vec<String> = self.scan_all(&session_index_pattern(ns, sid)).await?.into_iter().filter(|k| is_session_index(k, ns, sid)).collect();
-            if !self.is_cluster() {
-                indexes.push(old_session_index(ns, sid));
-            }
-            for index in indexes {
-                n += self.release_indexed(ns, &index, sid, agent).await?;
-            }
+            n = self.release_session(ns, sid, agent).await?;
         } else {
             let prefix_len = namespace_prefix(ns).len();
             for (k, v) in self.all_entries(ns).await? {
@@ -390,7 +380,7 @@ impl Store for RedisStore {
                 for _ in 0..3 {
                     let mut inv = RELEASE_IF.prepare_invoke();
                     let t = tag(slot(&k));
-                    inv.key(&k).key(session_index(t, ns, &holder)).key(self.whole(ns, t).watching);
+                    inv.key(&k).key(self.index(ns, t, &holder)).key(self.whole(ns, t).watching);
                     inv.arg("").arg(agent).arg(path).arg(&self.inner.channel).arg(&holder);
                     match self.script::<RValue>("releaseAll", &inv).await? {
                         RValue::Int(d) => {
@@ -412,7 +402,7 @@ impl Store for RedisStore {
         let (lock, t) = lock_key(ns, path);
         let w = self.whole(ns, t);
         let mut inv = RENEW.prepare_invoke();
-        inv.key(&lock).key(session_index(t, ns, session_id)).key(w.epoch).key(w.recovering);
+        inv.key(&lock).key(self.index(ns, t, session_id)).key(w.epoch).key(w.recovering);
         inv.arg(session_id).arg(ttl_ms).arg(if self.is_cluster() { "1" } else { "0" });
         let mut reply = self.script::<RValue>("renew", &inv).await?;
         if is_recovering(&reply) {

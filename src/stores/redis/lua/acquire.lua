@@ -9,8 +9,11 @@
 -- ARGV: sessionId, agentId, ttl, waiterId ('' = do not wait), ticket (0 = not queued yet),
 --       lease, attempt nonce, the namespace's key prefix, the release channel, '1' on a Cluster
 --       (no claims, deadlock detection or restart grace there), the holder's description (a JSON
---       object of one-line texts written into the record, or ''), then the n paths.
--- Returns {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
+--       object of one-line texts written into the record, or ''), then the n paths, then for
+--       each path its new record as JSON without its closing brace and without the three fields
+--       only the server knows (timestamp, token, expiresAt), made by the client.
+-- Returns {'granted', now, token...} (the usual grant: each record is the client's with those
+--       three fields) | {'ok', record...} | {'locked'|'queued', path, holder, retryInMs, ticket, now}
 --       | {'deadlock', path, holder, cycle, released} | {'corrupt', path} | {'cancelled'}
 --       | {'recovering', retryInMs}
 local n = (#KEYS - 6) / 6
@@ -24,16 +27,72 @@ local nonce, prefix, channel, cluster = ARGV[7], ARGV[8], ARGV[9], ARGV[10] == '
 local info = ARGV[11]
 local function path(i) return ARGV[11 + i] end
 local function key(i, j) return KEYS[6 * (i - 1) + j] end -- j: 1 lock, 2 queue, 3 queue info, 4 fence, 5 index, 6 ticket
-local now, now_us = clock()
+local wants_claim = false
+for i = 1, n do
+  if is_claim(path(i)) then wants_claim = true end
+end
+
 -- One look at the keys that decide whether this is the usual acquire: the epoch marker (always
 -- there, unless the server lost its data) and the keys almost never there (this attempt's
--- cancellation, a claim in the namespace, someone watching, a recovery under way). EXISTS counts
--- the marker five times: 5 means the marker and none of the others. (A Cluster has no marker.)
-local rare
-if cluster then
-  rare = redis.call('EXISTS', CANCEL) > 0
-else
-  rare = redis.call('EXISTS', EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, CANCEL, CLAIM_SET, WATCHING_KEY, RECOVERING_KEY) ~= 5
+-- cancellation, a claim in the namespace, someone watching, a recovery under way, a queue for
+-- one of the paths). EXISTS counts the marker five times: 5 means the marker and none of the
+-- others. (A Cluster has no marker.)
+local probe = cluster and {CANCEL} or {EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, CANCEL, CLAIM_SET, WATCHING_KEY, RECOVERING_KEY}
+for i = 1, n do probe[#probe + 1] = key(i, 2) end
+local quiet = redis.call('EXISTS', unpack(probe)) == (cluster and 0 or 5)
+
+-- The usual acquire, and the cheap one: nothing rare, nobody queued, no claim, paths free. The
+-- records are the client's with the server's time and tokens; nothing is decoded or encoded.
+if quiet and ticket == 0 and not wants_claim then
+  local mget = {}
+  for i = 1, n do
+    mget[i] = key(i, 1)
+    mget[n + i] = key(i, 4)
+  end
+  local found = redis.call('MGET', unpack(mget))
+  local free = true
+  for i = 1, n do
+    if found[i] then free = false end
+  end
+  if free then
+    local now, now_us = clock()
+    local expires = now + ttl
+    local tail = string.format(',"expiresAt":%d}', expires)
+    local stamp = string.format(',"timestamp":%d,"token":', now)
+    local out = {'granted', string.format('%d', now)}
+    -- a new token: above the slot's counter and never behind the clock (microseconds), so a
+    -- counter lost in a restart still hands out tokens above every earlier one
+    local fences, indexes = {}, {}
+    for i = 1, n do
+      local fk = key(i, 4)
+      local token = math.max((fences[fk] or tonumber(found[n + i]) or 0) + 1, now_us)
+      fences[fk] = token
+      local t = string.format('%d', token)
+      redis.call('SET', key(i, 1), '{"v":' .. ARGV[11 + n + i] .. stamp .. t .. tail .. ',"x":' .. string.format('%d', expires) .. '}', 'PX', ttl)
+      out[i + 2] = t
+      local idx = key(i, 5)
+      if not indexes[idx] then indexes[idx] = {} end
+      table.insert(indexes[idx], path(i))
+    end
+    for fk, token in pairs(fences) do redis.call('SET', fk, string.format('%d', token)) end
+    -- the session's index names the paths, for releaseAllLocks
+    for idx, paths in pairs(indexes) do
+      redis.call('SADD', idx, unpack(paths))
+      if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
+    end
+    return out
+  end
+end
+
+local now, now_us = clock()
+local rare = false
+if not quiet then
+  -- which of the rare keys it was (a queue alone is not rare: `ahead` looks at it)
+  if cluster then
+    rare = redis.call('EXISTS', CANCEL) > 0
+  else
+    rare = redis.call('EXISTS', EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, CANCEL, CLAIM_SET, WATCHING_KEY, RECOVERING_KEY) ~= 5
+  end
 end
 if rare then
   if redis.call('EXISTS', CANCEL) == 1 then return {'cancelled'} end
@@ -45,7 +104,7 @@ end
 -- passing over waiters that wait for this very session (making it wait for them would deadlock).
 local function ahead(i)
   local qz, qh = key(i, 2), key(i, 3)
-  if redis.call('EXISTS', qz) == 0 then return nil end
+  if quiet or redis.call('EXISTS', qz) == 0 then return nil end
   local q = redis.call('ZRANGE', qz, 0, -1, 'WITHSCORES')
   for j = 1, #q, 2 do
     local id, t = q[j], tonumber(q[j + 1])
@@ -64,10 +123,6 @@ end
 -- The claim and deadlock helpers (one server only: they name lock keys of other paths), made
 -- only when an acquire may need them (a claim in the namespace, a claim asked for, a waiting
 -- acquire): the usual acquire does not even make the closure that makes them.
-local wants_claim = false
-for i = 1, n do
-  if is_claim(path(i)) then wants_claim = true end
-end
 local H
 local helpers
 if not cluster and (rare or wants_claim or wid ~= '') then helpers = function()
@@ -206,16 +261,20 @@ if not cluster and (rare or wants_claim or wid ~= '') then helpers = function()
   end
 
   -- Would this wait close a cycle of waits back to this session? The waits from the blocker on,
-  -- each still current (its holder still holds the path, or is first in line for it).
+  -- each still current: its blocker still holds the path, or waits for it ahead of it (a lower
+  -- ticket). A blocker that queued for the path again behind the waiter blocks it no more.
   function H.find_cycle(blocker)
     local by = H.waits_by_session()
     local function current(w)
       if w.b == nil or w.b == '' then return false end
       local v = H.lock_at(w.p)
       if v and v.sessionId == w.b then return true end
+      local q = tonumber(w.q) or 0
       for _, x in ipairs(by[w.b] or {}) do
-        for _, r in ipairs(x.r or {}) do
-          if overlaps(r, w.p) then return true end
+        if (tonumber(x.q) or 0) < q then
+          for _, r in ipairs(x.r or {}) do
+            if overlaps(r, w.p) then return true end
+          end
         end
       end
       return false
