@@ -36,49 +36,53 @@ end
 -- there, unless the server lost its data) and the keys almost never there (this attempt's
 -- cancellation, a claim in the namespace, someone watching, a recovery under way, a queue for
 -- one of the paths). EXISTS counts the marker five times: 5 means the marker and none of the
--- others. (A Cluster has no marker.)
+-- others. The lock keys are in it too: a held path is not the usual acquire, and a lock key of
+-- another type (MGET would read it as nil) must reach GET's WRONGTYPE, not be overwritten.
+-- (A Cluster has no marker.)
 local probe = cluster and {CANCEL} or {EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, EPOCH_KEY, CANCEL, CLAIM_SET, WATCHING_KEY, RECOVERING_KEY}
-for i = 1, n do probe[#probe + 1] = key(i, 2) end
+for i = 1, n do
+  probe[#probe + 1] = key(i, 1)
+  probe[#probe + 1] = key(i, 2)
+end
 local quiet = redis.call('EXISTS', unpack(probe)) == (cluster and 0 or 5)
 
 -- The usual acquire, and the cheap one: nothing rare, nobody queued, no claim, paths free. The
 -- records are the client's with the server's time and tokens; nothing is decoded or encoded.
+-- (Every table and call here costs: this is most of what a lock costs the server.)
 if quiet and ticket == 0 and not wants_claim then
-  local mget = {}
-  for i = 1, n do
-    mget[i] = key(i, 1)
-    mget[n + i] = key(i, 4)
+  local found
+  if n == 1 then
+    found = {redis.call('GET', KEYS[4])}
+  else
+    local mget = {}
+    for i = 1, n do mget[i] = key(i, 4) end
+    found = redis.call('MGET', unpack(mget))
   end
-  local found = redis.call('MGET', unpack(mget))
-  local free = true
-  for i = 1, n do
-    if found[i] then free = false end
-  end
-  if free then
-    local now, now_us = clock()
-    local expires = now + ttl
-    local tail = string.format(',"expiresAt":%d}', expires)
+  do
+    local t = redis.call('TIME')
+    local s, us = tonumber(t[1]), tonumber(t[2])
+    local now, now_us = s * 1000 + math.floor(us / 1000), s * 1000000 + us
+    local expires = string.format('%d', now + ttl)
     local stamp = string.format(',"timestamp":%d,"token":', now)
+    local tail = ',"expiresAt":' .. expires .. '},"x":' .. expires .. '}'
     local out = {'granted', string.format('%d', now)}
     -- a new token: above the slot's counter and never behind the clock (microseconds), so a
     -- counter lost in a restart still hands out tokens above every earlier one
-    local fences, indexes = {}, {}
+    local fences = {}
     for i = 1, n do
       local fk = key(i, 4)
-      local token = math.max((fences[fk] or tonumber(found[n + i]) or 0) + 1, now_us)
-      fences[fk] = token
-      local t = string.format('%d', token)
-      redis.call('SET', key(i, 1), '{"v":' .. ARGV[11 + n + i] .. stamp .. t .. tail .. ',"x":' .. string.format('%d', expires) .. '}', 'PX', ttl)
-      out[i + 2] = t
-      local idx = key(i, 5)
-      if not indexes[idx] then indexes[idx] = {} end
-      table.insert(indexes[idx], path(i))
+      local token = string.format('%d', math.max((fences[fk] or tonumber(found[i]) or 0) + 1, now_us))
+      fences[fk] = tonumber(token)
+      redis.call('SET', key(i, 1), '{"v":' .. ARGV[11 + n + i] .. stamp .. token .. tail, 'PX', ttl)
+      out[i + 2] = token
     end
     for fk, token in pairs(fences) do redis.call('SET', fk, string.format('%d', token)) end
-    -- the session's index names the paths, for releaseAllLocks
-    for idx, paths in pairs(indexes) do
-      redis.call('SADD', idx, unpack(paths))
-      if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
+    -- the session's index names the paths, for releaseAllLocks; it outlives them: kept between
+    -- one and two TTLs, so most grants need not push it out
+    for i = 1, n do
+      local idx = key(i, 5)
+      redis.call('SADD', idx, path(i))
+      if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, 2 * ttl) end
     end
     return out
   end
