@@ -45,5 +45,21 @@ export const lockKey = (ns: string, path: string) => `${ns}${SEP}${path}`
 const tagged = (kind: string, lock: string, rest: string) => `${INTERNAL}${kind}:{${tagOf(slot(lock))}}${rest}`
 /** A path's waiter queue (sorted set). */
 export const queueKey = (ns: string, path: string) => tagged('q', lockKey(ns, path), lockKey(ns, path))
+/** A path's waiter queue's info (hash). */
+export const queueInfoKey = (ns: string, path: string) => tagged('qh', lockKey(ns, path), lockKey(ns, path))
 /** The fencing counter of the slot a path lives in. */
 export const fenceKey = (ns: string, path: string) => tagged('fence', lockKey(ns, path), ns)
+/** The ticket counter (waiters' order) of the slot a path lives in. */
+export const ticketKey = (ns: string, path: string) => tagged('ticket', lockKey(ns, path), ns)
+/** An acquire attempt given up on, in the slot of the path it ran for. */
+export const cancelledKey = (ns: string, path: string, nonce: string) => tagged('cancelled', lockKey(ns, path), nonce)
+/** A session's one index on one server (or under Sentinel). */
+export const sessionIndexKey = (ns: string, session: string) => `${INTERNAL}sess:${ns}${SEP}${session}`
+/** The keys of a namespace one server keeps for all its paths. */
+export const wholeKeys = (ns: string) => ({
+  claims: `${INTERNAL}claims:${ns}`,
+  waits: `${INTERNAL}waits:${ns}`,
+  epoch: `${INTERNAL}epoch`,
+  recovering: `${INTERNAL}recovering`,
+  watching: `${INTERNAL}watching`,
+})

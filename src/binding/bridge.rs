@@ -91,7 +91,7 @@ impl Inner {
         let mut task: Task = Box::pin(fut);
         // most calls finish in their first poll and need no waker: that poll gets one that does
         // nothing, and a call that does not finish is polled again at once with its real one
-        let first = crate::stores::shared::with_spin(spin, || poll_in_runtime(&mut task, Waker::noop()));
+        let first = crate::stores::shared::with_spin(spin, || crate::stores::redis::first_poll(spin, || poll_in_runtime(&mut task, Waker::noop())));
         if let Poll::Ready(r) = first {
             return r.map(Some).map_err(super::error::to_napi);
         }

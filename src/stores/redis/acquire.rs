@@ -64,8 +64,14 @@ impl RedisStore {
         let mut granted: Vec<(Vec<String>, String)> = Vec::new();
         let mut recs: Vec<LockRecord> = Vec::with_capacity(paths.len());
         for group in groups {
-            let nonce = nonce();
-            match self.acquire_group(ns, &group, req, waiter, &nonce).await {
+            let mut nonce = nonce();
+            let mut tried = self.acquire_group(ns, &group, req, waiter, &nonce).await;
+            if matches!(&tried, Err(Cancelled::AfterDrop(_))) {
+                // the connection dropped and the server confirmed the attempt never ran: once more
+                nonce = self::nonce();
+                tried = self.acquire_group(ns, &group, req, waiter, &nonce).await;
+            }
+            match tried.map_err(Cancelled::into_error) {
                 Ok(Attempt::Granted(got)) => {
                     recs.extend(got);
                     granted.push((group, nonce));
@@ -92,7 +98,12 @@ impl RedisStore {
     }
 
     /// One script over paths of one slot (all paths, on one server).
-    async fn acquire_group(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, nonce: &str) -> Result<Attempt> {
+    async fn acquire_group(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, nonce: &str) -> std::result::Result<Attempt, Cancelled> {
+        self.try_group(ns, paths, req, waiter, nonce).await.map_err(Cancelled::Other)?.map_err(Cancelled::AfterDrop)
+    }
+
+    /// `acquire_group`'s work; the inner error is an attempt cancelled after its connection dropped.
+    async fn try_group(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, nonce: &str) -> Result<std::result::Result<Attempt, Error>> {
         let mut inv = ACQUIRE.prepare_invoke();
         let first_tag = lock_key(ns, &paths[0]).1;
         for p in paths {
@@ -114,9 +125,17 @@ impl RedisStore {
         }
         let reply: Vec<String> = match self.script("acquire", &inv).await {
             Ok(r) => r,
-            Err(e) if e.is_unavailable() => self.resolve_attempt(ns, paths, req, nonce, e).await?,
+            Err(e) if e.is_unavailable() => match self.resolve_attempt(ns, paths, req, nonce, e).await? {
+                Ok(reply) => reply,
+                Err(cancelled) => return Ok(Err(cancelled)),
+            },
             Err(e) => return Err(e),
         };
+        self.answer(ns, paths, req, waiter, nonce, reply).map(Ok)
+    }
+
+    /// What the acquire script's reply means.
+    fn answer(&self, ns: &str, paths: &[String], req: &LockRequest, waiter: Option<&Waiter>, nonce: &str, reply: Vec<String>) -> Result<Attempt> {
         match reply.first().map(String::as_str) {
             Some("granted") if reply.len() == paths.len() + 2 => {
                 let now: i64 = reply[1].parse().map_err(|_| Error::backend(format!("{} answered acquire with a bad time: {reply:?}", self.inner.target)))?;
@@ -184,14 +203,32 @@ impl RedisStore {
     /// The acquire's answer was lost: asks whether it took effect (its records, as if it had
     /// answered) or cancels it on the server. If even that gets no answer, the caller is told it
     /// failed, and a task takes the attempt back as soon as Redis answers.
-    async fn resolve_attempt(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str, lost: Error) -> Result<Vec<String>> {
+    /// The inner error: the attempt was cancelled after its connection dropped (it may be tried
+    /// again); a timeout's cancellation and an unknown outcome are the outer one.
+    async fn resolve_attempt(&self, ns: &str, paths: &[String], req: &LockRequest, nonce: &str, lost: Error) -> Result<std::result::Result<Vec<String>, Error>> {
         let mut inv = RESOLVE_ATTEMPT.prepare_invoke();
         for p in paths {
             inv.key(lock_key(ns, p).0);
         }
         inv.key(cancelled_key(lock_key(ns, &paths[0]).1, nonce));
         inv.arg(nonce).arg(&req.session_id).arg(CANCEL_KEEP_MS);
-        let resolved = match self.script_within::<Vec<String>>("resolve acquire", &inv, RESOLVE_WITHIN).await {
+        // an attempt sent on the lane may still be in flight there: its answer first, as one
+        // connection would have it (see `lane`)
+        let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+        self.inner.lane.settled(RESOLVE_WITHIN).await;
+        let mut tries = 0;
+        let resolved = loop {
+            tries += 1;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(50));
+            match self.script_within::<Vec<String>>("resolve acquire", &inv, left).await {
+                Ok(reply) => break Ok(reply),
+                // the shared connection dropped with the lane's (its first use after a drop fails):
+                // asked once more, reconnected (not more: a server that is down must fail fast)
+                Err(Error::Unreachable(_)) if tries == 1 => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => break Err(e),
+            }
+        };
+        let resolved = match resolved {
             Ok(reply) => reply,
             _ => {
                 self.undo_attempt_later(ns, paths, &req.session_id, nonce, req.ttl_ms);
@@ -199,9 +236,15 @@ impl RedisStore {
             }
         };
         if resolved.first().map(String::as_str) == Some("applied") {
-            return Ok(resolved);
+            return Ok(Ok(resolved));
         }
-        Err(with_note(lost, "; the acquire did not take effect (it was cancelled on the server), so no lock was taken"))
+        let dropped = matches!(lost, Error::Unreachable(_));
+        let cancelled = with_note(lost, "; the acquire did not take effect (it was cancelled on the server), so no lock was taken");
+        if dropped {
+            Ok(Err(cancelled))
+        } else {
+            Err(cancelled)
+        }
     }
 
     fn undo_invocation(&self, ns: &str, paths: &[String], session: &str, nonce: &str) -> redis::ScriptInvocation<'static> {
@@ -276,6 +319,21 @@ fn granted_record(req: &LockRequest, path: &str, nonce: &str, now: i64, token: u
         extra.remove(k);
     }
     LockRecord { session_id: req.session_id.clone(), agent_id: req.agent_id.clone(), path: path.to_owned(), timestamp: now, expires_at: now + req.ttl_ms as i64, token, hold_count: 1, extra }
+}
+
+/// Why an acquire of one group failed: an attempt cancelled after its connection dropped (worth
+/// one more try), or anything else.
+enum Cancelled {
+    AfterDrop(Error),
+    Other(Error),
+}
+
+impl Cancelled {
+    fn into_error(self) -> Error {
+        match self {
+            Cancelled::AfterDrop(e) | Cancelled::Other(e) => e,
+        }
+    }
 }
 
 /// The same error, with a note saying what became of the operation.

@@ -11,6 +11,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInf
 use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, RedisResult, ServerErrorKind, Value};
 
 use super::connection::Conn;
+use super::lane::LaneCall;
 use super::scripts::{all, RELEASE_SESSION_NODE};
 use super::RedisStore;
 
@@ -62,9 +63,11 @@ impl RedisStore {
         }
     }
 
-    /// The connection a script runs on: NOSCRIPT makes it load every script once and send again.
+    /// The connection a script runs on: the lane for a call alone in flight (not on a Cluster),
+    /// else `conn`; NOSCRIPT makes it load every script once and send again.
     pub(super) fn scripted(&self, conn: Conn) -> Scripted {
-        Scripted { conn, store: self.clone() }
+        let lane = if self.is_cluster() { None } else { self.inner.lane.take(|| self.inner.client.read().unwrap_or_else(|p| p.into_inner()).clone(), self.inner.connect_timeout) };
+        Scripted { conn, lane, store: self.clone() }
     }
 }
 
@@ -73,6 +76,7 @@ impl RedisStore {
 /// stays as the last resort.
 pub struct Scripted {
     conn: Conn,
+    lane: Option<LaneCall>,
     store: RedisStore,
 }
 
@@ -80,7 +84,10 @@ impl ConnectionLike for Scripted {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let since = Instant::now();
-            let r = self.conn.req_packed_command(cmd).await;
+            let r = match self.lane.take() {
+                Some(lane) => lane.call(cmd).await,
+                None => self.conn.req_packed_command(cmd).await,
+            };
             if !is_noscript(&r) {
                 return r;
             }

@@ -7,6 +7,7 @@
 //! - `acquire`: acquiring, one script per slot with all or nothing across them;
 //! - `nodes`: walking the key space of one server or of every Cluster primary;
 //! - `commands`: running one interaction under the timeout, with its metrics and error mapping;
+//! - `lane`: the direct connection of a call alone in flight (no thread hop at one caller);
 //! - `loading`: keeping the scripts loaded on the server (no NOSCRIPT in the steady state);
 //! - `pubsub`: release announcements turned into wake-ups;
 //! - `restart`: noticing that the server lost its data, and putting back the locks held here;
@@ -16,6 +17,7 @@ mod acquire;
 mod commands;
 mod connection;
 mod keys;
+mod lane;
 mod loading;
 mod nodes;
 mod pubsub;
@@ -38,6 +40,7 @@ use crate::core::wake::WakeBus;
 use connection::{ClusterState, Conn, Prepared, SentinelState};
 use keys::INTERNAL;
 
+pub use lane::first_poll;
 pub use restart::RestartHook;
 
 #[derive(Clone)]
@@ -53,6 +56,8 @@ struct Inner {
     /// WAIT's own connection (made on first use): a WAIT blocks its connection, and must not hold
     /// up the other calls.
     wait_conn: Mutex<Option<ConnectionManager>>,
+    /// The direct connection of a call alone in flight (see `lane`).
+    lane: Arc<lane::Lane>,
     /// The client connections are made from (replaced with the primary's).
     client: RwLock<redis::Client>,
     config: ConnectionManagerConfig,
@@ -104,6 +109,7 @@ impl RedisStore {
                 conn: RwLock::new(conn),
                 cluster,
                 wait_conn: Mutex::new(None),
+                lane: Arc::default(),
                 client: RwLock::new(p.client.clone()),
                 config: p.config.clone(),
                 sentinel,
@@ -172,6 +178,7 @@ impl RedisStore {
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
         *self.inner.client.write().unwrap_or_else(|p| p.into_inner()) = client;
         *self.inner.wait_conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.inner.lane.reset();
         let me = self.clone();
         tokio::spawn(async move { me.load_scripts().await });
     }
