@@ -46,10 +46,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The lane's socket, a plain non-blocking one: it is not registered with the runtime's reactor
+/// while the JS thread uses it (every answer would wake a runtime thread for nothing), only for
+/// the moment a call waits on the runtime (`ready`).
 #[cfg(unix)]
 enum Sock {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+/// A socket's descriptor lent to the reactor for one wait (dropping it does not close it).
+#[cfg(unix)]
+struct Lent(std::os::fd::RawFd);
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Lent {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
 }
 
 #[cfg(unix)]
@@ -62,28 +76,36 @@ impl Sock {
         }
     }
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Read;
         match self {
-            Sock::Tcp(s) => s.try_read(buf),
-            Sock::Unix(s) => s.try_read(buf),
+            Sock::Tcp(s) => (&*s).read(buf),
+            Sock::Unix(s) => (&*s).read(buf),
         }
     }
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
         match self {
-            Sock::Tcp(s) => s.try_write(buf),
-            Sock::Unix(s) => s.try_write(buf),
+            Sock::Tcp(s) => (&*s).write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
         }
+    }
+
+    /// Waits on the runtime until the socket is ready for `interest`.
+    async fn ready(&self, interest: tokio::io::Interest) -> std::io::Result<()> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(std::io::Error::other("no runtime to wait on"));
+        }
+        // SAFETY: the descriptor stays open and the same for the AsyncFd's whole life: the
+        // AsyncFd lives only in this call, which borrows the socket
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(Lent(self.fd()), interest) }.map_err(std::io::Error::from)?;
+        let _ready = fd.ready(interest).await?;
+        Ok(())
     }
     async fn readable(&self) -> std::io::Result<()> {
-        match self {
-            Sock::Tcp(s) => s.readable().await,
-            Sock::Unix(s) => s.readable().await,
-        }
+        self.ready(tokio::io::Interest::READABLE).await
     }
     async fn writable(&self) -> std::io::Result<()> {
-        match self {
-            Sock::Tcp(s) => s.writable().await,
-            Sock::Unix(s) => s.writable().await,
-        }
+        self.ready(tokio::io::Interest::WRITABLE).await
     }
 
     /// Waits up to `t` for something to read (or the end): true when there is.
@@ -121,9 +143,9 @@ impl LaneConn {
                 ConnectionAddr::Tcp(host, port) => {
                     let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                     s.set_nodelay(true)?;
-                    Ok(Sock::Tcp(s))
+                    Ok(Sock::Tcp(s.into_std()?))
                 }
-                ConnectionAddr::Unix(path) => Ok(Sock::Unix(tokio::net::UnixStream::connect(path).await?)),
+                ConnectionAddr::Unix(path) => Ok(Sock::Unix(tokio::net::UnixStream::connect(path).await?.into_std()?)),
                 _ => Err(std::io::Error::other("no lane over TLS")),
             }
         })
