@@ -234,12 +234,13 @@ function report(results, extras) {
     console.log(`| releaseAllLocks, session holding 1,000 locks (median ms) | ${fmt(extras.native?.releaseAll1000Ms, 2)} | ${fmt(extras.nodeRedis?.releaseAll1000Ms, 2)} |`)
     console.log(`| acquireLocks of 3 files, p50 µs | ${fmt(extras.native?.acquireLocks3p50us, 1)} | ${fmt(extras.nodeRedis?.acquireLocks3p50us, 1)} |`)
   }
-  const out = path.join(__dirname, 'results')
+  // BENCH_RESULTS_DIR: where the JSON and chart go (the smoke run keeps the published ones)
+  const out = process.env.BENCH_RESULTS_DIR || path.join(__dirname, 'results')
   fs.mkdirSync(out, { recursive: true })
   const meta = { date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0].model, cores: os.cpus().length, seconds: SECONDS, runs: RUNS }
   fs.writeFileSync(path.join(out, 'compare-latest.json'), JSON.stringify({ ...meta, results, extras }, null, 2))
   fs.writeFileSync(path.join(out, 'compare-latest.svg'), renderChart(results, meta))
-  progress(`wrote bench/results/compare-latest.json and compare-latest.svg`)
+  progress(`wrote ${path.relative(process.cwd(), out) || '.'}/compare-latest.json and compare-latest.svg`)
 }
 
 main().catch((e) => {
