@@ -5,9 +5,11 @@
 //! that task hands the answer back. At one caller those hops are most of the latency (the profile
 //! in docs/benchmarks.md). A call alone in flight (the bridge says so for its first poll) takes the
 //! lane instead: it writes its request from the JS thread and waits for the answer there in
-//! `poll(2)` for up to `WAIT_HERE`, the way a JS client waits in its event loop. An answer that
-//! takes longer is awaited on the runtime like any other, so a slow server never blocks JS for
-//! more than that. The lane is used only when it is idle and healthy; otherwise, on a Cluster or
+//! `poll(2)` for a while, the way a JS client waits in its event loop. An answer that takes longer
+//! is awaited on the runtime like any other, so a slow server never blocks JS for more than that
+//! while; and how long it waits here is learnt: it doubles with answers that came in time, halves
+//! with those that did not, and drops to nothing on a slow or loaded server (which is tried again
+//! now and then), so a busy JavaScript thread does not give its time to waiting. The lane is used only when it is idle and healthy; otherwise, on a Cluster or
 //! over TLS, the call goes through the shared connection as before.
 //!
 //! A lane call that fails closes the lane: a connection in an unknown state is never reused, and
@@ -22,8 +24,14 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ErrorKind, RedisError, RedisResult, Value};
 
-/// How long a call alone waits for its answer on the JS thread before it lets the runtime wait.
-const WAIT_HERE: Duration = Duration::from_millis(1);
+/// The most a call alone waits for its answer on the JS thread before it lets the runtime wait.
+const WAIT_HERE_MAX_US: u64 = 1000;
+/// Where the learnt wait starts, and what a call tries now and then once waiting here stopped paying.
+const WAIT_HERE_PROBE_US: u64 = 200;
+/// Below this, waiting here is not worth a try.
+const WAIT_HERE_MIN_US: u64 = 50;
+/// With waiting here off, one call in this many tries it again.
+const PROBE_EVERY: u64 = 32;
 /// After a failed connect, how long calls go through the shared connection before another try.
 const RETRY_CONNECT: Duration = Duration::from_secs(1);
 /// How long the answer to an abandoned call is waited for before its connection is closed.
@@ -159,10 +167,10 @@ impl LaneConn {
                 auth.arg(user);
             }
             auth.arg(password);
-            conn.call(&auth.get_packed_command(), false).await?;
+            conn.call(&auth.get_packed_command(), Duration::ZERO).await?;
         }
         if settings.db() != 0 {
-            conn.call(&redis::cmd("SELECT").arg(settings.db()).get_packed_command(), false).await?;
+            conn.call(&redis::cmd("SELECT").arg(settings.db()).get_packed_command(), Duration::ZERO).await?;
         }
         Ok(conn)
     }
@@ -186,9 +194,9 @@ impl LaneConn {
         Ok(())
     }
 
-    /// Reads one answer; `here`: wait for it on this thread first (up to `WAIT_HERE`).
-    async fn reply(&mut self, here: bool) -> RedisResult<Value> {
-        let until = Instant::now() + WAIT_HERE;
+    /// Reads one answer, waiting for it on this thread first for up to `here`.
+    async fn reply(&mut self, here: Duration) -> RedisResult<Value> {
+        let until = Instant::now() + here;
         loop {
             if let Some(len) = resp_len(&self.buf)? {
                 let v = redis::parse_redis_value(&self.buf[..len]);
@@ -201,7 +209,7 @@ impl LaneConn {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let left = until.saturating_duration_since(Instant::now());
-                    if !(here && !left.is_zero() && self.sock.wait_readable(left)) {
+                    if !(!left.is_zero() && self.sock.wait_readable(left)) {
                         self.sock.readable().await.map_err(io_error)?;
                     }
                 }
@@ -210,7 +218,7 @@ impl LaneConn {
         }
     }
 
-    async fn call(&mut self, packed: &[u8], here: bool) -> RedisResult<Value> {
+    async fn call(&mut self, packed: &[u8], here: Duration) -> RedisResult<Value> {
         self.send(packed).await?;
         self.reply(here).await
     }
@@ -264,9 +272,12 @@ fn resp_len(b: &[u8]) -> RedisResult<Option<usize>> {
 }
 
 /// The lane of one store: idle, being made, or out with a call.
-#[derive(Default)]
 pub struct Lane {
     state: Mutex<State>,
+    /// How long a call alone waits here for its answer, learnt (µs; see the module's comment).
+    wait_here_us: std::sync::atomic::AtomicU64,
+    /// Calls since waiting here stopped paying (for the occasional new try).
+    calls: std::sync::atomic::AtomicU64,
     /// Calls abandoned with their request in flight whose answer has not come yet.
     late: std::sync::atomic::AtomicUsize,
     answered: tokio::sync::Notify,
@@ -286,7 +297,7 @@ struct State {
 pub struct LaneCall {
     conn: Option<LaneConn>,
     in_flight: bool,
-    here: bool,
+    here: Duration,
     generation: u64,
     lane: Weak<Lane>,
 }
@@ -298,8 +309,12 @@ impl LaneCall {
         let packed = cmd.get_packed_command();
         let conn = self.conn.as_mut().expect("a lane call holds its connection");
         self.in_flight = true;
+        let started = Instant::now();
         let r = conn.call(&packed, self.here).await;
         self.in_flight = false;
+        if let (Some(lane), false) = (self.lane.upgrade(), self.here.is_zero()) {
+            lane.learn(self.here, started.elapsed());
+        }
         if in_step(&r) {
             give_back(&self.lane, self.generation, self.conn.take());
         }
@@ -329,7 +344,7 @@ impl Drop for LaneCall {
             lane.late.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             let (weak, generation) = (self.lane.clone(), self.generation);
             rt.spawn(async move {
-                let r = tokio::time::timeout(LATE_ANSWER, conn.reply(false)).await;
+                let r = tokio::time::timeout(LATE_ANSWER, conn.reply(Duration::ZERO)).await;
                 if matches!(&r, Ok(answer) if in_step(answer)) {
                     give_back(&weak, generation, Some(conn));
                 }
@@ -340,7 +355,37 @@ impl Drop for LaneCall {
     }
 }
 
+impl Default for Lane {
+    fn default() -> Lane {
+        Lane { state: Mutex::default(), wait_here_us: WAIT_HERE_PROBE_US.into(), calls: 0.into(), late: 0.into(), answered: tokio::sync::Notify::new() }
+    }
+}
+
 impl Lane {
+    /// How long the next call waits here: the learnt time, or now and then a try when it is none.
+    fn wait_here(&self) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = self.wait_here_us.load(Relaxed);
+        if us > 0 {
+            return Duration::from_micros(us);
+        }
+        let n = self.calls.fetch_add(1, Relaxed);
+        Duration::from_micros(if n % PROBE_EVERY == PROBE_EVERY - 1 { WAIT_HERE_PROBE_US } else { 0 })
+    }
+
+    /// What a call that waited here up to `budget` took: an answer in time lets the next ones
+    /// wait up to twice as long as it took (up to the most); a miss halves the wait.
+    fn learn(&self, budget: Duration, took: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let was = self.wait_here_us.load(Relaxed);
+        let next = if took <= budget {
+            (took.as_micros() as u64 * 2).max(was).max(WAIT_HERE_MIN_US).min(WAIT_HERE_MAX_US)
+        } else {
+            let half = budget.as_micros() as u64 / 2;
+            if half < WAIT_HERE_MIN_US { 0 } else { half }
+        };
+        self.wait_here_us.store(next, Relaxed);
+    }
     /// The lane for a call, when this call is alone in flight and the lane is idle; otherwise
     /// None (the call takes the shared connection), and a lane is made in the background for the
     /// next one if there is none. `client` says where and how to connect.
@@ -355,7 +400,7 @@ impl Lane {
                 drop(conn);
                 return None;
             }
-            return Some(LaneCall { conn: Some(conn), in_flight: false, here: true, generation: s.generation, lane: Arc::downgrade(self) });
+            return Some(LaneCall { conn: Some(conn), in_flight: false, here: self.wait_here(), generation: s.generation, lane: Arc::downgrade(self) });
         }
         if s.connecting || s.not_before.is_some_and(|t| Instant::now() < t) {
             return None;
@@ -410,7 +455,27 @@ impl Lane {
 
 #[cfg(test)]
 mod tests {
-    use super::resp_len;
+    use super::{resp_len, Lane, PROBE_EVERY};
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_here_is_learnt_and_tried_again_now_and_then() {
+        let lane = Lane::default();
+        let us = |d: Duration| d.as_micros() as u64;
+        assert_eq!(us(lane.wait_here()), 200);
+        lane.learn(Duration::from_micros(200), Duration::from_micros(400)); // a miss halves it
+        assert_eq!(us(lane.wait_here()), 100);
+        lane.learn(Duration::from_micros(100), Duration::from_micros(90)); // in time: twice what it took
+        assert_eq!(us(lane.wait_here()), 180);
+        lane.learn(Duration::from_micros(180), Duration::from_micros(900));
+        lane.learn(Duration::from_micros(90), Duration::from_micros(900)); // under the least: off
+        let waits: Vec<u64> = (0..PROBE_EVERY).map(|_| us(lane.wait_here())).collect();
+        assert_eq!(waits.iter().filter(|w| **w > 0).count(), 1, "one try in {PROBE_EVERY}: {waits:?}");
+        lane.learn(Duration::from_micros(200), Duration::from_micros(150)); // the try paid: on again
+        assert_eq!(us(lane.wait_here()), 300);
+        lane.learn(Duration::from_micros(1000), Duration::from_micros(900));
+        assert_eq!(us(lane.wait_here()), 1000, "capped at the most");
+    }
 
     #[test]
     fn resp_len_knows_complete_and_incomplete_replies() {
