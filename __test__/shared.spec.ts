@@ -251,6 +251,13 @@ describe('the CLI beside running processes', () => {
     expect(JSON.parse(list.stdout)).toMatchObject([{ path: '/cli/held.ts', sessionId: 'session-h' }])
     const status = cli('status', '--json')
     expect(JSON.parse(status.stdout).shared).toMatchObject({ role: 'client', serverPid: holder.pid })
-    expect(await listLocks(await SledCache.open({ path: path.join(state, 'opencode-file-lock/locks'), namespace: 'locks' }))).toHaveLength(1)
+    const reader = await SledCache.open({ path: path.join(state, 'opencode-file-lock/locks'), namespace: 'locks' })
+    try {
+      expect(await listLocks(reader)).toHaveLength(1)
+    } finally {
+      // nothing may still write in the folder when the test's folders are removed
+      await reader.close()
+      await holder.kill()
+    }
   })
 })

@@ -7,7 +7,8 @@ const made: string[] = []
 
 /** Removes every folder tmpDir() made (run after each test file by helpers/setup.ts). */
 export function removeTmpDirs() {
-  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+  // a process the test left running may still write in a folder: a few tries, then it is left
+  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 })
 }
 
 /** A fresh folder under the OS temp dir, removed after the test file. */
