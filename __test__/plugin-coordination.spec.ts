@@ -30,7 +30,7 @@ describe('the agents’ lock tools', () => {
 
     const refused = await hooks['tool.execute.before'](call('write', 'bob', 'b1'), writeArgs('src/deep/a.ts')).catch((e: Error) => e)
     expect(refused).toBeInstanceOf(Error)
-    expect(refused.message).toMatch(/^File \/proj\/src\/deep\/a\.ts is locked by another agent: agent .* \(session alice\) has claimed the folder \/proj\/src\/, which contains it/)
+    expect(refused.message).toMatch(/^File \/proj\/src\/deep\/a\.ts is locked by another agent: agent .* \(session alice\)( \[[^\]]+\])? has claimed the folder \/proj\/src\/, which contains it/)
     expect(refused.message).toContain('blocked this write call')
     // the claimant itself writes below its claim
     await hooks['tool.execute.before'](call('write', 'alice', 'a1'), writeArgs('src/deep/a.ts'))
@@ -38,14 +38,14 @@ describe('the agents’ lock tools', () => {
 
     const listed: string = await hooks.tool.file_locks.execute({}, ctx('bob'))
     expect(listed).toMatch(/^Locks in \/proj \(2 held, 0 waiting\):/)
-    expect(listed).toMatch(/- src\/ \(claim: the folder and everything in it\): held by agent .* \(session alice\) for \d+s, expires in/)
+    expect(listed).toMatch(/- src\/ \(claim: the folder and everything in it\): held by agent .* \(session alice\)( \[[^\]]+\])? for \d+s, expires in/)
     expect(listed).toContain('- README.md: held by agent')
     expect(await hooks.tool.file_locks.execute({}, ctx('alice'))).toContain('held by you (this task)')
 
     // a claim over something another session holds is refused whole, naming the holder
     await acquireLock('/proj/lib/x.ts', 'carol', 'carol', cache)
     const over = await hooks.tool.claim_files.execute({ paths: ['lib/', 'docs/'] }, ctx('alice')).catch((e: Error) => e)
-    expect(over.message).toMatch(/^Folder \/proj\/lib\/ is locked by another agent: agent carol \(session carol\) has held \/proj\/lib\/x\.ts, inside it/)
+    expect(over.message).toMatch(/^Folder \/proj\/lib\/ is locked by another agent: agent carol \(session carol\)( \[[^\]]+\])? has held \/proj\/lib\/x\.ts, inside it/)
     expect(await getLock('/proj/docs/', cache)).toBeUndefined()
 
     expect(await hooks.tool.claim_files.execute({ paths: ['src/'], release: true }, ctx('alice'))).toBe('Let go of src/; other agents may write there now.')

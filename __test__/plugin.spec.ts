@@ -69,7 +69,7 @@ describe.each(['sled', 'redis'] as const)('plugin hooks on %s', (backend) => {
     const err = await hooks['tool.execute.before'](call('edit', 's2', 'c2'), { args: { filePath: '/test/file.txt' } }).catch((e: Error) => e)
     expect(Date.now() - t0).toBeLessThan(1000) // waitMs 0: at once
     expect(err).toBeInstanceOf(Error)
-    expect(err.message).toMatch(/^File \/test\/file.txt is locked by another agent: agent test-agent \(session s1\) has held it since .* the lock expires in \d+s/)
+    expect(err.message).toMatch(/^File \/test\/file.txt is locked by another agent: agent test-agent \(session s1\)( \[[^\]]+\])? has held it since .* the lock expires in \d+s/)
     expect(err.message).toContain('Work on another file, or retry later')
     expect(err.message).toContain('(opencode-file-lock blocked this edit call; the file was not changed.)')
     expect(err.message).not.toContain('waited')

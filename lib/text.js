@@ -12,10 +12,10 @@ function oneLine(s, max = 200) {
   return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : t
 }
 
-/** A lock's holder as people read it: `agent <id> (session <id>, “title”) [kind]`, each part one line. */
+/** A lock's holder as people read it: `agent <id> (session <id>, “title”) [kind]` (opencode, claude-code, mcp:<client>, human), each part one line. */
 function holderText(r) {
   const title = r?.title ? `, “${oneLine(r.title)}”` : ''
-  const kind = r?.kind && r.kind !== 'opencode' ? ` [${oneLine(r.kind, 64)}]` : ''
+  const kind = r?.kind ? ` [${oneLine(r.kind, 64)}]` : ''
   return `agent ${oneLine(r?.agentId ?? 'unknown')} (session ${oneLine(r?.sessionId ?? 'unknown')}${title})${kind}`
 }
 

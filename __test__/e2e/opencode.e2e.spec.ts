@@ -15,7 +15,7 @@ import { makeProject, readFile, run, serve, startHarness, toolResults, waitForGa
 // each opencode start takes seconds; a slow CI machine gets room
 vi.setConfig({ testTimeout: 120_000, hookTimeout: 180_000 })
 
-const LOCKED = /File .* is locked by another agent: agent .* \(session ses_[^)]+\) has held it since .* the lock expires in/
+const LOCKED = /File .* is locked by another agent: agent .* \(session ses_[^)]+\)( \[[^\]]+\])? has held it since .* the lock expires in/
 
 const script = (...lines: string[]) => ['scripted turn', ...lines].join('\n')
 const write = (file: string, content: string) => `CALL write ${JSON.stringify({ filePath: file, content })}`

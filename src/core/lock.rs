@@ -286,7 +286,9 @@ pub fn locked_error(path: &str, holder: Value, now: i64) -> Error {
     let get_i = |k: &str| holder.get(k).and_then(Value::as_f64).map(|f| f as i64);
     let held = holder.get("path").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != path).map(str::to_owned);
     let what = if is_claim(path) { "Folder" } else { "File" };
-    let mut message = format!("{what} {path} is locked by another agent: agent {} (session {})", get_s("agentId"), get_s("sessionId"));
+    // who holds it, by kind: opencode, a person (human), Claude Code, an MCP client
+    let kind = holder.get("kind").and_then(Value::as_str).map(super::versions::label).filter(|k| !k.is_empty()).map(|k| format!(" [{k}]")).unwrap_or_default();
+    let mut message = format!("{what} {path} is locked by another agent: agent {} (session {}){kind}", get_s("agentId"), get_s("sessionId"));
     let since = get_i("timestamp").map(|t| format!(" since {} ({} ago)", iso8601(t), human_duration(now - t))).unwrap_or_default();
     match held {
         Some(h) if is_claim(&h) && path.starts_with(&h) => message.push_str(&format!(" has claimed the folder {h}, which contains it,{since}")),
