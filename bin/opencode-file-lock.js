@@ -45,6 +45,16 @@ commands:
   doctor                      check the chain: opencode and its version, the plugin configured for
                               it, the native addon, the store, and a running opencode that loaded it
       --project <dir> | --global   --opencode <binary>
+  lock <path...>              hold files or folders (a folder: everything in it) for yourself
+                              (user@host): agents' writes there are refused, naming you and the reason
+      --reason <text>   --ttl <duration> (e.g. 90m, 2h; default 1h)
+  unlock <path...>            let go of what lock took
+  install-hooks claude-code   merge the hooks into Claude Code's settings, so its writes take the
+                              same locks (--remove takes them out; other settings are kept)
+      --project <dir> | --global   --remove
+  hook claude-code            what those hooks run: one Claude Code hook event as JSON on stdin
+  mcp                         a stdio MCP server with lock tools for any MCP client (list, claim,
+                              release, check a file)
 
 store options (status, list, watch, release, sweep, metrics; default: the environment, see README):
   --backend sled|redis|hybrid   --path <sled folder>   --redis-url <url>   --namespace <ns>
@@ -59,6 +69,8 @@ examples:
   npx opencode-file-lock backup --to locks-backup.json
   npx opencode-file-lock install-plugin --global
   npx opencode-file-lock doctor --project ~/code/app
+  npx opencode-file-lock lock src/auth/ --reason "rewriting the login flow" --ttl 2h
+  npx opencode-file-lock install-hooks claude-code --project .
 `
 
 class UsageError extends Error {}
@@ -255,6 +267,89 @@ const commands = {
     }
   },
 
+  async lock(argv) {
+    const o = parseArgs(argv, [...STORE_FLAGS, 'reason', 'ttl'], ['json'])
+    if (o._.length === 0) throw new UsageError('lock takes one or more paths')
+    const { lockForPerson, person } = require('../lib/people.js')
+    return withStore(o, async (cache) => {
+      const r = await lockForPerson(o._, { reason: o.reason, ttl: o.ttl }, cache)
+      print(r, o.json, (x) => `${x.paths.map((p) => `locked ${oneLine(p, 4096)}`).join('\n')}\n  for ${person().owner}${x.reason ? ` (reason: “${oneLine(x.reason)}”)` : ''} until ${new Date(x.expiresAt).toISOString()}; agents' writes there are refused until you run unlock`)
+      return 0
+    })
+  },
+
+  async unlock(argv) {
+    const o = parseArgs(argv, STORE_FLAGS, ['json'])
+    if (o._.length === 0) throw new UsageError('unlock takes one or more paths')
+    const { unlockForPerson } = require('../lib/people.js')
+    return withStore(o, async (cache) => {
+      const r = await unlockForPerson(o._, cache)
+      print(r, o.json, (x) => x.results.map((e) => (e.released ? `unlocked ${oneLine(e.path, 4096)}` : `not unlocked ${oneLine(e.path, 4096)}: ${e.why}`)).join('\n'))
+      return r.results.every((e) => e.released) ? 0 : 1
+    })
+  },
+
+  async 'install-hooks'(argv) {
+    const o = parseArgs(argv, ['project'], ['global', 'remove', 'json'])
+    if (o._[0] !== 'claude-code' || o._.length !== 1) throw new UsageError('install-hooks takes the client to hook: install-hooks claude-code')
+    try {
+      const r = require('../lib/claude-hooks.js').installClaudeHooks({ project: o.project, global: o.global, remove: o.remove, out: o.json ? () => {} : console.log })
+      if (o.json) console.log(JSON.stringify(r, null, 2))
+      return 0
+    } catch (e) {
+      if (e.usage) throw new UsageError(e.message)
+      throw e
+    }
+  },
+
+  async hook(argv) {
+    if (argv[0] !== 'claude-code' || argv.length !== 1) throw new UsageError('hook takes the client whose hook event is on stdin: hook claude-code')
+    // exit 1 would let Claude Code run the call unlocked: every failure here is exit 2, saying why
+    let r
+    try {
+      const text = await readStdin(64 << 20, 10_000)
+      const { runClaudeHook } = await import('../plugin/dist/claude-code.js')
+      r = await runClaudeHook(text)
+    } catch (e) {
+      r = { exit: 2, stderr: redact(`opencode-file-lock could not run its Claude Code hook (${e?.message ?? e}); the call was not run`) }
+    }
+    if (r.stdout) process.stdout.write(r.stdout + '\n')
+    if (r.stderr) process.stderr.write(r.stderr + '\n')
+    return r.exit
+  },
+
+  // not in the help: started by the Claude Code hook (plugin/src/claude-code.ts, keepServing)
+  async 'hook-keeper'(argv) {
+    const o = parseArgs(argv, ['path'], [])
+    if (!o.path) throw new UsageError('hook-keeper needs --path')
+    const L = require('../lib/index.js')
+    const idleMs = Number(process.env.FILE_LOCK_HOOK_KEEPER_IDLE_MS) > 0 ? Number(process.env.FILE_LOCK_HOOK_KEEPER_IDLE_MS) : 600_000
+    const touch = path.join(o.path, 'hook-keeper.touch')
+    const cache = await L.openCache({ backend: 'sled', path: o.path })
+    try {
+      // another process serves the folder already: nothing to keep
+      if ((await cache.healthCheck()).shared?.role !== 'server') return 0
+      for (;;) {
+        await new Promise((r) => setTimeout(r, Math.min(5000, idleMs)))
+        let last = 0
+        try {
+          last = fs.statSync(touch).mtimeMs
+        } catch {}
+        const h = await cache.healthCheck().catch(() => ({}))
+        if (Date.now() - last > idleMs && !(h.shared?.clients > 0)) return 0
+      }
+    } finally {
+      await cache.close()
+    }
+  },
+
+  async mcp(argv) {
+    parseArgs(argv, STORE_FLAGS, [])
+    const { serveMcp } = await import('../plugin/dist/mcp.js')
+    await serveMcp(argv)
+    return null
+  },
+
   async doctor(argv) {
     const o = parseArgs(argv, ['project', 'opencode'], ['global', 'json'])
     if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
@@ -284,6 +379,31 @@ async function main() {
   return run(rest)
 }
 
+/** Standard input as text, at most `max` bytes, within `ms` (a hook must never hang on a stalled pipe). */
+function readStdin(max, ms) {
+  return new Promise((resolve, reject) => {
+    const chunks = []
+    let size = 0
+    const timer = setTimeout(() => reject(new Error(`no complete input on stdin within ${ms} ms`)), ms)
+    process.stdin.on('data', (c) => {
+      size += c.length
+      if (size > max) {
+        clearTimeout(timer)
+        reject(new Error(`the input on stdin is over ${max} bytes`))
+        process.stdin.destroy()
+      } else chunks.push(c)
+    })
+    process.stdin.on('end', () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString('utf8'))
+    })
+    process.stdin.on('error', (e) => {
+      clearTimeout(timer)
+      reject(e)
+    })
+  })
+}
+
 /** No message shows a password, whatever threw it (the native core's own are redacted already). */
 function redact(text) {
   try {
@@ -299,7 +419,7 @@ function exit(code) {
 }
 
 main().then(
-  (code) => exit(code ?? 0),
+  (code) => code !== null && exit(code ?? 0),
   (e) => {
     if (e instanceof UsageError) {
       console.error(`opencode-file-lock: ${e.message}\n\n${HELP}`)
