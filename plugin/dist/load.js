@@ -35,7 +35,7 @@ function tellOnce(why) {
     console.error(say.cannotLockNotice(why));
 }
 /** Everything to lock with, or why the plugin cannot lock (it then refuses writes, saying so). */
-export async function load(input, options) {
+export async function load(input, options, { tools = true } = {}) {
     const loaded = loadLib();
     if ('error' in loaded) {
         const e = loaded.error;
@@ -52,5 +52,6 @@ export async function load(input, options) {
         tellOnce(why);
         return { why };
     }
-    return { lib: loaded.lib, s, z: await loadZod(s.debug) };
+    // zod only for the agents' tools: a short hook process does without its load time
+    return { lib: loaded.lib, s, z: tools ? await loadZod(s.debug) : undefined };
 }

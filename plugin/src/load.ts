@@ -38,7 +38,7 @@ function tellOnce(why: string) {
 }
 
 /** Everything to lock with, or why the plugin cannot lock (it then refuses writes, saying so). */
-export async function load(input: Record<string, unknown>, options: Record<string, unknown>): Promise<{ lib: Lib; s: Settings; z?: Zod } | { why: string }> {
+export async function load(input: Record<string, unknown>, options: Record<string, unknown>, { tools = true }: { tools?: boolean } = {}): Promise<{ lib: Lib; s: Settings; z?: Zod } | { why: string }> {
   const loaded = loadLib()
   if ('error' in loaded) {
     const e = loaded.error as Error & { code?: string }
@@ -54,5 +54,6 @@ export async function load(input: Record<string, unknown>, options: Record<strin
     tellOnce(why)
     return { why }
   }
-  return { lib: loaded.lib, s, z: await loadZod(s.debug) }
+  // zod only for the agents' tools: a short hook process does without its load time
+  return { lib: loaded.lib, s, z: tools ? await loadZod(s.debug) : undefined }
 }

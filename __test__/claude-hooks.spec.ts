@@ -1,0 +1,120 @@
+// `install-hooks claude-code` (merging into a settings file and taking its hooks out again) and
+// `hook claude-code` as the short process Claude Code runs: fed the events Claude Code 2.1.332 sends
+// (shapes from its own hook stdin), failing closed, bounded in time, and what it adds per call.
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it, vi } from 'vitest'
+import { getLock, openCache } from '../lib/index.js'
+import { freePort } from './helpers/redis-server'
+import { tmpDir } from './helpers/tmp'
+
+vi.setConfig({ testTimeout: 60_000 })
+const BIN = path.resolve(__dirname, '../bin/opencode-file-lock.js')
+const cli = (args: string[], o: { env?: Record<string, string>; input?: string; cwd?: string } = {}) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, FILE_LOCK_HOOK_KEEPER: 'off', ...o.env }, input: o.input, cwd: o.cwd })
+
+describe('install-hooks claude-code', () => {
+  it('merges its hooks into .claude/settings.json keeping every other setting, does it once however often it runs, and --remove takes out only its own', () => {
+    const project = tmpDir('ofl-hooks-')
+    const file = path.join(project, '.claude/settings.json')
+    fs.mkdirSync(path.dirname(file))
+    const mine = { permissions: { allow: ['Bash(npm test)'] }, model: 'opus', hooks: { PreToolUse: [{ matcher: 'Bash', hooks: [{ type: 'command', command: 'my-own-check.sh' }] }], Notification: [{ hooks: [{ type: 'command', command: 'notify-send hi' }] }] } }
+    fs.writeFileSync(file, JSON.stringify(mine, null, 2))
+    for (let i = 0; i < 2; i++) expect(cli(['install-hooks', 'claude-code', '--project', project]).status).toBe(0)
+    const s = JSON.parse(fs.readFileSync(file, 'utf8'))
+    expect(s.permissions).toEqual(mine.permissions)
+    expect(s.model).toBe('opus')
+    expect(s.hooks.Notification).toEqual(mine.hooks.Notification)
+    expect(s.hooks.PreToolUse[0]).toEqual(mine.hooks.PreToolUse[0])
+    const ours = (e: string) => (s.hooks[e] ?? []).flatMap((g: any) => g.hooks).filter((h: any) => / hook claude-code$/.test(h.command))
+    for (const e of ['PreToolUse', 'PostToolUse', 'PostToolUseFailure', 'Stop', 'SessionEnd']) expect(ours(e), e).toHaveLength(1)
+    // an absolute node and an absolute path to this package: no registry, no PATH lookup
+    const command: string = ours('PreToolUse')[0].command
+    expect(command.startsWith(`${process.execPath} `)).toBe(true)
+    expect(command).toContain(BIN)
+    expect(command).not.toMatch(/npx/)
+    expect(s.hooks.PreToolUse.find((g: any) => g.hooks.some((h: any) => h.command === command)).matcher).toMatch(/Write\|Edit/)
+    expect(cli(['install-hooks', 'claude-code', '--project', project, '--remove']).status).toBe(0)
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual(mine)
+  })
+
+  it('--global writes $CLAUDE_CONFIG_DIR/settings.json; a settings file that is not JSON is left untouched with a clear error; bad usage exits 2', () => {
+    const config = tmpDir('ofl-hooks-global-')
+    expect(cli(['install-hooks', 'claude-code', '--global'], { env: { CLAUDE_CONFIG_DIR: config } }).status).toBe(0)
+    expect(JSON.parse(fs.readFileSync(path.join(config, 'settings.json'), 'utf8')).hooks.SessionEnd).toHaveLength(1)
+    const project = tmpDir('ofl-hooks-bad-')
+    fs.mkdirSync(path.join(project, '.claude'))
+    fs.writeFileSync(path.join(project, '.claude/settings.json'), '{ "model": "opus", ')
+    const r = cli(['install-hooks', 'claude-code', '--project', project])
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/settings\.json is not valid JSON .*it was not changed/)
+    expect(fs.readFileSync(path.join(project, '.claude/settings.json'), 'utf8')).toBe('{ "model": "opus", ')
+    expect(cli(['install-hooks', 'cursor']).status).toBe(2)
+    expect(cli(['install-hooks', 'claude-code', '--project', project, '--global']).status).toBe(2)
+  })
+})
+
+describe('hook claude-code, the process Claude Code runs', () => {
+  const event = (o: Record<string, unknown>) => JSON.stringify({ session_id: 'sess-1', transcript_path: '/dev/null', cwd: o.cwd ?? '/tmp', hook_event_name: 'PreToolUse', ...o })
+
+  it('fails closed: a write it cannot lock (store unreachable, input that is not JSON) is blocked with exit 2 and the reason; other events pass', async () => {
+    const port = await freePort()
+    const redis = { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: `redis://:hook-secret-pw@127.0.0.1:${port}`, REDIS_CONNECT_TIMEOUT_MS: '500', FILE_LOCK_HOOK_TIMEOUT_MS: '4000' }
+    const w = cli(['hook', 'claude-code'], { env: redis, input: event({ tool_name: 'Write', tool_input: { file_path: '/tmp/ofl-x.txt', content: 'x' }, tool_use_id: 't1' }) })
+    expect(w.status).toBe(2)
+    expect(w.stderr).toMatch(/opencode-file-lock .*(unavailable|could not|cannot lock|did not finish)/)
+    expect(w.stderr).toMatch(/not run/)
+    expect(w.stderr).not.toContain('hook-secret-pw')
+    const stop = cli(['hook', 'claude-code'], { env: redis, input: event({ hook_event_name: 'Stop', background_tasks: [] }) })
+    expect(stop.status).toBe(0)
+    const garbage = cli(['hook', 'claude-code'], { input: '{"session_id": ' })
+    expect(garbage.status).toBe(2)
+    expect(garbage.stderr).toMatch(/could not read the hook's input/)
+  })
+
+  it('PreToolUse locks for the session (a subagent shares it), PostToolUse records the write and releases; the time each hook process adds is reported', async () => {
+    const store = tmpDir('ofl-hook-store-')
+    const dir = fs.realpathSync(tmpDir('ofl-hook-project-'))
+    const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store, FILE_LOCK_WAIT_MS: '0' }
+    const file = path.join(dir, 'new.ts')
+    const times: number[] = []
+    const timed = (input: string) => {
+      const t = performance.now()
+      const r = cli(['hook', 'claude-code'], { env, input })
+      times.push(performance.now() - t)
+      return r
+    }
+    const pre = timed(event({ cwd: dir, tool_name: 'Write', tool_input: { file_path: file, content: 'x' }, tool_use_id: 'w1' }))
+    expect(pre.status, pre.stderr).toBe(0)
+    let c = await openCache({ backend: 'sled', path: store })
+    expect(await getLock(file, c)).toMatchObject({ sessionId: 'sess-1', kind: 'claude-code' })
+    await c.close()
+    // the subagent (agent_id) of the same session writes the file it holds: re-entry, not a refusal
+    const sub = timed(event({ cwd: dir, tool_name: 'Edit', tool_input: { file_path: file, old_string: 'a', new_string: 'b' }, tool_use_id: 'e1', agent_id: 'sub-1', agent_type: 'general-purpose' }))
+    expect(sub.status, sub.stderr).toBe(0)
+    // another session is refused, naming the holder
+    const other = timed(event({ session_id: 'sess-2', cwd: dir, tool_name: 'Write', tool_input: { file_path: file, content: 'y' }, tool_use_id: 'w2' }))
+    expect(other.status).toBe(2)
+    expect(other.stderr).toMatch(/is locked by another agent/)
+    expect(other.stderr).toContain('sess-1')
+    expect(other.stderr).toContain('[claude-code]')
+    fs.writeFileSync(file, 'x')
+    for (const [id, tool] of [['e1', 'Edit'], ['w1', 'Write']]) expect(timed(event({ cwd: dir, hook_event_name: 'PostToolUse', tool_name: tool, tool_input: { file_path: file, content: 'x' }, tool_response: {}, tool_use_id: id })).status).toBe(0)
+    c = await openCache({ backend: 'sled', path: store })
+    try {
+      expect(await getLock(file, c)).toBeUndefined()
+    } finally {
+      await c.close()
+    }
+    const sorted = [...times].sort((a, b) => a - b)
+    const node = [0, 1, 2].map(() => {
+      const t = performance.now()
+      spawnSync(process.execPath, ['-e', '0'])
+      return performance.now() - t
+    })
+    console.log(`hook process wall time per event: p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms (${sorted.map((x) => x.toFixed(0)).join(', ')}); a bare node -e 0: ${node.map((x) => x.toFixed(0)).join(', ')} ms; ${os.cpus().length} cores`)
+    expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(5000)
+  })
+})
