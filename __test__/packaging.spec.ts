@@ -58,11 +58,14 @@ describe('packaging', () => {
     expect(script.indexOf('npm publish "$dir"')).toBeLessThan(script.lastIndexOf('npm publish --access public'))
   })
 
-  it('the committed plugin build (plugin/dist) is what tsc makes of plugin/src today', () => {
+  it('the committed plugin build (plugin/dist) is what tsc makes of plugin/src today, and the bundled MCP SDK is what the bundler makes of it', () => {
     const out = tmpDir('ofl-plugin-build-')
     execFileSync(path.join(ROOT, 'node_modules/.bin/tsc'), ['-p', path.join(ROOT, 'plugin'), '--outDir', out], { encoding: 'utf8' })
     const files = fs.readdirSync(out).sort()
-    expect(fs.readdirSync(path.join(ROOT, 'plugin/dist')).sort()).toEqual(files)
+    expect(fs.readdirSync(path.join(ROOT, 'plugin/dist')).filter((f) => f !== 'mcp-sdk.js').sort()).toEqual(files)
+    const bundled = fs.readFileSync(path.join(ROOT, 'plugin/dist/mcp-sdk.js'), 'utf8')
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts/bundle-mcp-sdk.js')], { encoding: 'utf8' })
+    expect(fs.readFileSync(path.join(ROOT, 'plugin/dist/mcp-sdk.js'), 'utf8') === bundled, 'plugin/dist/mcp-sdk.js: run npm run build:plugin').toBe(true)
     for (const f of files) expect(fs.readFileSync(path.join(ROOT, 'plugin/dist', f), 'utf8'), `plugin/dist/${f}: run npm run build:plugin`).toBe(fs.readFileSync(path.join(out, f), 'utf8'))
   })
 

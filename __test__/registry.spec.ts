@@ -102,6 +102,17 @@ describe('installed from a registry, with no compiler', () => {
     const pasted = sh(process.execPath, ['lock.mjs'], dir)
     expect(pasted.status, pasted.out).toBe(0)
     expect(pasted.stdout).toContain(`locked ${fs.realpathSync(dir)}/src/app.ts`)
+    // the MCP server from the package, with no MCP SDK installed (its stdio server ships bundled):
+    // initialize and tools/list over stdio, as a client sends them
+    expect(fs.existsSync(path.join(dir, 'node_modules/@modelcontextprotocol'))).toBe(false)
+    const mcpIn = [
+      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'registry-test', version: '1' } } },
+      { jsonrpc: '2.0', method: 'notifications/initialized' },
+      { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+    ].map((m) => JSON.stringify(m)).join('\n') + '\n'
+    const mcp = spawnSync(process.execPath, [path.join(dir, 'node_modules/opencode-file-lock/bin/opencode-file-lock.js'), 'mcp'], { cwd: dir, input: mcpIn, encoding: 'utf8', env: { ...userEnv, FILE_LOCK_PATH: tmpDir() }, timeout: 30_000 })
+    const replies = mcp.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+    expect(replies.find((r) => r.id === 2)?.result?.tools?.map((t: any) => t.name).sort(), mcp.stderr).toEqual(['check_file', 'claim_files', 'list_locks', 'release_files'])
     // the CLI from the package: --version, the demo (examples/ ships), and migrate without classic-level
     expect(sh('npx', ['opencode-file-lock', '--version'], dir).stdout.trim()).toBe(`opencode-file-lock ${version}`)
     const demo = sh('npx', ['opencode-file-lock', 'demo'], dir)
