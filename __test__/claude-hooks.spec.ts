@@ -29,7 +29,10 @@ describe('install-hooks claude-code', () => {
     expect(s.hooks.Notification).toEqual(mine.hooks.Notification)
     expect(s.hooks.PreToolUse[0]).toEqual(mine.hooks.PreToolUse[0])
     const ours = (e: string) => (s.hooks[e] ?? []).flatMap((g: any) => g.hooks).filter((h: any) => / hook claude-code$/.test(h.command))
-    for (const e of ['PreToolUse', 'PostToolUse', 'PostToolUseFailure', 'Stop', 'SessionEnd']) expect(ours(e), e).toHaveLength(1)
+    for (const e of ['PreToolUse', 'PostToolUseFailure', 'Stop', 'SessionEnd']) expect(ours(e), e).toHaveLength(1)
+    // after a write or a read in the background (a call waits for one hook process); after Bash not
+    expect(ours('PostToolUse').map((h: any) => !!h.async).sort()).toEqual([false, true])
+    expect(ours('PreToolUse')[0].async).toBeUndefined()
     // an absolute node and an absolute path to this package: no registry, no PATH lookup
     const command: string = ours('PreToolUse')[0].command
     expect(command.startsWith(`${process.execPath} `)).toBe(true)
@@ -116,5 +119,40 @@ describe('hook claude-code, the process Claude Code runs', () => {
     })
     console.log(`hook process wall time per event: p50 ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms (${sorted.map((x) => x.toFixed(0)).join(', ')}); a bare node -e 0: ${node.map((x) => x.toFixed(0)).join(', ')} ms; ${os.cpus().length} cores`)
     expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(5000)
+  })
+
+  it('the PostToolUse hooks run in the background: a PreToolUse that comes before them is not refused for the session’s own read or write, and another session still is', async () => {
+    const store = tmpDir('ofl-hook-store-')
+    const dir = fs.realpathSync(tmpDir('ofl-hook-project-'))
+    const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store, FILE_LOCK_WAIT_MS: '0' }
+    const file = path.join(dir, 'app.ts')
+    fs.writeFileSync(file, 'v1\n')
+    const hook = (o: Record<string, unknown>) => cli(['hook', 'claude-code'], { env, input: event({ cwd: dir, ...o }) })
+    // another session reads v1
+    for (const name of ['PreToolUse', 'PostToolUse']) expect(hook({ session_id: 'sess-2', hook_event_name: name, tool_name: 'Read', tool_input: { file_path: file }, tool_response: {}, tool_use_id: 'o0' }).status).toBe(0)
+    // a read, its PostToolUse not run yet, then a write of the whole file
+    expect(hook({ tool_name: 'Read', tool_input: { file_path: file }, tool_use_id: 'r1' }).status).toBe(0)
+    const w1 = hook({ tool_name: 'Write', tool_input: { file_path: file, content: 'v2' }, tool_use_id: 'w1' })
+    expect(w1.status, w1.stderr).toBe(0)
+    fs.writeFileSync(file, 'v2\n')
+    // the write's PostToolUse not run yet either: the next edit of the session goes on
+    const e1 = hook({ tool_name: 'Edit', tool_input: { file_path: file, old_string: 'v2', new_string: 'v3' }, tool_use_id: 'e1' })
+    expect(e1.status, e1.stderr).toBe(0)
+    fs.writeFileSync(file, 'v3\n')
+    // the background hooks run, late and out of order
+    for (const [id, tool] of [['w1', 'Write'], ['r1', 'Read'], ['e1', 'Edit']]) expect(hook({ hook_event_name: 'PostToolUse', tool_name: tool, tool_input: { file_path: file }, tool_response: {}, tool_use_id: id }).status).toBe(0)
+    const c = await openCache({ backend: 'sled', path: store })
+    try {
+      expect(await getLock(file, c)).toBeUndefined()
+    } finally {
+      await c.close()
+    }
+    // another session that read v1 is refused: the file changed since, by sess-1
+    const other = hook({ session_id: 'sess-2', tool_name: 'Edit', tool_input: { file_path: file, old_string: 'v3', new_string: 'x' }, tool_use_id: 'o1' })
+    expect(other.status).toBe(2)
+    expect(other.stderr).toMatch(/app\.ts changed since you read it: agent \S+ \(session sess-1\) \[claude-code\] wrote it/)
+    // and the session itself, having written v3 last, may go on
+    const again = hook({ tool_name: 'Edit', tool_input: { file_path: file, old_string: 'v3', new_string: 'v4' }, tool_use_id: 'e2' })
+    expect(again.status, again.stderr).toBe(0)
   })
 })

@@ -2,7 +2,7 @@
 'use strict'
 // npm run bench:hook: what the Claude Code hook adds to a tool call. Each hook event is a process
 // (`opencode-file-lock hook claude-code`, the event's JSON on stdin); a write is two (PreToolUse and
-// PostToolUse). Measured against a bare `node -e 0` in the same run, on a sled folder served by the
+// PostToolUse), of which the call waits for the first (install-hooks runs the second in the background). Measured against a bare `node -e 0` in the same run, on a sled folder served by the
 // hook keeper (as when no opencode runs) and, for comparison, with the keeper off (each hook opens
 // the folder itself). BENCH_RUNS (default 5) runs of BENCH_CALLS (default 20) writes; medians.
 const { spawnSync } = require('node:child_process')
@@ -55,6 +55,7 @@ console.log('|---|---:|')
 console.log(`| a bare \`node -e 0\` | ${f(rows.node)} |`)
 console.log(`| PreToolUse of a Write (lock + stale check), keeper serving the folder | ${f(rows.keeperPre)} |`)
 console.log(`| PostToolUse of a Write (record + release), keeper serving the folder | ${f(rows.keeperPost)} |`)
-console.log(`| added per Write (both hooks), keeper serving the folder | ${(median(rows.keeperPre) + median(rows.keeperPost)).toFixed(0)} ms |`)
+console.log(`| what a Write waits for, as installed (PreToolUse; PostToolUse runs in the background), keeper serving | ${f(rows.keeperPre)} |`)
+console.log(`| both hooks, were they both in the foreground, keeper serving | ${(median(rows.keeperPre) + median(rows.keeperPost)).toFixed(0)} ms |`)
 console.log(`| PreToolUse, each hook opening the folder itself (keeper off) | ${f(rows.alonePre)} |`)
 console.log(`| PostToolUse, keeper off | ${f(rows.alonePost)} |`)

@@ -9,9 +9,22 @@ const os = require('node:os')
 const path = require('node:path')
 const { ROOT } = require('./platform.js')
 
-/** The events and the tools each hook runs for (see plugin/src/claude-code.ts). */
+/**
+ * The events and the tools each hook runs for (see plugin/src/claude-code.ts). After a write or a
+ * read the hook runs in the background (`async`): a tool call waits for one hook process, not two.
+ * After Bash it runs in the foreground: what it finds is told to the model.
+ */
 const TOOLS = 'Write|Edit|MultiEdit|NotebookEdit|Read|Bash|mcp__.*'
-const EVENTS = { PreToolUse: TOOLS, PostToolUse: TOOLS, PostToolUseFailure: TOOLS, Stop: null, SessionEnd: null }
+const FILE_TOOLS = 'Write|Edit|MultiEdit|NotebookEdit|Read|mcp__.*'
+const ENTRIES = [
+  { event: 'PreToolUse', matcher: TOOLS },
+  { event: 'PostToolUse', matcher: FILE_TOOLS, async: true },
+  { event: 'PostToolUse', matcher: 'Bash' },
+  { event: 'PostToolUseFailure', matcher: TOOLS, async: true },
+  { event: 'Stop' },
+  { event: 'SessionEnd' },
+]
+const EVENTS = [...new Set(ENTRIES.map((e) => e.event))]
 /** What marks a hook entry as ours, whatever path it was installed from. */
 const MARK = /opencode-file-lock[^\s"']*["']?\s+hook\s+claude-code\b/
 
@@ -92,8 +105,8 @@ function installClaudeHooks({ project, global, remove = false, env = process.env
   if (!remove) {
     const command = hookCommand(node, root)
     const hooks = { ...(next.hooks ?? {}) }
-    for (const [event, matcher] of Object.entries(EVENTS)) {
-      const entry = { type: 'command', command, timeout: timeoutSeconds }
+    for (const { event, matcher, async } of ENTRIES) {
+      const entry = { type: 'command', command, timeout: timeoutSeconds, ...(async ? { async: true } : {}) }
       hooks[event] = [...(Array.isArray(hooks[event]) ? hooks[event] : []), matcher ? { matcher, hooks: [entry] } : { hooks: [entry] }]
       installed++
     }
@@ -105,7 +118,7 @@ function installClaudeHooks({ project, global, remove = false, env = process.env
   fs.writeFileSync(tmp, JSON.stringify(next, null, 2) + '\n')
   fs.renameSync(tmp, file)
   if (remove) out(`removed ${cleaned.removed} opencode-file-lock hook(s) from ${file}; other settings untouched`)
-  else out(`installed opencode-file-lock hooks in ${file} (${Object.keys(EVENTS).join(', ')}; tools ${TOOLS})${cleaned.removed ? `, replacing ${cleaned.removed} older one(s)` : ''}\n  command: ${hookCommand(node, root)}`)
+  else out(`installed opencode-file-lock hooks in ${file} (${EVENTS.join(', ')}; tools ${TOOLS})${cleaned.removed ? `, replacing ${cleaned.removed} older one(s)` : ''}\n  command: ${hookCommand(node, root)}`)
   if (!remove && /[\\/]_npx[\\/]/.test(root ?? ROOT)) out('note: this copy of opencode-file-lock runs from npx\'s cache, which npm may clear; install the package (npm install -g opencode-file-lock, or in the project) and run install-hooks from there')
   return { file, removed: cleaned.removed, installed }
 }

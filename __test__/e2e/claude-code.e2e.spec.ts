@@ -43,15 +43,22 @@ describe('Claude Code with the hooks installed', () => {
     await acquireLock(held, `opencode@${os.hostname()}:4242`, 'ses_opencode_1', c, { title: 'Fix login', kind: 'opencode' } as any)
     await c.close()
     c = undefined
-    const run = await runClaude(t.project, [call('Write', { file_path: 'held.ts', content: 'claude was here\n' }), call('Write', { file_path: 'free.ts', content: 'new file\n' }), 'FINAL done'].join('\n'), t.env)
-    expect(run.tools.map((x) => x.name)).toEqual(['Write', 'Write'])
+    // and on the free file, its own edits one after the other (the hook after each runs in the
+    // background: the next one must not be refused for the session's own write)
+    const run = await runClaude(
+      t.project,
+      [call('Write', { file_path: 'held.ts', content: 'claude was here\n' }), call('Write', { file_path: 'free.ts', content: 'new file\n' }), call('Edit', { file_path: 'free.ts', old_string: 'new', new_string: 'newer' }), call('Edit', { file_path: 'free.ts', old_string: 'newer', new_string: 'newest' }), 'FINAL done'].join('\n'),
+      t.env,
+    )
+    expect(run.tools.map((x) => x.name)).toEqual(['Write', 'Write', 'Edit', 'Edit'])
+    expect(run.tools.slice(2).map((x) => [x.error, x.text.slice(0, 300)])).toEqual([[false, expect.any(String)], [false, expect.any(String)]])
     expect(run.tools[0].error).toBe(true)
     expect(run.tools[0].text).toMatch(/held\.ts is locked by another agent/)
     expect(run.tools[0].text).toMatch(/ses_opencode_1/)
     expect(run.tools[0].text).toMatch(/Fix login/)
     expect(t.read('held.ts')).toBe('opencode is on it\n')
     expect(run.tools[1].error).toBe(false)
-    expect(t.read('free.ts')).toBe('new file\n')
+    expect(t.read('free.ts')).toBe('newest file\n')
     c = await t.cache()
     try {
       expect(await getLock(path.join(t.project, 'free.ts'), c)).toBeUndefined()

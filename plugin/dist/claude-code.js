@@ -49,6 +49,27 @@ export function claudeHooks(lib, s, openCache) {
     const calls = async () => (await openCache()).withNamespace(CALLS_NAMESPACE);
     const callKey = (ev) => `${ev.session_id}:${ev.tool_use_id}`;
     const holder = (ev) => ({ kind: KIND, ...(ev.agent_type ? { agentName: ev.agent_type } : {}) });
+    /** Under the file: a read whose view is not recorded yet, and a write whose PostToolUse has not run. */
+    const readKey = (session, path) => `read:${session}:${path}`;
+    const writeKey = (session, path) => `write:${session}:${path}`;
+    const lockTtl = () => s.ttlMs ?? 300_000;
+    /**
+     * What the session's background PostToolUse hooks have not recorded yet, applied before a check:
+     * a read of `path` that found it unchanged is a view of it; a write of the session's own whose
+     * lock it still holds (no one else could write since) leaves the disk as its view.
+     */
+    async function catchUp(session, path, c) {
+        const k = await calls();
+        const read = (await k.get(readKey(session, path)));
+        if (read?.mark)
+            await lib.recordView(path, session, c, { unchangedSince: read.mark, ttlMs: s.versionTtlMs }).catch(() => false);
+        const wrote = await k.get(writeKey(session, path));
+        if (wrote) {
+            const lock = await lib.getLock(path, c);
+            if (lock?.sessionId === session && lock.holdCount > 1)
+                await lib.recordView(path, session, c, { ttlMs: s.versionTtlMs });
+        }
+    }
     const normal = (p, ev) => lib.normalizePath(p, ev.cwd || s.baseDir);
     const block = (e) => ({ exit: 2, stderr: e.message });
     /** PreToolUse of a write: lock, then check the session's view; block on either. */
@@ -79,6 +100,9 @@ export function claudeHooks(lib, s, openCache) {
         };
         let stale;
         try {
+            if (views.on)
+                for (const p of paths)
+                    await catchUp(session, p, await openCache());
             stale = await views.check(paths, writes.map((w) => ({ ...w, path: normal(w.path, ev) })), session);
         }
         catch (e) {
@@ -92,6 +116,9 @@ export function claudeHooks(lib, s, openCache) {
             await giveBack();
             return block(say.staleRefusal(tool, stale, files, shown));
         }
+        const k = await calls();
+        for (const p of paths)
+            await k.set(writeKey(session, p), ev.tool_use_id ?? '', { ttlMs: lockTtl() });
         log(`locked ${paths.join(', ')} for ${tool} of Claude Code session ${session}`);
         return { exit: 0 };
     }
@@ -102,6 +129,10 @@ export function claudeHooks(lib, s, openCache) {
         if (ran)
             await views.wrote(paths, { sessionId: session, tree: session, ...holder(ev) });
         const c = await openCache();
+        const k = await calls();
+        for (const p of paths)
+            if ((await k.get(writeKey(session, p))) === (ev.tool_use_id ?? ''))
+                await k.del(writeKey(session, p));
         for (const p of paths) {
             try {
                 if (!(await lib.releaseLock(p, session, c)))
@@ -117,16 +148,23 @@ export function claudeHooks(lib, s, openCache) {
         const file = wholeRead(ev.tool_input ?? {});
         if (!file || !views.on)
             return { exit: 0 };
-        await (await calls()).set(callKey(ev), { read: views.marks([normal(file, ev)]) }, { ttlMs: CALL_STATE_TTL_MS });
+        const [m] = views.marks([normal(file, ev)]);
+        if (m.path && m.mark !== null)
+            await (await calls()).set(readKey(ev.session_id, m.path), { mark: m.mark, id: ev.tool_use_id ?? '' }, { ttlMs: CALL_STATE_TTL_MS });
         return { exit: 0 };
     }
     async function afterRead(ev) {
-        const c = await calls();
-        const saved = (await c.get(callKey(ev)));
-        if (!saved?.read)
+        const file = wholeRead(ev.tool_input ?? {});
+        if (!file || !views.on)
             return { exit: 0 };
-        await c.del(callKey(ev));
-        await views.read(saved.read, ev.session_id);
+        const path = normal(file, ev);
+        const k = await calls();
+        const saved = (await k.get(readKey(ev.session_id, path)));
+        // a later read of the same file replaced it: that one's PostToolUse records it
+        if (!saved?.mark || saved.id !== (ev.tool_use_id ?? ''))
+            return { exit: 0 };
+        await views.read([{ path, mark: saved.mark }], ev.session_id);
+        await k.del(readKey(ev.session_id, path));
         return { exit: 0 };
     }
     async function beforeShell(ev) {
@@ -193,7 +231,7 @@ export function claudeHooks(lib, s, openCache) {
             case 'PostToolUseFailure':
                 if (writes)
                     return afterWrite(ev, writes, false);
-                if (tool === 'Read' || tool === 'Bash')
+                if (tool === 'Bash')
                     await (await calls()).del(callKey(ev)).catch(() => false);
                 return { exit: 0 };
             case 'Stop':

@@ -10,6 +10,11 @@
 // - Bash: before, the files other sessions hold and the ones this session saw; after, its own
 //   changes become its view and changes to others' files are told to the model.
 // - SessionEnd (and Stop with no background task running) releases whatever the session holds.
+// The PostToolUse hooks of writes and reads run in the background (Claude Code's `async`), so a
+// call waits for one hook process, not two. The next PreToolUse of the same session may then run
+// before them: it first applies what they would have (a read's view, kept by its PreToolUse under
+// the file; a write of the session's that still holds the file: the disk is its own write), so
+// the session is not refused for its own work.
 // A subagent's calls carry its session's id: it shares the session's locks and view. What one
 // event must hand the next (a read's marks, a command's snapshot) is kept in the store by
 // tool_use_id, since each event is another process.
@@ -90,6 +95,26 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
   const calls = async () => (await openCache()).withNamespace(CALLS_NAMESPACE)
   const callKey = (ev: HookEvent) => `${ev.session_id}:${ev.tool_use_id}`
   const holder = (ev: HookEvent) => ({ kind: KIND, ...(ev.agent_type ? { agentName: ev.agent_type } : {}) })
+  /** Under the file: a read whose view is not recorded yet, and a write whose PostToolUse has not run. */
+  const readKey = (session: string, path: string) => `read:${session}:${path}`
+  const writeKey = (session: string, path: string) => `write:${session}:${path}`
+  const lockTtl = () => s.ttlMs ?? 300_000
+
+  /**
+   * What the session's background PostToolUse hooks have not recorded yet, applied before a check:
+   * a read of `path` that found it unchanged is a view of it; a write of the session's own whose
+   * lock it still holds (no one else could write since) leaves the disk as its view.
+   */
+  async function catchUp(session: string, path: string, c: Cache) {
+    const k = await calls()
+    const read = (await k.get(readKey(session, path))) as { mark?: string | null } | undefined
+    if (read?.mark) await lib.recordView(path, session, c, { unchangedSince: read.mark, ttlMs: s.versionTtlMs }).catch(() => false)
+    const wrote = await k.get(writeKey(session, path))
+    if (wrote) {
+      const lock = await lib.getLock(path, c)
+      if (lock?.sessionId === session && lock.holdCount > 1) await lib.recordView(path, session, c, { ttlMs: s.versionTtlMs })
+    }
+  }
   const normal = (p: string, ev: HookEvent) => lib.normalizePath(p, ev.cwd || s.baseDir)
 
   const block = (e: Error): HookResult => ({ exit: 2, stderr: e.message })
@@ -119,6 +144,7 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
     }
     let stale: Freshness[]
     try {
+      if (views.on) for (const p of paths) await catchUp(session, p, await openCache())
       stale = await views.check(paths, writes.map((w) => ({ ...w, path: normal(w.path, ev) })), session)
     } catch (e: any) {
       if (s.stale === 'refuse') {
@@ -131,6 +157,8 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
       await giveBack()
       return block(say.staleRefusal(tool, stale, files, shown))
     }
+    const k = await calls()
+    for (const p of paths) await k.set(writeKey(session, p), ev.tool_use_id ?? '', { ttlMs: lockTtl() })
     log(`locked ${paths.join(', ')} for ${tool} of Claude Code session ${session}`)
     return { exit: 0 }
   }
@@ -141,6 +169,8 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
     const paths = writes.map((w) => normal(w.path, ev))
     if (ran) await views.wrote(paths, { sessionId: session, tree: session, ...holder(ev) })
     const c = await openCache()
+    const k = await calls()
+    for (const p of paths) if ((await k.get(writeKey(session, p))) === (ev.tool_use_id ?? '')) await k.del(writeKey(session, p))
     for (const p of paths) {
       try {
         if (!(await lib.releaseLock(p, session, c))) log(`${p} was no longer held by Claude Code session ${session} after ${ev.tool_name}`)
@@ -154,16 +184,21 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
   async function beforeRead(ev: HookEvent): Promise<HookResult> {
     const file = wholeRead(ev.tool_input ?? {})
     if (!file || !views.on) return { exit: 0 }
-    await (await calls()).set(callKey(ev), { read: views.marks([normal(file, ev)]) }, { ttlMs: CALL_STATE_TTL_MS })
+    const [m] = views.marks([normal(file, ev)])
+    if (m.path && m.mark !== null) await (await calls()).set(readKey(ev.session_id!, m.path), { mark: m.mark, id: ev.tool_use_id ?? '' }, { ttlMs: CALL_STATE_TTL_MS })
     return { exit: 0 }
   }
 
   async function afterRead(ev: HookEvent): Promise<HookResult> {
-    const c = await calls()
-    const saved = (await c.get(callKey(ev))) as { read?: { path: string; mark: string | null }[] } | undefined
-    if (!saved?.read) return { exit: 0 }
-    await c.del(callKey(ev))
-    await views.read(saved.read, ev.session_id!)
+    const file = wholeRead(ev.tool_input ?? {})
+    if (!file || !views.on) return { exit: 0 }
+    const path = normal(file, ev)
+    const k = await calls()
+    const saved = (await k.get(readKey(ev.session_id!, path))) as { mark?: string; id?: string } | undefined
+    // a later read of the same file replaced it: that one's PostToolUse records it
+    if (!saved?.mark || saved.id !== (ev.tool_use_id ?? '')) return { exit: 0 }
+    await views.read([{ path, mark: saved.mark }], ev.session_id!)
+    await k.del(readKey(ev.session_id!, path))
     return { exit: 0 }
   }
 
@@ -221,7 +256,7 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
         return { exit: 0 }
       case 'PostToolUseFailure':
         if (writes) return afterWrite(ev, writes, false)
-        if (tool === 'Read' || tool === 'Bash') await (await calls()).del(callKey(ev)).catch(() => false)
+        if (tool === 'Bash') await (await calls()).del(callKey(ev)).catch(() => false)
         return { exit: 0 }
       case 'Stop':
         // a subagent still running in the background may hold a file for a write in progress
