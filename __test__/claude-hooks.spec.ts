@@ -155,4 +155,35 @@ describe('hook claude-code, the process Claude Code runs', () => {
     const again = hook({ tool_name: 'Edit', tool_input: { file_path: file, old_string: 'v3', new_string: 'v4' }, tool_use_id: 'e2' })
     expect(again.status, again.stderr).toBe(0)
   })
+
+  it('Bash: a command that changes a file another session holds is told to the model (additionalContext) naming the holder; the session’s own changes become its view', async () => {
+    const store = tmpDir('ofl-hook-store-')
+    const dir = fs.realpathSync(tmpDir('ofl-hook-project-'))
+    const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store, FILE_LOCK_WAIT_MS: '0' }
+    const theirs = path.join(dir, 'theirs.ts')
+    const mine = path.join(dir, 'mine.ts')
+    fs.writeFileSync(theirs, 'a\n')
+    fs.writeFileSync(mine, 'm1\n')
+    const hook = (o: Record<string, unknown>) => cli(['hook', 'claude-code'], { env, input: event({ cwd: dir, ...o }) })
+    // sess-2 holds theirs.ts (a write in progress); sess-1 has read mine.ts
+    expect(hook({ session_id: 'sess-2', tool_name: 'Write', tool_input: { file_path: theirs, content: 'b' }, tool_use_id: 'h1' }).status).toBe(2) // never read: refused
+    expect(hook({ session_id: 'sess-2', tool_name: 'Read', tool_input: { file_path: theirs }, tool_use_id: 'h2' }).status).toBe(0)
+    expect(hook({ session_id: 'sess-2', hook_event_name: 'PostToolUse', tool_name: 'Read', tool_input: { file_path: theirs }, tool_response: {}, tool_use_id: 'h2' }).status).toBe(0)
+    expect(hook({ session_id: 'sess-2', tool_name: 'Edit', tool_input: { file_path: theirs, old_string: 'a', new_string: 'b' }, tool_use_id: 'h3' }).status).toBe(0)
+    for (const name of ['PreToolUse', 'PostToolUse']) expect(hook({ hook_event_name: name, tool_name: 'Read', tool_input: { file_path: mine }, tool_response: {}, tool_use_id: 'r1' }).status).toBe(0)
+    const bash = { tool_name: 'Bash', tool_input: { command: 'sed -i s/a/x/ theirs.ts; echo m2 > mine.ts' }, tool_use_id: 'b1' }
+    expect(hook(bash).status).toBe(0)
+    fs.writeFileSync(theirs, 'x\n')
+    fs.writeFileSync(mine, 'm2\n')
+    const after = hook({ ...bash, hook_event_name: 'PostToolUse', tool_response: { stdout: '' } })
+    expect(after.status).toBe(0)
+    const out = JSON.parse(after.stdout)
+    expect(out.hookSpecificOutput.hookEventName).toBe('PostToolUse')
+    expect(out.hookSpecificOutput.additionalContext).toContain(theirs)
+    expect(out.hookSpecificOutput.additionalContext).toContain('sess-2')
+    expect(out.hookSpecificOutput.additionalContext).not.toContain(mine)
+    // its own change to mine.ts is its view now: an edit of it goes on
+    const edit = hook({ tool_name: 'Edit', tool_input: { file_path: mine, old_string: 'm2', new_string: 'm3' }, tool_use_id: 'e1' })
+    expect(edit.status, edit.stderr).toBe(0)
+  })
 })
