@@ -7,7 +7,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { getLock, openCache } from '../lib/index.js'
-import { freePort } from './helpers/redis-server'
+import { freePort, startRedis } from './helpers/redis-server'
 import { tmpDir } from './helpers/tmp'
 
 vi.setConfig({ testTimeout: 60_000 })
@@ -75,6 +75,23 @@ describe('hook claude-code, the process Claude Code runs', () => {
     const garbage = cli(['hook', 'claude-code'], { input: '{"session_id": ' })
     expect(garbage.status).toBe(2)
     expect(garbage.stderr).toMatch(/could not read the hook's input/)
+  })
+
+  it('never hangs: with the store stopped (SIGSTOP), a write is blocked when the hook’s own time limit runs out, saying so', async () => {
+    const redis = await startRedis()
+    try {
+      process.kill(redis.pid, 'SIGSTOP')
+      const t = Date.now()
+      const w = cli(['hook', 'claude-code'], { env: { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_URL: `redis://127.0.0.1:${redis.port}`, FILE_LOCK_HOOK_TIMEOUT_MS: '1500' }, input: event({ tool_name: 'Edit', tool_input: { file_path: '/tmp/ofl-stalled.txt', old_string: 'a', new_string: 'b' }, tool_use_id: 't1' }) })
+      const ms = Date.now() - t
+      expect(w.status).toBe(2)
+      expect(w.stderr).toMatch(/opencode-file-lock (did not finish within 1500 ms|could not lock|refused)/)
+      expect(w.stderr).toMatch(/not run/)
+      expect(ms).toBeLessThan(10_000)
+    } finally {
+      process.kill(redis.pid, 'SIGCONT')
+      await redis.stop()
+    }
   })
 
   it('PreToolUse locks for the session (a subagent shares it), PostToolUse records the write and releases; the time each hook process adds is reported', async () => {
