@@ -53,6 +53,10 @@ commands:
                               same locks (--remove takes them out; other settings are kept)
       --project <dir> | --global   --remove
   hook claude-code            what those hooks run: one Claude Code hook event as JSON on stdin
+  serve                       the fleet's metrics (summed over every process that reports to the
+                              store) at /metrics, /healthz, and a live page of holders and waiters
+      --host <addr> (default 127.0.0.1)   --port <n> (default 9464)   --token <secret> (needed
+      when not on loopback; or FILE_LOCK_SERVE_TOKEN)
   mcp                         a stdio MCP server with lock tools for any MCP client (list, claim,
                               release, check a file)
 
@@ -316,6 +320,29 @@ const commands = {
     if (r.stdout) process.stdout.write(r.stdout + '\n')
     if (r.stderr) process.stderr.write(r.stderr + '\n')
     return r.exit
+  },
+
+  async serve(argv) {
+    const o = parseArgs(argv, [...STORE_FLAGS, 'host', 'port', 'token'], [])
+    const port = o.port === undefined ? 9464 : Number(o.port)
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a port number, got ${JSON.stringify(o.port)}`)
+    const cache = await openFromFlags(o)
+    let server
+    try {
+      server = await require('../lib/serve.js').serve(cache, { host: o.host ?? '127.0.0.1', port, token: o.token ?? process.env.FILE_LOCK_SERVE_TOKEN })
+    } catch (e) {
+      await cache.close()
+      if (e.usage) throw new UsageError(e.message)
+      throw e
+    }
+    const { address, port: bound } = server.address()
+    console.log(`serving http://${address.includes(':') ? `[${address}]` : address}:${bound}/ (metrics at /metrics, health at /healthz); Ctrl-C stops`)
+    await new Promise((resolve) => {
+      for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, resolve)
+    })
+    server.close()
+    await cache.close()
+    return 0
   },
 
   // not in the help: started by the Claude Code hook (plugin/src/claude-code.ts, keepServing)

@@ -339,3 +339,13 @@ export declare function fileMark(path: string): string | null
 
 /** Text another agent wrote (ids, titles, reasons) as one line with no control characters, cut to `max` characters (default 200): what this package shows of it. */
 export { oneLine } from './text.js'
+
+/**
+ * Writes this process's counters and histograms to `cache`'s store every `everyMs` (default 5 s), so
+ * `fleetMetrics` (and `opencode-file-lock serve`) see the sum over every process. Returns a function
+ * that stops it after one last report. The opencode plugin starts it for the cache it opens.
+ */
+export declare function reportFleetMetrics(cache: Cache, opts?: { everyMs?: number }): () => Promise<void>
+
+/** Prometheus text of every reporting process's counters summed, with live gauges from the store. */
+export declare function fleetMetrics(cache: Cache): Promise<string>

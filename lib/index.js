@@ -6,6 +6,7 @@ const { checkFresh, recordWrites, recordView, treeViews, lastWrites, fileMark } 
 const { FileLockError } = require('./errors.js')
 const { oneLine } = require('./text.js')
 const { promCollector } = require('./prometheus.js')
+const { startReporting: reportFleetMetrics, fleetText: fleetMetrics } = require('./fleet.js')
 
 module.exports = {
   Cache,
@@ -34,4 +35,6 @@ module.exports = {
   FileLockError,
   oneLine,
   promCollector,
+  reportFleetMetrics,
+  fleetMetrics,
 }

@@ -50,10 +50,17 @@ export function lockingCore(lib, s, host, z) {
     if (s.cache)
         watch(s.cache);
     let opening;
+    // the store-wide counters `opencode-file-lock serve` sums: reported for the cache the plugin opens
+    let stopReporting;
+    const report = (c) => {
+        if (typeof lib.reportFleetMetrics === 'function')
+            stopReporting = lib.reportFleetMetrics(c);
+        return c;
+    };
     const cache = () => {
         if (s.cache)
             return Promise.resolve(s.cache);
-        opening ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}).then(watch, (e) => {
+        opening ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}).then((c) => report(watch(c)), (e) => {
             opening = undefined;
             throw e;
         });
@@ -409,6 +416,7 @@ export function lockingCore(lib, s, host, z) {
             if (!s.cache && opening) {
                 const c = await opening.catch(() => undefined);
                 opening = undefined;
+                await stopReporting?.().catch(() => { });
                 await c?.close().catch(() => { });
             }
         },

@@ -81,9 +81,15 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
   }
   if (s.cache) watch(s.cache)
   let opening: Promise<Cache> | undefined
+  // the store-wide counters `opencode-file-lock serve` sums: reported for the cache the plugin opens
+  let stopReporting: (() => Promise<void>) | undefined
+  const report = (c: Cache) => {
+    if (typeof lib.reportFleetMetrics === 'function') stopReporting = lib.reportFleetMetrics(c)
+    return c
+  }
   const cache = (): Promise<Cache> => {
     if (s.cache) return Promise.resolve(s.cache)
-    opening ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}).then(watch, (e: any) => {
+    opening ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}).then((c) => report(watch(c)), (e: any) => {
       opening = undefined
       throw e
     })
@@ -407,6 +413,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
       if (!s.cache && opening) {
         const c = await opening.catch(() => undefined)
         opening = undefined
+        await stopReporting?.().catch(() => {})
         await c?.close().catch(() => {})
       }
     },
