@@ -183,4 +183,30 @@ describe('serve', () => {
     expect(free).not.toContain('/page/shown-on-the-page.ts')
     expect(free).toContain('no locks held')
   })
+
+  it('the page charts the five key metrics over the last hour and lists recent refusals, stale writes and forced releases with who and why', async () => {
+    const env = { ...stores.redis(), FILE_LOCK_SERVE_SAMPLE_MS: '300' }
+    const a = locker(env, 25, 'opencode@vm')
+    await a.done
+    const s = await startServe(env)
+    const L = require('../lib/index.js')
+    const c = await L.openCache({ backend: 'redis', redis: { url: env.REDIS_URL }, namespace: env.FILE_LOCK_NAMESPACE })
+    try {
+      await L.recordFleetEvent(c, { kind: 'stale', path: '/page/app.ts', who: 'opencode session ses_a', by: 'the session “Fix <login>”' })
+      await L.acquireLock('/page/forced.ts', 'someone', 'ses_someone', c)
+      const forced = spawnSync(process.execPath, [BIN, 'release', '/page/forced.ts', '--force', '--by', 'lead@team'], { encoding: 'utf8', env: { ...process.env, ...env } })
+      expect(forced.status, forced.stderr).toBe(0)
+    } finally {
+      await c.close()
+    }
+    await sleep(1500)
+    const page = await (await fetch(`${s.url}/`)).text()
+    for (const title of ['Lock acquisitions', 'Acquisition time, p95', 'Active locks', 'Redis latency', 'Redis connection errors', 'Redis memory']) expect(page).toContain(`${title}: <b>`)
+    expect(page).toMatch(/Redis memory: <b>[\d.]+ MB<\/b>/)
+    expect(page).toContain('<td>stale</td><td>/page/app.ts</td><td>opencode session ses_a</td><td>the session “Fix &lt;login&gt;”</td>')
+    expect(page).toMatch(/<td>forced<\/td><td>\/page\/forced\.ts<\/td><td>lead@team<\/td><td>agent someone \(session ses_someone\)/)
+    const history: any[] = await (await fetch(`${s.url}/history`)).json()
+    expect(history.length).toBeGreaterThan(1)
+    expect(history.at(-1)).toHaveProperty('acquisitionsPerMinute')
+  })
 })

@@ -9,6 +9,9 @@
 const os = require('node:os')
 
 const NAMESPACE = 'fleet-metrics'
+/** Recent refusals, deadlocks and stale writes, for serve's page (kept an hour). */
+const EVENTS = 'fleet-events'
+const EVENT_KEEP_MS = 3_600_000
 const EVERY_MS = 5000
 const KEEP_MS = 30 * 24 * 3600 * 1000
 /** A process counts as live in `file_lock_fleet_processes` while it reported this recently. */
@@ -40,9 +43,34 @@ function bounded(sample) {
   return sample.replace(/agent_id="([^"]*?):\d+"/g, 'agent_id="$1"')
 }
 
+/** Counters kept in JavaScript (what only the plugin sees), reported with the native ones. */
+const LOCAL_META = new Map([['file_lock_stale_refusals_total', { help: 'Writes refused because the file changed since the writer last saw it, by kind of writer.', type: 'counter' }]])
+const local = new Map()
+
+/** Adds one to a counter kept here (`labels`: Prometheus label text without braces). */
+function count(name, labels = '') {
+  const k = `${name}${labels ? `{${labels}}` : ''}`
+  local.set(k, (local.get(k) ?? 0) + 1)
+}
+
+/** Records what happened for serve's page: a refusal, a deadlock, a stale write (text from agents made one line when shown). */
+async function recordEvent(cache, event) {
+  const at = Date.now()
+  await cache.withNamespace(EVENTS).set(`${at}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`, { at, ...event }, { ttlMs: EVENT_KEEP_MS })
+}
+
+/** The last `n` events, newest first. */
+async function recentEvents(cache, n = 50) {
+  const out = []
+  for await (const [, e] of cache.withNamespace(EVENTS).entries({ limit: 10_000 })) if (e && typeof e === 'object') out.push(e)
+  return out.sort((a, b) => b.at - a.at).slice(0, n)
+}
+
 /** This process's counters and histograms, summed by their bounded labels. */
 function snapshot(text) {
   const { meta, samples } = parse(text)
+  for (const [k, v] of LOCAL_META) meta.set(k, v)
+  samples.push(...local)
   const out = new Map()
   for (const [s, v] of samples) {
     const type = meta.get(familyOf(s, meta))?.type
@@ -85,6 +113,7 @@ function startReporting(cache, { everyMs = EVERY_MS } = {}) {
 async function fleetText(cache) {
   const L = require('./index.js')
   const own = parse(await cache.metrics())
+  for (const [k, v] of LOCAL_META) own.meta.set(k, v)
   const sums = new Map()
   let live = 0
   let reports = 0
@@ -114,4 +143,4 @@ async function fleetText(cache) {
   return lines.join('\n') + '\n'
 }
 
-module.exports = { startReporting, fleetText, snapshot, parse, NAMESPACE }
+module.exports = { startReporting, fleetText, snapshot, parse, count, recordEvent, recentEvents, NAMESPACE }

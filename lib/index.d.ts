@@ -349,3 +349,9 @@ export declare function reportFleetMetrics(cache: Cache, opts?: { everyMs?: numb
 
 /** Prometheus text of every reporting process's counters summed, with live gauges from the store. */
 export declare function fleetMetrics(cache: Cache): Promise<string>
+
+/** Adds one to a counter reported with this process's fleet metrics (`labels`: label text without braces). */
+export declare function countFleet(name: 'file_lock_stale_refusals_total', labels?: string): void
+
+/** Records a refusal, a deadlock or a stale write for `serve`'s page (kept an hour). */
+export declare function recordFleetEvent(cache: Cache, event: { kind: 'refused' | 'deadlock' | 'stale' | 'forced'; path: string; who?: string; by?: string; why?: string }): Promise<void>

@@ -6,7 +6,7 @@ const { checkFresh, recordWrites, recordView, treeViews, lastWrites, fileMark } 
 const { FileLockError } = require('./errors.js')
 const { oneLine } = require('./text.js')
 const { promCollector } = require('./prometheus.js')
-const { startReporting: reportFleetMetrics, fleetText: fleetMetrics } = require('./fleet.js')
+const { startReporting: reportFleetMetrics, fleetText: fleetMetrics, count: countFleet, recordEvent: recordFleetEvent } = require('./fleet.js')
 
 module.exports = {
   Cache,
@@ -37,4 +37,6 @@ module.exports = {
   promCollector,
   reportFleetMetrics,
   fleetMetrics,
+  countFleet,
+  recordFleetEvent,
 }

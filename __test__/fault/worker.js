@@ -27,7 +27,8 @@ async function session(cache, s, until, counts) {
   const id = `${cfg.name}-s${s}`
   let seed = (s + 1) * 7919 + process.pid
   const rand = (n) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n
-  while (Date.now() < until) {
+  // `maxGrants`: the process stops once it has had that many grants (a count to reach, not a rate)
+  while (Date.now() < until && !(cfg.maxGrants && counts.grants >= cfg.maxGrants)) {
     // `multi`: that many files at once (all or nothing), else one
     const wanted = [...new Set(Array.from({ length: cfg.multi ?? 1 }, () => `/stress/file-${rand(cfg.files)}`))]
     let got

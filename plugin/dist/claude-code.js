@@ -72,6 +72,11 @@ export function claudeHooks(lib, s, openCache) {
     }
     const normal = (p, ev) => lib.normalizePath(p, ev.cwd || s.baseDir);
     const block = (e) => ({ exit: 2, stderr: e.message });
+    /** A refusal for serve's page; never fails the hook. */
+    const fleetEvent = async (event) => {
+        if (typeof lib.recordFleetEvent === 'function')
+            await lib.recordFleetEvent(await openCache(), event).catch(() => { });
+    };
     /** PreToolUse of a write: lock, then check the session's view; block on either. */
     async function beforeWrite(ev, writes, signal) {
         const tool = ev.tool_name;
@@ -91,6 +96,8 @@ export function claudeHooks(lib, s, openCache) {
         }
         catch (e) {
             log(`refused ${tool} of ${files.join(', ')} for Claude Code session ${session}: ${e?.code ?? ''} ${e?.message}`);
+            if (e?.code === 'ELOCKED' || e?.code === 'EDEADLK')
+                await fleetEvent({ kind: e.code === 'ELOCKED' ? 'refused' : 'deadlock', path: e.path ?? files[0], who: `${KIND} session ${session}`, by: e.holder ? say.writerOf(e.holder) : undefined });
             return block(await say.blocked(tool, files, e, s.waitMs, signal.reason, async () => ''));
         }
         const giveBack = async () => {
@@ -114,6 +121,8 @@ export function claudeHooks(lib, s, openCache) {
         }
         if (stale.length > 0 && s.stale === 'refuse') {
             await giveBack();
+            for (const f of stale)
+                await fleetEvent({ kind: 'stale', path: f.path, who: `${KIND} session ${session}`, by: f.lastWrite && f.byLastWrite ? say.writerOf(f.lastWrite) : 'outside any agent' });
             return block(say.staleRefusal(tool, stale, files, shown));
         }
         const k = await calls();

@@ -118,6 +118,10 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
   const normal = (p: string, ev: HookEvent) => lib.normalizePath(p, ev.cwd || s.baseDir)
 
   const block = (e: Error): HookResult => ({ exit: 2, stderr: e.message })
+  /** A refusal for serve's page; never fails the hook. */
+  const fleetEvent = async (event: Parameters<Lib['recordFleetEvent']>[1]) => {
+    if (typeof lib.recordFleetEvent === 'function') await lib.recordFleetEvent(await openCache(), event).catch(() => {})
+  }
 
   /** PreToolUse of a write: lock, then check the session's view; block on either. */
   async function beforeWrite(ev: HookEvent, writes: Write[], signal: AbortSignal): Promise<HookResult> {
@@ -136,6 +140,7 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
       })
     } catch (e: any) {
       log(`refused ${tool} of ${files.join(', ')} for Claude Code session ${session}: ${e?.code ?? ''} ${e?.message}`)
+      if (e?.code === 'ELOCKED' || e?.code === 'EDEADLK') await fleetEvent({ kind: e.code === 'ELOCKED' ? 'refused' : 'deadlock', path: e.path ?? files[0], who: `${KIND} session ${session}`, by: e.holder ? say.writerOf(e.holder) : undefined })
       return block(await say.blocked(tool, files, e, s.waitMs, signal.reason, async () => ''))
     }
     const giveBack = async () => {
@@ -155,6 +160,7 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
     }
     if (stale.length > 0 && s.stale === 'refuse') {
       await giveBack()
+      for (const f of stale) await fleetEvent({ kind: 'stale', path: f.path, who: `${KIND} session ${session}`, by: f.lastWrite && f.byLastWrite ? say.writerOf(f.lastWrite) : 'outside any agent' })
       return block(say.staleRefusal(tool, stale, files, shown))
     }
     const k = await calls()

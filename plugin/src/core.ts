@@ -176,6 +176,13 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
     }
   }
 
+  /** A refusal for serve's page; never delays or fails the call. */
+  const tellFleet = (event: Parameters<Lib['recordFleetEvent']>[1]) => {
+    // only on a store the plugin opened itself (a cache handed to it is its owner's to fill)
+    if (s.cache || typeof lib.recordFleetEvent !== 'function') return
+    cache().then((c) => lib.recordFleetEvent(c, event)).catch(() => {})
+  }
+
   /** Tells the person at the keyboard that a write waits, and for whom. */
   const tellWaiting = async (c: Cache, files: string[], session: string) => {
     for (const f of files) {
@@ -299,6 +306,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
       log(`refused ${tool} of ${files.join(', ')} for session ${session}: ${e?.code ?? ''} ${e?.message}`)
       if (e?.code === 'ELOCKED' && e.holder) notify(say.toasts.refused(files, await who(e.holder)), session)
       if (e?.code === 'EDEADLK') letGoForDeadlock(owner, e, session)
+      if (e?.code === 'ELOCKED' || e?.code === 'EDEADLK') tellFleet({ kind: e.code === 'ELOCKED' ? 'refused' : 'deadlock', path: e.path ?? files[0], who: `${kind} session ${session}`, by: e.holder ? say.writerOf(e.holder) : undefined })
       throw await say.blocked(tool, files, e, s.waitMs, ac.signal.reason, (id) => sessions.describe(id))
     } finally {
       clearTimeout(telling)
@@ -325,6 +333,8 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
       notify(say.toasts.stale(stale.map((f) => shownHere(f.path)), changedBy, s.stale === 'refuse'), session)
       if (s.stale === 'refuse') {
         await giveBack(paths, owner, session)
+        lib.countFleet?.('file_lock_stale_refusals_total', `kind="${kind}"`)
+        for (const f of stale) tellFleet({ kind: 'stale', path: f.path, who: `${kind} session ${session}`, by: changedBy })
         throw say.staleRefusal(tool, stale, files, shownHere)
       }
     }
