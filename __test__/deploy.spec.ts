@@ -20,6 +20,18 @@ describe('deploy/', () => {
     for (const name of used) expect(exposed, `${name} in alerts.yml`).toContain(name)
   })
 
+  it('the Grafana dashboard parses, has the five panels, and queries only metrics serve exposes', async () => {
+    const d = JSON.parse(fs.readFileSync(path.join(DEPLOY, 'grafana/opencode-file-lock.json'), 'utf8'))
+    expect(d.panels).toHaveLength(5)
+    const c = await SledCache.open({ path: tmpDir(), namespace: 'locks' })
+    await acquireLock('/d/y', 'a', 's', c)
+    const { fleetMetrics } = require('../lib/index.js')
+    const exposed = new Set([...(await fleetMetrics(c)).matchAll(/^# TYPE (\S+) (\S+)/gm)].flatMap(([, name, type]) => (type === 'histogram' ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name])))
+    await c.close()
+    const exprs: string[] = d.panels.flatMap((p: any) => p.targets.map((t: any) => t.expr))
+    for (const e of exprs) for (const [name] of e.matchAll(/\b(?:file_lock|redis)_[a-z_]+\b/g)) expect(exposed, `${name} in the Grafana dashboard`).toContain(name)
+  })
+
   it('redis templates need every placeholder', () => {
     const { render } = require('../deploy/redis/render.js')
     expect(() => render('sentinel.conf', { PORT: 1 })).toThrow(/needs/)
