@@ -32,7 +32,7 @@ function locker(env: Record<string, string>, n: number, agent: string) {
     ;(async () => {
       const c = await L.openCache()
       L.reportFleetMetrics(c, { everyMs: 300 })
-      for (let i = 0; i < ${n}; i++) await L.releaseLock(await L.acquireLock('/serve/f' + i + '.ts', ${JSON.stringify(agent)} + ':' + process.pid, 's-' + process.pid, c), 's-' + process.pid, c)
+      for (let i = 0; i < ${n}; i++) await L.releaseLock(await L.acquireLock('/serve/' + process.pid + '/f' + i + '.ts', ${JSON.stringify(agent)} + ':' + process.pid, 's-' + process.pid, c), 's-' + process.pid, c)
       console.log('DONE')
       setInterval(() => {}, 1000)
     })().catch((e) => { console.error(e); process.exit(1) })`
@@ -100,6 +100,13 @@ describe.each(Object.keys(stores) as (keyof typeof stores)[])('serve on %s', (ba
     text = await granted()
     expect(sumOf(text, 'file_lock_acquisitions_total', 'status="granted"')).toBe(50)
     expect(text).toMatch(/file_lock_fleet_processes\{state="all"\} 2/)
+    // OpenMetrics when asked: counter families without _total, the samples with it, # EOF at the end
+    const om = await fetch(`${s.url}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } })
+    expect(om.headers.get('content-type')).toMatch(/^application\/openmetrics-text/)
+    const omText = await om.text()
+    expect(omText).toContain('# TYPE file_lock_acquisitions counter\n')
+    expect(omText).toMatch(/^file_lock_acquisitions_total\{status="granted"/m)
+    expect(omText.endsWith('# EOF\n')).toBe(true)
     const health = await fetch(`${s.url}/healthz`)
     expect(health.status).toBe(200)
     expect((await health.json()).healthy).toBe(true)

@@ -143,4 +143,20 @@ async function fleetText(cache) {
   return lines.join('\n') + '\n'
 }
 
-module.exports = { startReporting, fleetText, snapshot, parse, count, recordEvent, recentEvents, NAMESPACE }
+/**
+ * The same text as OpenMetrics 1.0 (what Prometheus asks for first): a counter family is named
+ * without its `_total`, and the exposition ends with `# EOF`.
+ */
+function toOpenMetrics(text) {
+  const counters = new Set([...text.matchAll(/^# TYPE (\S+)_total counter$/gm)].map((m) => m[1]))
+  const out = text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const m = /^# (HELP|TYPE) (\S+)_total (.*)$/.exec(l)
+      return m && counters.has(m[2]) ? `# ${m[1]} ${m[2]} ${m[3]}` : l
+    })
+  return `${out.join('\n')}\n# EOF\n`
+}
+
+module.exports = { startReporting, fleetText, toOpenMetrics, snapshot, parse, count, recordEvent, recentEvents, NAMESPACE }

@@ -8,7 +8,7 @@
 // HTML-escaped.
 const http = require('node:http')
 const { oneLine, holderText, reasonText } = require('./text.js')
-const { fleetText, parse, recentEvents } = require('./fleet.js')
+const { fleetText, parse, recentEvents, toOpenMetrics } = require('./fleet.js')
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
 const EVENT_EVERY_MS = 500
@@ -194,7 +194,11 @@ function serve(cache, { host = '127.0.0.1', port = 9464, token } = {}) {
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'read-only: GET only\n')
       if (!allowed(req, url)) return send(401, 'text/plain', 'a token is needed (Authorization: Bearer <token>, or ?token=)\n')
-      if (url.pathname === '/metrics') return send(200, 'text/plain; version=0.0.4; charset=utf-8', await fleetText(cache))
+      if (url.pathname === '/metrics') {
+        // OpenMetrics when the scraper asks for it (Prometheus does), else Prometheus text
+        if (/application\/openmetrics-text/.test(String(req.headers.accept))) return send(200, 'application/openmetrics-text; version=1.0.0; charset=utf-8', toOpenMetrics(await fleetText(cache)))
+        return send(200, 'text/plain; version=0.0.4; charset=utf-8', await fleetText(cache))
+      }
       if (url.pathname === '/healthz') {
         const h = await cache.healthCheck().catch((e) => ({ healthy: false, error: oneLine(e?.message ?? e, 500) }))
         return send(h.healthy ? 200 : 503, 'application/json', JSON.stringify(h))
