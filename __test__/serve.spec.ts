@@ -216,4 +216,46 @@ describe('serve', () => {
     expect(history.length).toBeGreaterThan(1)
     expect(history.at(-1)).toHaveProperty('acquisitionsPerMinute')
   })
+
+  it('the page open in a real headless Chromium shows a lock’s path within 2 s of its acquisition and drops it within 2 s of its release (server-sent events, no reload)', async () => {
+    const env = stores.sled()
+    const s = await startServe(env)
+    const watcher = spawn(process.execPath, ['--experimental-websocket', path.join(__dirname, 'helpers/chromium-watch.mjs'), `${s.url}/`], { stdio: ['pipe', 'pipe', 'inherit'] })
+    children.push(watcher)
+    const answers: any[] = []
+    let buf = ''
+    watcher.stdout!.on('data', (d) => {
+      buf += d
+      let i
+      while ((i = buf.indexOf('\n')) >= 0) {
+        answers.push(JSON.parse(buf.slice(0, i)))
+        buf = buf.slice(i + 1)
+      }
+    })
+    const answer = async (n: number) => {
+      for (let i = 0; i < 300 && answers.length < n; i++) await sleep(100)
+      return answers[n - 1]
+    }
+    expect(await answer(1)).toEqual({ ready: true })
+    watcher.stdin!.write('wait-for no locks held\n')
+    expect((await answer(2)).ok).toBe(true)
+    const L = require('../lib/index.js')
+    const c = await L.openCache({ backend: 'sled', path: env.FILE_LOCK_PATH })
+    try {
+      watcher.stdin!.write('wait-for /live/appears-within-two-seconds.ts\n')
+      await L.acquireLock('/live/appears-within-two-seconds.ts', 'opencode@vm', 'ses_live', c)
+      const shown = await answer(3)
+      expect(shown.ok).toBe(true)
+      expect(shown.ms).toBeLessThan(2000)
+      watcher.stdin!.write('wait-gone /live/appears-within-two-seconds.ts\n')
+      await L.releaseLock('/live/appears-within-two-seconds.ts', 'ses_live', c)
+      const gone = await answer(4)
+      expect(gone.ok).toBe(true)
+      expect(gone.ms).toBeLessThan(2000)
+      console.log(`the page showed the lock after ${shown.ms} ms and dropped it ${gone.ms} ms after its release`)
+    } finally {
+      await c.close()
+      watcher.stdin!.end()
+    }
+  })
 })
