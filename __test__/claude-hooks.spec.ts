@@ -203,4 +203,16 @@ describe('hook claude-code, the process Claude Code runs', () => {
     const edit = hook({ tool_name: 'Edit', tool_input: { file_path: mine, old_string: 'm2', new_string: 'm3' }, tool_use_id: 'e1' })
     expect(edit.status, edit.stderr).toBe(0)
   })
+
+  it('the mark it leaves in the lock folder for the keeper is written without following a link planted there', async () => {
+    const store = tmpDir('ofl-hook-store-')
+    const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store }
+    expect(cli(['hook', 'claude-code'], { env, input: event({ hook_event_name: 'Stop', background_tasks: [] }) }).status).toBe(0)
+    const victim = path.join(tmpDir('ofl-hook-victim-'), 'victim.txt')
+    fs.writeFileSync(victim, 'keep me\n')
+    fs.rmSync(path.join(store, 'hook-keeper.touch'), { force: true })
+    fs.symlinkSync(victim, path.join(store, 'hook-keeper.touch'))
+    expect(cli(['hook', 'claude-code'], { env, input: event({ hook_event_name: 'Stop', background_tasks: [] }) }).status).toBe(0)
+    expect(fs.readFileSync(victim, 'utf8')).toBe('keep me\n')
+  })
 })

@@ -287,20 +287,22 @@ export async function runClaudeHook(text, env = process.env) {
     let opened;
     const openCache = () => (opened ??= lib.openCache(s.cacheBackend ? { backend: s.cacheBackend } : {}));
     const limitMs = Number(env.FILE_LOCK_HOOK_TIMEOUT_MS) > 0 ? Number(env.FILE_LOCK_HOOK_TIMEOUT_MS) : s.waitMs + HOOK_SLACK_MS;
+    /** A failure: a write is blocked with `forWrite`; any other event passes, noting `otherwise`. */
+    const failed = (forWrite, otherwise) => (isWrite(s) ? { exit: 2, stderr: forWrite } : { exit: 0, stderr: `[opencode-file-lock] ${otherwise}` });
     const ac = new AbortController();
     let timer;
     const late = new Promise((resolve) => {
         timer = setTimeout(() => {
             ac.abort(`the hook's own time limit of ${limitMs} ms ran out`);
             const msg = `opencode-file-lock did not finish within ${limitMs} ms (the lock store is slow or unreachable)`;
-            resolve(isWrite(s) ? { exit: 2, stderr: `${msg}; the ${ev.tool_name} call was not run and the file was not changed.` } : { exit: 0, stderr: `[opencode-file-lock] ${msg}.` });
+            resolve(failed(`${msg}; the ${ev.tool_name} call was not run and the file was not changed.`, `${msg}.`));
         }, limitMs);
     });
     try {
         return await Promise.race([
             claudeHooks(lib, s, openCache).handle(ev, ac.signal).catch((e) => {
                 const msg = `${e?.code ? `[${e.code}] ` : ''}${e?.message ?? e}`;
-                return isWrite(s) ? { exit: 2, stderr: say.cannotLock(ev.tool_name, `the lock store failed: ${msg}`).message } : { exit: 0, stderr: `[opencode-file-lock] ${ev.hook_event_name} hook failed: ${msg}` };
+                return failed(say.cannotLock(ev.tool_name, `the lock store failed: ${msg}`).message, `${ev.hook_event_name} hook failed: ${msg}`);
             }),
             late,
         ]);
@@ -328,8 +330,17 @@ async function keepServing(c, env) {
             return;
         const fs = await import('node:fs');
         const path = await import('node:path');
-        // a hook was here: the keeper stays while this keeps being touched
-        fs.writeFileSync(path.join(h.folder, 'hook-keeper.touch'), '');
+        // a hook was here: the keeper stays while this keeps being touched (opened without following a
+        // link, as everything in the folder: a link planted there must not lead a write elsewhere)
+        const { O_CREAT, O_WRONLY, O_NOFOLLOW } = fs.constants;
+        const fd = fs.openSync(path.join(h.folder, 'hook-keeper.touch'), O_CREAT | O_WRONLY | O_NOFOLLOW, 0o600);
+        try {
+            const now = new Date();
+            fs.futimesSync(fd, now, now);
+        }
+        finally {
+            fs.closeSync(fd);
+        }
         if (h.shared?.role !== 'server' || ['0', 'off', 'false', 'no'].includes(String(env.FILE_LOCK_HOOK_KEEPER ?? '').toLowerCase()))
             return;
         const { spawn } = await import('node:child_process');
