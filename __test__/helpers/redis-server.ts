@@ -5,14 +5,72 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A free 127.0.0.1 port, reserved for this process until it exits. Test files run side by side, and
+ * several kill a server and start it again on the same port: a port handed out by the kernel's
+ * listen(0) could go to another file's new server in between, whose clients would then talk to it
+ * (a Redis process's script loads counted in someone else's test). So ports come from 10000-19999,
+ * below the kernel's own range, each claimed by a file that names the claiming pid (a dead pid's
+ * claim is taken over); the port 10000 above (a Cluster node's bus) is left free as well.
+ */
+export async function freePort(): Promise<number> {
+  fs.mkdirSync(PORTS, { recursive: true })
+  for (let tries = 0; tries < 500; tries++) {
+    const port = 10000 + Math.floor(Math.random() * 10000)
+    if (!claim(port)) continue
+    if ((await canListen(port)) && (await canListen(port + 10000))) return port
+    // taken by something else on the machine: keep the claim (nobody else should try it) and go on
+  }
+  throw new Error('no free port in 10000-19999 after 500 tries')
+}
+
+const PORTS = path.join(os.tmpdir(), 'ofl-test-ports')
+const claimed = new Set<string>()
+process.on('exit', () => {
+  for (const f of claimed) try { fs.unlinkSync(f) } catch {}
+})
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e: any) {
+    return e.code === 'EPERM'
+  }
+}
+
+/** Claims `port` for this process: false when a live process holds it. */
+function claim(port: number): boolean {
+  const f = path.join(PORTS, String(port))
+  try {
+    fs.writeFileSync(f, String(process.pid), { flag: 'wx' })
+    claimed.add(f)
+    return true
+  } catch (e: any) {
+    if (e.code !== 'EEXIST') throw e
+  }
+  // held, or left by a process that died: one taker at a time looks (mkdir either makes the
+  // folder or finds it), so two cannot both take a dead process's port
+  const taking = `${f}.taking`
+  try { fs.mkdirSync(taking) } catch { return false }
+  try {
+    const owner = Number(fs.readFileSync(f, 'utf8').trim())
+    if (owner > 0 && alive(owner)) return false
+    fs.writeFileSync(f, String(process.pid))
+    claimed.add(f)
+    return true
+  } catch {
+    return false
+  } finally {
+    fs.rmdirSync(taking)
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
+    s.once('error', () => resolve(false))
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
   })
 }
 
