@@ -49,6 +49,18 @@ describe('operator CLI on a sled folder', () => {
     expect(human.stdout).toMatch(/\/repo\/a.ts\n\s+held by agent coder-a \(session ses_a\) since .* ago\), expires in/)
   })
 
+  it('list shows a claim\u2019s reason and kind, as one line without control characters', async () => {
+    const folder = tmpDir('ofl-cli-reason-')
+    const c = await SledCache.open({ path: folder, namespace: 'locks' })
+    await acquireLock('/repo/src/', 'build', 'ses_r', c, { reason: 'rename the\nauth \u001b[2Jmodule', kind: 'opencode', title: 'Rename' })
+    await c.close()
+    const r = cli(['list'], { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: folder })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/\/repo\/src\/[^\n]*\n\s+held by agent build \(session ses_r, “Rename”\) \[opencode\].*for this reason: “rename the auth \[2Jmodule”/)
+    expect(r.stdout).not.toContain('\u001b')
+    expect(cli(['list', '--json'], { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: folder }).json).toMatchObject([{ path: '/repo/src/', reason: 'rename the auth [2Jmodule', kind: 'opencode' }])
+  })
+
   it('release: refused without --force (exit 3); with it, released and recorded', async () => {
     const refused = cli(['release', '/repo/a.ts', '--json'], env())
     expect(refused.code).toBe(3)

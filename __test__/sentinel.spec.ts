@@ -4,7 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
-import { acquireLock, getLock, HybridCache, openCache, RedisCache, releaseLock } from '../lib/index.js'
+import { acquireLock, checkFresh, getLock, HybridCache, openCache, RedisCache, recordView, recordWrites, releaseLock, treeViews } from '../lib/index.js'
 import { freePort, startCommand, startConfigured, startRedis, type RedisServer } from './helpers/redis-server'
 import { redisCliRaw, sleep, tmpDir } from './helpers/tmp'
 
@@ -39,7 +39,15 @@ describe('Redis Sentinel', () => {
     }
     const cache = await RedisCache.connect(options)
     expect((await cache.healthCheck()).sentinelPrimary).toBe(`127.0.0.1:${primary.port}`)
-    // WAIT for the replica, so this grant is on it before the primary dies
+    // no lost updates through Sentinel: tree A's view and B's later write of a file
+    const f = path.join(tmpDir('ofl-sentinel-views-'), 'app.ts')
+    fs.writeFileSync(f, 'v1\n')
+    expect(await recordView(f, 'A', cache)).toBe(true)
+    expect(await checkFresh([f], 'A', cache, { whole: true })).toMatchObject([{ ok: true, status: 'fresh' }])
+    fs.writeFileSync(f, 'v2 from B\n')
+    await recordWrites([f], { sessionId: 'B', agentId: 'agent-B', title: 'Fix login' }, cache)
+    expect(await checkFresh([f], 'A', cache, { whole: true })).toMatchObject([{ ok: false, status: 'stale', byLastWrite: true, lastWrite: { sessionId: 'B', title: 'Fix login' } }])
+    // WAIT for the replica, so this grant (and the view and version written before it) is on it before the primary dies
     const strict = await RedisCache.connect({ ...options, waitReplicas: 1 })
     const held = await acquireLock('/sentinel/held', 'a', 'before', strict)
     await strict.close()
@@ -61,6 +69,10 @@ describe('Redis Sentinel', () => {
     expect(await getLock(held, cache)).toMatchObject({ sessionId: 'before' })
     await expect(acquireLock('/sentinel/held', 'b', 'intruder', cache)).rejects.toMatchObject({ code: 'ELOCKED' })
     expect(await releaseLock(held, 'before', cache)).toBe(true)
+    // the view and the version came through the failover: A is still refused, naming B; B is not
+    expect(await checkFresh([f], 'A', cache, { whole: true })).toMatchObject([{ ok: false, status: 'stale', byLastWrite: true, lastWrite: { sessionId: 'B', title: 'Fix login' } }])
+    expect(await checkFresh([f], 'B', cache, { whole: true })).toMatchObject([{ ok: true, status: 'fresh' }])
+    expect((await treeViews('A', cache)).map((v) => [v.path, v.fresh])).toEqual([[f, false]])
     await cache.close()
 
     // the same through the environment

@@ -226,5 +226,79 @@ describe.each(['sled', 'redis'] as const)('the plugin’s stale-write check on %
     expect(listing).toMatch(/- src\/b\.ts: last written by the session “Fix login” \(agent build\) \d+s ago; you have not read it/)
     const e = await write('A', 'src/a.ts', 'x').catch((x) => x)
     expect(e.message).toMatch(/has claimed the folder \S+src\/, which contains it, since .*, for this reason: “rename the auth module”/)
+    expect(e.message).toContain('It is claimed by the session “Fix login” (agent build) to rename the auth module.')
+    // a reason of any length is kept as one line of at most 200 characters, not refused
+    const long = `to ${'x'.repeat(1000)}\u001b[2J`
+    expect(await hooks.tool.claim_files.execute({ paths: ['docs/'], reason: long }, { sessionID: 'B' })).toContain('Claimed docs/')
+    const shown = await hooks.tool.file_locks.execute({}, { sessionID: 'A' })
+    const kept = /docs\/ \(claim[^\n]*for this reason: “(to x+…)”/.exec(shown)
+    expect([...kept![1]].length).toBe(200)
+    const e2 = await write('A', 'docs/n.md', 'x').catch((x) => x)
+    expect(e2.message).toMatch(/It is claimed by the session “Fix login” \(agent build\) to x{100,}…\./)
+    expect(e2.message).not.toContain('\u001b')
+  })
+
+  it('edits and patch updates of a never-read file go ahead; a whole-file MCP write of one is refused; a patch that deletes or moves a stale file writes none of its files', async () => {
+    const { dir, hooks, read, write } = await setup()
+    for (const f of ['e.txt', 'm.txt', 'p.txt', 'q.txt']) fs.writeFileSync(path.join(dir, f), `${f} v1\n`)
+    expect(await write('A', 'e.txt', 'e edited\n', 'edit')).toBe('Wrote file successfully.')
+    const mcp = async (session: string, file: string, id = `m-${Math.random()}`) => {
+      await hooks['tool.execute.before'](call('fs_write_file', session, id), { args: { path: file, content: 'x' } })
+      await hooks['tool.execute.after'](call('fs_write_file', session, id), out('ok'))
+    }
+    await expect(mcp('A', 'm.txt')).rejects.toThrow(/refused this fs_write_file call: m\.txt exists and you have not read it: writing it whole would replace what is in it\. Your change was not applied \(the file was not changed\)\. Read m\.txt first/)
+    await read('A', 'm.txt')
+    await mcp('A', 'm.txt')
+    // a patch: A read p and q; B changes q; a patch deleting q and moving p is refused whole
+    await read('A', 'p.txt')
+    await read('A', 'q.txt')
+    await read('B', 'q.txt')
+    await write('B', 'q.txt', 'q from B\n')
+    const patch = ['*** Begin Patch', '*** Update File: p.txt', '*** Move to: p2.txt', '@@', '-p.txt v1', '+p moved', '*** Delete File: q.txt', '*** End Patch'].join('\n')
+    const e = await hooks['tool.execute.before'](call('apply_patch', 'A', 'ap1'), { args: { patchText: patch } }).catch((x: any) => x)
+    expect(e.message).toMatch(/^opencode-file-lock refused this apply_patch call: q\.txt changed since you read it: the session “Fix login” \(agent build\) wrote it \d+s ago\. Your change was not applied \(none of its 3 files was changed\)\./)
+    // nothing of the patch is held afterwards: B may write all three
+    await read('B', 'p.txt')
+    expect(await write('B', 'p.txt', 'p from B\n')).toBe('Wrote file successfully.')
+    expect(await write('B', 'p2.txt', 'new\n')).toBe('Wrote file successfully.')
+  })
+
+  it('another session’s write during this session’s bash command is not taken as the command’s own change', async () => {
+    const { dir, hooks, read, write } = await setup()
+    fs.writeFileSync(path.join(dir, 'shared.txt'), 'v1\n')
+    await read('A', 'shared.txt')
+    await read('B', 'shared.txt')
+    await hooks['tool.execute.before'](call('bash', 'A', 'b-long'), { args: { command: 'sleep 10' } })
+    await write('B', 'shared.txt', 'B was here\n') // while A's command runs
+    await hooks['tool.execute.after'](call('bash', 'A', 'b-long'), out('done'))
+    await expect(write('A', 'shared.txt', 'A overwrites\n')).rejects.toThrow(/shared\.txt changed since you read it: the session “Fix login” \(agent build\) wrote it/)
+    expect(fs.readFileSync(path.join(dir, 'shared.txt'), 'utf8')).toBe('B was here\n')
+    // a file another session holds, changed by hand while the command ran: not the command's either
+    fs.writeFileSync(path.join(dir, 'held.txt'), 'h1\n')
+    await read('A', 'held.txt')
+    await hooks.tool.claim_files.execute({ paths: ['held.txt'] }, { sessionID: 'B' })
+    await hooks['tool.execute.before'](call('bash', 'A', 'b-2'), { args: { command: 'true' } })
+    fs.writeFileSync(path.join(dir, 'held.txt'), 'h2 by B\n')
+    await hooks['tool.execute.after'](call('bash', 'A', 'b-2'), out('done'))
+    await hooks.tool.claim_files.execute({ paths: ['held.txt'], release: true }, { sessionID: 'B' })
+    await expect(write('A', 'held.txt', 'A\n')).rejects.toThrow(/held\.txt changed since you read it/)
+  })
+
+  it('FILE_LOCK_VERSION_TTL_MS sets how long versions and views are kept', async () => {
+    vi.stubEnv('FILE_LOCK_VERSION_TTL_MS', '1000')
+    try {
+      const { cache, dir, read, write } = await setup()
+      fs.writeFileSync(path.join(dir, 'ttl.txt'), 'v1\n')
+      await read('A', 'ttl.txt')
+      await write('A', 'ttl.txt', 'v2\n')
+      const f = path.join(fs.realpathSync(dir), 'ttl.txt')
+      expect((await lastWrites([f], cache))[0]).toMatchObject({ sessionId: 'A' })
+      await sleep(1300)
+      expect(await lastWrites([f], cache)).toEqual([null])
+      expect(await treeViews('A', cache)).toEqual([])
+      await expect(write('A', 'ttl.txt', 'v3\n')).rejects.toThrow(/ttl\.txt exists and you have not read it/)
+    } finally {
+      vi.unstubAllEnvs()
+    }
   })
 })

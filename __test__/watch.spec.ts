@@ -52,13 +52,13 @@ async function comeAndGo(open: () => Promise<Cache>, view: ReturnType<typeof tmu
   await view.until((s) => s.includes('q or Ctrl-C quits'))
   const c = await open()
   try {
-    await acquireLock(p('src/'), 'build', 'ses_claimer', c)
+    await acquireLock(p('src/'), 'build', 'ses_claimer', c, { reason: 'rename the\u001b[31m auth module' })
     await acquireLock(p('README.md'), 'build', 'ses_claimer', c)
     const waiting = acquireLock(p('src/app.ts'), 'plan', 'ses_waiter', c, { waitMs: 20_000 })
     waiting.catch(() => {}) // awaited below; a failed assertion before must not leave it unhandled
     let s = await view.until((x) => x.includes('WAIT') && x.includes('CLAIM'))
     expect(s).toContain(`${root}  (2 held, 1 waiting)`)
-    expect(s).toMatch(/CLAIM\s+src\/\s+agent build \(session ses_claimer\)\s+held \d+s\s+expires in [45]m/)
+    expect(s).toMatch(/CLAIM\s+src\/\s+agent build \(session ses_claimer\)\s+held \d+s\s+expires in [45]m \d+s, for this reason: “rename the \[31m auth module”/)
     expect(s).toMatch(/HELD\s+README\.md\s+agent build \(session ses_claimer\)/)
     expect(s).toMatch(/WAIT\s+src\/app\.ts\s+agent plan \(session ses_waiter\)\s+waiting \d+s\s+for session ses_claimer \(src\/\)/)
     // ages move on between changes, without a change

@@ -141,7 +141,7 @@ export async function serveMcp(_argv = []) {
         description: 'Claim files, or folders (a path ending in /: everything in it), so no other agent writes them until you release them or the claim expires. Refused, naming the holder, when someone else holds one.',
         inputSchema: {
             paths,
-            reason: z.string().max(500).optional().describe('why, shown to the agents that are refused'),
+            reason: z.string().optional().describe('why, shown to the agents that are refused (kept as one line of at most 200 characters)'),
             ttl_minutes: z.number().min(1).max(MAX_TTL_MINUTES).optional().describe(`how long the claim lasts (default ${DEFAULT_TTL_MINUTES})`),
             wait_seconds: z.number().min(0).max(MAX_WAIT_SECONDS).optional().describe('how long to wait for a file someone else holds (default 0)'),
         },

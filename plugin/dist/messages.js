@@ -66,13 +66,21 @@ export function othersWait(waiting) {
     return `\n\n${lines.join('\n')}`;
 }
 const changed = (files) => (files.length > 1 ? `none of its ${files.length} files was changed` : 'the file was not changed');
+/** A lock with a reason was claimed (claim_files, an MCP claim, a person's lock; writes give none): " It is claimed by <who> to rename the auth module." */
+function claimedFor(h, who) {
+    const reason = typeof h?.reason === 'string' ? oneLine(h.reason).replace(/^to\s+/i, '') : '';
+    if (!reason)
+        return '';
+    return ` It is claimed by ${who || writerOf(h)} to ${reason}.`;
+}
 /** A refused or failed acquire, as the tool's error. */
 export async function blocked(tool, files, e, waitMs, why, describe) {
     if (e?.code === 'ELOCKED') {
         const waited = waitMs > 0 && typeof e.waitedMs === 'number' ? `waited ${seconds(e.waitedMs)} for it, then ` : '';
         const who = (e.holder?.sessionId ? await describe(e.holder.sessionId) : '') || (e.holder?.title ? writerOf(e.holder) : '');
         const known = who ? ` It is held by ${who}.` : '';
-        return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`);
+        const claim = claimedFor(e.holder, who);
+        return new Error(`${e.message}${claim || known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`);
     }
     if (e?.code === 'EDEADLK') {
         return new Error(`${e.message} (opencode-file-lock refused this ${tool} call at once: waiting would never end; ${changed(files)}.)`);
@@ -120,7 +128,7 @@ export function bashChanged(changes) {
         'That agent may be writing it right now. Check the file, and do not change it again until its lock is released; use write or edit, which wait for the lock.');
 }
 export const toasts = {
-    stale: (files, who, refused) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'warning' : 'error') }),
+    stale: (files, who, refused) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'error' : 'warning') }),
     waiting: (files, who, waitMs) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' }),
     refused: (files, who) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' }),
     lost: (path, reason) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' }),

@@ -68,20 +68,31 @@ export class Views {
         const views = await this.lib.treeViews(tree, await this.cache());
         return views.filter((v) => v.fresh && v.mark !== null).map((v) => ({ path: v.path, mark: v.mark }));
     }
-    /** After it: the command's own changes to those files are the tree's view now, not someone else's change. */
-    async afterCommand(before, tree) {
+    /**
+     * After it: the command's own changes to those files are the tree's view now, not someone else's
+     * change. A file another session held meanwhile (`othersHeld`), or whose content is what another
+     * tree's recorded write left, changed by their hand, not the command's: the view stays as it was,
+     * so the tree's next write there is refused until it reads the file again.
+     */
+    async afterCommand(before, tree, othersHeld = () => false) {
+        const changed = before.map((b) => ({ ...b, now: this.lib.fileMark(b.path) })).filter((b) => b.now !== null && b.now !== b.mark);
+        if (changed.length === 0)
+            return [];
         const adopted = [];
-        for (const { path, mark } of before) {
-            const now = this.lib.fileMark(path);
-            if (now === null || now === mark)
-                continue;
-            try {
+        try {
+            const found = await this.lib.checkFresh(changed.map((c) => c.path), tree, await this.cache(), { whole: false });
+            for (const [i, { path, now }] of changed.entries()) {
+                const f = found[i];
+                if (othersHeld(path) || (f?.byLastWrite && f.lastWrite && f.lastWrite.tree !== tree)) {
+                    this.log(`${path} changed during session tree ${tree}'s command, but another session held or wrote it: not taken as the tree's own change`);
+                    continue;
+                }
                 if (await this.lib.recordView(path, tree, await this.cache(), { unchangedSince: now, ttlMs: this.s.versionTtlMs }))
                     adopted.push(path);
             }
-            catch (e) {
-                this.log(`could not record session tree ${tree}'s own change to ${path}: ${e?.code ?? ''} ${e?.message ?? e}`);
-            }
+        }
+        catch (e) {
+            this.log(`could not record session tree ${tree}'s own changes to ${changed.map((c) => c.path).join(', ')}: ${e?.code ?? ''} ${e?.message ?? e}`);
         }
         return adopted;
     }

@@ -135,7 +135,7 @@ export function agentTools(z: Zod, d: ToolDeps) {
       args: {
         paths: z.array(z.string()).min(1).describe('Files, or folders ending in /, relative to the project (e.g. ["src/auth/", "README.md"])'),
         release: z.boolean().optional().describe('true: let go of these paths instead of claiming them'),
-        reason: z.string().max(500).optional().describe('One line saying why (e.g. "rename the auth module"): other agents see it when their writes there are refused'),
+        reason: z.string().optional().describe('One line saying why (e.g. "rename the auth module"): other agents see it when their writes there are refused. Kept as one line of at most 200 characters'),
       },
       async execute(args: { paths: string[]; release?: boolean; reason?: string }, ctx: ToolContext): Promise<string> {
         const owner = await d.root(ctx.sessionID)

@@ -74,6 +74,13 @@ export function othersWait(waiting: { agentId: string; sessionId: string; paths:
 }
 const changed = (files: string[]) => (files.length > 1 ? `none of its ${files.length} files was changed` : 'the file was not changed')
 
+/** A lock with a reason was claimed (claim_files, an MCP claim, a person's lock; writes give none): " It is claimed by <who> to rename the auth module." */
+function claimedFor(h: any, who: string): string {
+  const reason = typeof h?.reason === 'string' ? oneLine(h.reason).replace(/^to\s+/i, '') : ''
+  if (!reason) return ''
+  return ` It is claimed by ${who || writerOf(h)} to ${reason}.`
+}
+
 /** "the session “Fix the parser” (agent build)" when opencode knows the holder's session. */
 export type Describe = (sessionId: string) => Promise<string>
 
@@ -83,7 +90,8 @@ export async function blocked(tool: string, files: string[], e: any, waitMs: num
     const waited = waitMs > 0 && typeof e.waitedMs === 'number' ? `waited ${seconds(e.waitedMs)} for it, then ` : ''
     const who = (e.holder?.sessionId ? await describe(e.holder.sessionId) : '') || (e.holder?.title ? writerOf(e.holder) : '')
     const known = who ? ` It is held by ${who}.` : ''
-    return new Error(`${e.message}${known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`)
+    const claim = claimedFor(e.holder, who)
+    return new Error(`${e.message}${claim || known} (opencode-file-lock ${waited}blocked this ${tool} call; ${changed(files)}.)`)
   }
   if (e?.code === 'EDEADLK') {
     return new Error(`${e.message} (opencode-file-lock refused this ${tool} call at once: waiting would never end; ${changed(files)}.)`)
@@ -147,7 +155,7 @@ export function bashChanged(changes: { path: string; who: string; how: string }[
 }
 
 export const toasts = {
-  stale: (files: string[], who: string, refused: boolean) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'warning' : 'error') as 'warning' | 'error' }),
+  stale: (files: string[], who: string, refused: boolean) => ({ title: refused ? 'Stale write refused' : 'Stale write', message: `${files.join(', ')} changed since this session read it (${who}); ${refused ? 'the write was refused' : 'the write went ahead over it'}.`, variant: (refused ? 'error' : 'warning') as 'warning' | 'error' }),
   waiting: (files: string[], who: string, waitMs: number) => ({ title: 'Waiting for a file lock', message: `${files.join(', ')} is held by ${who}; this write waits up to ${seconds(waitMs)}.`, variant: 'warning' as const }),
   refused: (files: string[], who: string) => ({ title: 'Write blocked', message: `${files.join(', ')} is held by ${who}; the write was refused.`, variant: 'error' as const }),
   lost: (path: string, reason: string) => ({ title: 'File lock lost', message: `The lock on ${path} is gone (${reason}); another agent may write it.`, variant: 'error' as const }),
