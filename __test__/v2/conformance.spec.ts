@@ -54,14 +54,14 @@ describe.each(backends)('opencode 2 on %s', (backend) => {
   })
 
   /** A location with the plugin set up as opencode 2 does, and the test's own view of the store. */
-  async function start(options: Record<string, unknown> = {}) {
+  async function start(options: Record<string, unknown> = {}, o: { asGiven?: boolean } = {}) {
     const dir = fs.realpathSync(tmpDir('ofl-v2-'))
     const ns = `v2-${Math.random().toString(36).slice(2)}`
     const env = backend === 'sled' ? { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-v2-sled-') } : { FILE_LOCK_CACHE_BACKEND: 'redis', REDIS_PORT: String(redis().port), REDIS_HOST: '127.0.0.1' }
     for (const [k, v] of Object.entries({ ...env, FILE_LOCK_NAMESPACE: ns })) vi.stubEnv(k, v)
     const store = await openCache()
     opened.push(store)
-    const loc = makeLocation(dir, { options: { waitMs: 0, ...options } })
+    const loc = makeLocation(dir, { options: o.asGiven ? options : { waitMs: 0, ...options } })
     const { plugin } = await loadAsV2(ROOT)
     const cleanup = await plugin.setup(loc.ctx)
     cleanups.push(() => loc.unload(cleanup))
@@ -89,6 +89,12 @@ describe.each(backends)('opencode 2 on %s', (backend) => {
     expect((during as string[][]).length).toBe(4)
     await loc.call(a, 'docs_write_file', { path: 'mcp.txt', content: 'm' }, { run: async () => ((during = await held()), 'ok') })
     expect(during).toEqual([['mcp.txt', a]])
+    // an absolute path is the same file
+    await loc.call(a, 'write', { path: file('abs.txt'), content: 'x' }, { run: async () => ((during = await held()), 'ok') })
+    expect(during).toEqual([['abs.txt', a]])
+    // a subagent call writes nothing itself: not locked (its child session's writes are)
+    expect((await loc.call(a, 'subagent', { description: 'x', prompt: 'do it', subagent_type: 'general' }, { run: async () => ((during = await held()), 'ok') })).status).toBe('completed')
+    expect(during).toEqual([])
     expect(await held()).toEqual([])
     // tools that write no file are not locked; a writer that names no file is refused
     expect((await loc.call(a, 'read', { path: 'a.txt' })).status).toBe('completed')
@@ -234,7 +240,90 @@ describe.each(backends)('opencode 2 on %s', (backend) => {
     ])
     const done = results.filter((r) => r.status === 'completed').length
     expect(done).toBe(2)
-    for (const r of results.filter((x) => x.status === 'blocked')) expect(r.text).toMatch(/(one|two)\.txt/)
+    const files = ['one.txt', 'two.txt', 'one.txt', 'two.txt']
+    results.forEach((r, i) => {
+      if (r.status !== 'blocked') return
+      expect(r.text).toContain(files[i]) // its own file
+      expect(r.text).not.toContain(files[i] === 'one.txt' ? 'two.txt' : 'one.txt')
+    })
+  })
+
+  it('opencode 2.0.11’s #50331 (every blocked call of a batch shows the first one’s message): the message still names a file, and nothing of a blocked call is held or written', async () => {
+    const { loc, file, held } = await start()
+    const a = loc.session('ses_a')
+    const b = loc.session('ses_b')
+    for (const f of ['p.txt', 'q.txt']) await loc.call(a, 'claim_files', { paths: [f] })
+    const results = await loc.batch([
+      { session: b, tool: 'write', input: { path: 'p.txt', content: 'b' }, spec: { run: () => (fs.writeFileSync(file('p.txt'), 'b'), 'ok') } },
+      { session: b, tool: 'write', input: { path: 'q.txt', content: 'b' }, spec: { run: () => (fs.writeFileSync(file('q.txt'), 'b'), 'ok') } },
+      { session: b, tool: 'write', input: { path: 'r.txt', content: 'b' }, spec: { run: () => (fs.writeFileSync(file('r.txt'), 'b'), 'ok') } },
+    ], { firstMessageBug: true })
+    expect(results.map((r) => r.status)).toEqual(['blocked', 'blocked', 'completed'])
+    expect(results[0].text).toBe(results[1].text)
+    expect(results[0].text).toMatch(/[pq]\.txt is locked by another agent/)
+    expect(fs.existsSync(file('p.txt')) || fs.existsSync(file('q.txt'))).toBe(false)
+    expect((await held()).sort()).toEqual([['p.txt', a], ['q.txt', a]])
+  })
+
+  it('a call settled only on the event stream (session.tool.success, no after-hook) lets go of its lock by call id', async () => {
+    const { loc, held } = await start()
+    const a = loc.session('ses_a')
+    let during: unknown
+    const r = await loc.call(a, 'write', { path: 's.txt', content: 's' }, { noAfterHook: true, run: async () => ((during = await held()), 'ok') })
+    expect(r.status).toBe('completed')
+    expect(during).toEqual([['s.txt', a]])
+    const deadline = Date.now() + 3000
+    while ((await held()).length && Date.now() < deadline) await sleep(20)
+    expect(await held()).toEqual([])
+  })
+
+  it('session.execution.interrupted ends the run, not the session: its waits stop and its holds go, but a run begun since (reason superseded) keeps what it took', async () => {
+    const { loc, held, file } = await start({ scope: 'turn', waitMs: 8000 })
+    const a = loc.session('ses_a')
+    const b = loc.session('ses_b')
+    await loc.call(b, 'write', { path: 'h.txt', content: 'b' }, { run: () => (fs.writeFileSync(file('h.txt'), 'b'), 'ok') })
+    await loc.call(a, 'write', { path: 'old.txt', content: 'a' }, { run: () => (fs.writeFileSync(file('old.txt'), 'a'), 'ok') })
+    const waiting = loc.call(a, 'edit', { path: 'h.txt', oldString: 'b', newString: 'a' })
+    await sleep(300)
+    const t = Date.now()
+    loc.emit('session.execution.interrupted', { sessionID: a, reason: 'user' })
+    const r = await waiting
+    expect(Date.now() - t).toBeLessThan(3000)
+    expect(r).toMatchObject({ status: 'blocked', text: expect.stringMatching(/stopped waiting for h\.txt after .*session interrupted \(user\)/) })
+    for (let i = 0; i < 150 && (await held()).some((h) => h[0] === 'old.txt'); i++) await sleep(20)
+    expect((await held()).sort()).toEqual([['h.txt', b]])
+    // the session goes on: a new run takes a lock; an interrupt of the run before it (dated before) leaves it
+    const before = Date.now() - 1
+    await sleep(5)
+    expect((await loc.call(a, 'write', { path: 'new.txt', content: 'n' }, { run: () => (fs.writeFileSync(file('new.txt'), 'n'), 'ok') })).status).toBe('completed')
+    loc.emit('session.execution.interrupted', { sessionID: a, reason: 'superseded' }, before)
+    await sleep(300)
+    expect((await held()).sort()).toEqual([['h.txt', b], ['new.txt', a]])
+    loc.emit('session.execution.interrupted', { sessionID: a, reason: 'superseded' })
+    for (let i = 0; i < 150 && (await held()).length > 1; i++) await sleep(20)
+    expect(await held()).toEqual([['h.txt', b]])
+  })
+
+  it('each loaded instance announces itself in the store (plugin API 2, the opencode version, pid, project), and doctor sees it loaded', async () => {
+    const { dir, store } = await start()
+    const mine = async () => {
+      const out: any[] = []
+      for await (const [, v] of store.withNamespace('instances').entries()) out.push(v)
+      return out.filter((i) => i.project === dir)
+    }
+    for (let i = 0; i < 100 && (await mine()).length === 0; i++) await sleep(20)
+    expect(await mine()).toMatchObject([{ api: 2, opencode: '2.3.0', pid: process.pid, project: dir, host: expect.any(String), since: expect.any(Number) }])
+    const { doctor } = require('../../lib/doctor.js')
+    const r = await doctor({ project: dir, env: process.env })
+    expect(r.checks.find((c: any) => c.name === 'loaded by opencode')).toMatchObject({ ok: true, detail: expect.stringMatching(/^opencode 2\.3\.0 \(plugin API 2\), pid \d+ on .*, project /) })
+  })
+
+  it('options as opencode 2 passes them when none are configured ({}): the defaults, and writes are locked', async () => {
+    const { loc, held } = await start({}, { asGiven: true })
+    const a = loc.session('ses_a')
+    let during: unknown
+    expect((await loc.call(a, 'write', { path: 'd.txt', content: 'd' }, { run: async () => ((during = await held()), 'ok') })).status).toBe('completed')
+    expect(during).toEqual([['d.txt', a]])
   })
 
   it('a bad option refuses every write with the reason, instead of letting opencode skip the plugin', async () => {

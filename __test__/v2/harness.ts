@@ -109,6 +109,9 @@ export interface ToolSpec {
   run?: (input: any) => Promise<string> | string
   /** How the call ends besides succeeding or failing: no after-hook at all. */
   outcome?: 'declined' | 'aborted' | 'defect'
+  /** The tool succeeds but no after-hook runs (a runner that settles the call on the stream only):
+   *  `session.tool.success` is all the plugin gets. */
+  noAfterHook?: boolean
 }
 
 export interface CallResult {
@@ -200,7 +203,7 @@ export function makeLocation(directory: string, o: { options?: Record<string, un
     }),
   })
 
-  const emit = (type: string, data: Record<string, unknown>) => events.emit({ id: `evt_${++evtSeq}`, type, created: Date.now(), data, location: { directory } })
+  const emit = (type: string, data: Record<string, unknown>, created = Date.now()) => events.emit({ id: `evt_${++evtSeq}`, type, created, data, location: { directory } })
 
   /** One tool call as opencode 2's runner makes it. */
   async function call(sessionID: string, tool: string, input: unknown, spec: ToolSpec = {}, extra: { beforeOthers?: ((e: any) => any)[] } = {}): Promise<CallResult> {
@@ -230,16 +233,28 @@ export function makeLocation(directory: string, o: { options?: Record<string, un
       failure = String(e?.message ?? e)
     }
     const afterEv = failure === undefined ? { ...ev, status: 'completed', result } : { ...ev, status: 'error', error: { _tag: 'Tool.Error', message: failure } }
-    for (const cb of after) await cb(afterEv)
+    if (!spec.noAfterHook) for (const cb of after) await cb(afterEv)
     ended(failure === undefined ? 'success' : 'failed', failure)
     if (failure !== undefined) return { status: 'error', text: failure }
     const r = afterEv.result
     return { status: 'completed', text: [typeof r.output === 'string' ? r.output : '', typeof r.content === 'string' ? r.content : Array.isArray(r.content) ? r.content.map((c: any) => c.text).join('\n') : ''].filter(Boolean).join('\n') }
   }
 
+  /**
+   * Calls of one model step, their before-chains run at once. `firstMessageBug`: opencode 2.0.11's
+   * #50331, where every blocked call of the batch shows the first blocked call's message.
+   */
+  async function batch(calls: { session: string; tool: string; input: unknown; spec?: ToolSpec }[], o: { firstMessageBug?: boolean } = {}): Promise<CallResult[]> {
+    const results = await Promise.all(calls.map((c) => call(c.session, c.tool, c.input, c.spec)))
+    if (!o.firstMessageBug) return results
+    const first = results.find((r) => r.status === 'blocked')
+    return results.map((r) => (r.status === 'blocked' && first ? { ...r, text: first.text } : r))
+  }
+
   return {
     ctx,
     call,
+    batch,
     emit,
     synthetic,
     /** A session opencode knows (and announces, as `session.created`). */

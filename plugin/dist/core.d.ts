@@ -69,6 +69,7 @@ export declare function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod):
     idle: (session: string | undefined) => Promise<void>;
     /** The session is gone (deleted, errored): its waits stop and everything its tree holds goes. */
     sessionEnded: (session: string | undefined, why: string) => Promise<void>;
+    interrupted: (session: string | undefined, why: string, at: number) => Promise<void>;
     /** Every lock of this agent id (the old plugin's `session.end` with no session). */
     endAgent(): Promise<void>;
     /** The store, opened on first use (for the host's own bookkeeping). */

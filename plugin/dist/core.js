@@ -16,6 +16,7 @@ export function lockingCore(lib, s, host, z) {
     const sessions = new Sessions(host.lookup);
     const held = new HeldLocks();
     const waits = new Map(); // session -> acquires still waiting
+    const waitStarted = new WeakMap();
     const shellBefore = new Map(); // callID -> the other sessions' files before a shell call
     const shellViews = new Map(); // callID -> the files its tree saw, before a shell call
     const reading = new Map(); // callID -> a read's files before it ran
@@ -137,10 +138,24 @@ export function lockingCore(lib, s, host, z) {
         log(`released ${holds.filter((h) => !failed.includes(h.path)).map((h) => h.path).join(', ') || 'nothing'} (${why})`);
     };
     /** A session that ends (or a plugin that is disposed) stops its tools' waits: they fail at once. */
-    const stopWaiting = (session, why) => {
-        for (const ac of waits.get(session) ?? [])
+    const stopWaiting = (session, why, before) => {
+        const mine = waits.get(session);
+        for (const ac of mine ?? []) {
+            if (before !== undefined && (waitStarted.get(ac) ?? 0) >= before)
+                continue;
             ac.abort(why);
-        waits.delete(session);
+            mine.delete(ac);
+        }
+        if (mine?.size === 0)
+            waits.delete(session);
+    };
+    /** A run of the session was interrupted at `at` (user, shutdown, a new message superseding it): its
+     *  waits stop and what it held goes, but not what a run begun since holds. The session lives on. */
+    const interrupted = async (session, why, at) => {
+        if (!session)
+            return;
+        stopWaiting(session, why, at);
+        await release(held.endSession(session, at), why);
     };
     /** Everything a session took; for a root that ends, whatever else its tree still holds too. */
     const endSession = async (session, why, ends) => {
@@ -290,6 +305,7 @@ export function lockingCore(lib, s, host, z) {
         const ac = new AbortController();
         const mine = waits.get(session) ?? new Set();
         waits.set(session, mine.add(ac));
+        waitStarted.set(ac, Date.now());
         const started = Date.now();
         let paths;
         let telling;
@@ -406,6 +422,7 @@ export function lockingCore(lib, s, host, z) {
         idle: (session) => endSession(session, 'session idle', false),
         /** The session is gone (deleted, errored): its waits stop and everything its tree holds goes. */
         sessionEnded: (session, why) => endSession(session, why, true),
+        interrupted,
         /** Every lock of this agent id (the old plugin's `session.end` with no session). */
         async endAgent() {
             for (const k of [...waits.keys()])

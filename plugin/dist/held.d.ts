@@ -4,6 +4,8 @@ export interface Hold {
     session: string;
     owner: string;
     path: string;
+    /** When it was taken (this process's clock, ms): an interrupted run lets go only of what it took before. */
+    at?: number;
 }
 export declare class HeldLocks {
     /** callID -> the holds of that tool call (scope call). */
@@ -14,8 +16,8 @@ export declare class HeldLocks {
     took(scope: Scope, callID: string | undefined, session: string, owner: string, paths: string[]): void;
     /** The holds of one tool call, forgotten (a call's after hook and its failure event may both come). */
     endCall(callID: string | undefined): Hold[];
-    /** Every hold `session` took (its calls' and its turn's), forgotten. */
-    endSession(session: string): Hold[];
+    /** Every hold `session` took (its calls' and its turn's), forgotten; with `before`, only those taken before that time. */
+    endSession(session: string, before?: number): Hold[];
     /** Everything, forgotten (dispose). */
     endAll(): Hold[];
     /** A lock `owner` lost: no hold on `path` under it is renewed or released as if held. True if it was held. */

@@ -9,7 +9,8 @@ export class HeldLocks {
     turns = new Map();
     /** Records holds just taken: for the call (`callID`) or, in turn scope or without a callID, for the session's turn. */
     took(scope, callID, session, owner, paths) {
-        const holds = paths.map((path) => ({ session, owner, path }));
+        const at = Date.now();
+        const holds = paths.map((path) => ({ session, owner, path, at }));
         if (scope === 'call' && callID)
             this.calls.set(callID, [...(this.calls.get(callID) ?? []), ...holds]);
         else
@@ -23,20 +24,24 @@ export class HeldLocks {
         this.calls.delete(callID);
         return holds;
     }
-    /** Every hold `session` took (its calls' and its turn's), forgotten. */
-    endSession(session) {
-        const out = this.turns.get(session) ?? [];
-        this.turns.delete(session);
-        for (const [callID, holds] of this.calls) {
-            if (holds.some((h) => h.session === session)) {
-                out.push(...holds.filter((h) => h.session === session));
-                const rest = holds.filter((h) => h.session !== session);
+    /** Every hold `session` took (its calls' and its turn's), forgotten; with `before`, only those taken before that time. */
+    endSession(session, before) {
+        const out = [];
+        const mine = (h) => h.session === session && (before === undefined || (h.at ?? 0) < before);
+        const take = (map) => {
+            for (const [k, holds] of map) {
+                if (!holds.some(mine))
+                    continue;
+                out.push(...holds.filter(mine));
+                const rest = holds.filter((h) => !mine(h));
                 if (rest.length)
-                    this.calls.set(callID, rest);
+                    map.set(k, rest);
                 else
-                    this.calls.delete(callID);
+                    map.delete(k);
             }
-        }
+        };
+        take(this.turns);
+        take(this.calls);
         return out;
     }
     /** Everything, forgotten (dispose). */

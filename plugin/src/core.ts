@@ -49,6 +49,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
   const sessions = new Sessions(host.lookup)
   const held = new HeldLocks()
   const waits = new Map<string, Set<AbortController>>() // session -> acquires still waiting
+  const waitStarted = new WeakMap<AbortController, number>()
   const shellBefore = new Map<string, Snapshot>() // callID -> the other sessions' files before a shell call
   const shellViews = new Map<string, BashViews>() // callID -> the files its tree saw, before a shell call
   const reading = new Map<string, { path: string; mark: string | null }[]>() // callID -> a read's files before it ran
@@ -157,9 +158,21 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
   }
 
   /** A session that ends (or a plugin that is disposed) stops its tools' waits: they fail at once. */
-  const stopWaiting = (session: string, why: string) => {
-    for (const ac of waits.get(session) ?? []) ac.abort(why)
-    waits.delete(session)
+  const stopWaiting = (session: string, why: string, before?: number) => {
+    const mine = waits.get(session)
+    for (const ac of mine ?? []) {
+      if (before !== undefined && (waitStarted.get(ac) ?? 0) >= before) continue
+      ac.abort(why)
+      mine!.delete(ac)
+    }
+    if (mine?.size === 0) waits.delete(session)
+  }
+  /** A run of the session was interrupted at `at` (user, shutdown, a new message superseding it): its
+   *  waits stop and what it held goes, but not what a run begun since holds. The session lives on. */
+  const interrupted = async (session: string | undefined, why: string, at: number) => {
+    if (!session) return
+    stopWaiting(session, why, at)
+    await release(held.endSession(session, at), why)
   }
 
   /** Everything a session took; for a root that ends, whatever else its tree still holds too. */
@@ -300,6 +313,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
     const ac = new AbortController()
     const mine = waits.get(session) ?? new Set<AbortController>()
     waits.set(session, mine.add(ac))
+    waitStarted.set(ac, Date.now())
     const started = Date.now()
     let paths: string[]
     let telling: ReturnType<typeof setTimeout> | undefined
@@ -402,6 +416,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
     idle: (session: string | undefined) => endSession(session, 'session idle', false),
     /** The session is gone (deleted, errored): its waits stop and everything its tree holds goes. */
     sessionEnded: (session: string | undefined, why: string) => endSession(session, why, true),
+    interrupted,
 
     /** Every lock of this agent id (the old plugin's `session.end` with no session). */
     async endAgent(): Promise<void> {

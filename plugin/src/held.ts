@@ -10,6 +10,8 @@ export interface Hold {
   session: string
   owner: string
   path: string
+  /** When it was taken (this process's clock, ms): an interrupted run lets go only of what it took before. */
+  at?: number
 }
 
 export class HeldLocks {
@@ -20,7 +22,8 @@ export class HeldLocks {
 
   /** Records holds just taken: for the call (`callID`) or, in turn scope or without a callID, for the session's turn. */
   took(scope: Scope, callID: string | undefined, session: string, owner: string, paths: string[]): void {
-    const holds = paths.map((path) => ({ session, owner, path }))
+    const at = Date.now()
+    const holds = paths.map((path) => ({ session, owner, path, at }))
     if (scope === 'call' && callID) this.calls.set(callID, [...(this.calls.get(callID) ?? []), ...holds])
     else this.turns.set(session, [...(this.turns.get(session) ?? []), ...holds])
   }
@@ -33,18 +36,21 @@ export class HeldLocks {
     return holds
   }
 
-  /** Every hold `session` took (its calls' and its turn's), forgotten. */
-  endSession(session: string): Hold[] {
-    const out = this.turns.get(session) ?? []
-    this.turns.delete(session)
-    for (const [callID, holds] of this.calls) {
-      if (holds.some((h) => h.session === session)) {
-        out.push(...holds.filter((h) => h.session === session))
-        const rest = holds.filter((h) => h.session !== session)
-        if (rest.length) this.calls.set(callID, rest)
-        else this.calls.delete(callID)
+  /** Every hold `session` took (its calls' and its turn's), forgotten; with `before`, only those taken before that time. */
+  endSession(session: string, before?: number): Hold[] {
+    const out: Hold[] = []
+    const mine = (h: Hold) => h.session === session && (before === undefined || (h.at ?? 0) < before)
+    const take = (map: Map<string, Hold[]>) => {
+      for (const [k, holds] of map) {
+        if (!holds.some(mine)) continue
+        out.push(...holds.filter(mine))
+        const rest = holds.filter((h) => !mine(h))
+        if (rest.length) map.set(k, rest)
+        else map.delete(k)
       }
     }
+    take(this.turns)
+    take(this.calls)
     return out
   }
 

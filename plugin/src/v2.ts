@@ -155,7 +155,8 @@ async function listen(ctx: V2Context, core: Core, signal: AbortSignal, log: (m: 
             await core.idle(d.sessionID)
             break
           case 'session.execution.interrupted':
-            await core.sessionEnded(d.sessionID, `session interrupted (${d.reason ?? 'user'})`)
+            // the run is over, not the session: a new run (reason superseded) may already hold locks
+            await core.interrupted(d.sessionID, `session interrupted (${d.reason ?? 'user'})`, typeof ev.created === 'number' ? ev.created : Date.now())
             break
           case 'session.deleted':
             await core.sessionEnded(d.sessionID ?? d.id, 'session deleted')
