@@ -10,7 +10,7 @@ const path = require('node:path')
 const { configEntries, configFolder, findOpencode, loadsIn, pluginFiles } = require('./opencode-setup.js')
 const { oneLine } = require('./text.js')
 
-const KIND_WORDS = { v1: "opencode 1's shape (a named FileLockPlugin)", dual: 'one module for opencode 1.18.29+ and opencode 2' }
+const KIND_WORDS = { v1: "opencode 1's shape (a named FileLockPlugin)", dual: 'one module for opencode 1.18.29+ and opencode 2', library: "the package's root, which is the library, not the plugin (name opencode-file-lock/server)" }
 
 /** The checks, each {name, ok, detail, fix?}; `ok: null` is information, not a failure. */
 async function doctor({ project, global = false, opencode, env = process.env } = {}) {
@@ -33,7 +33,7 @@ async function doctor({ project, global = false, opencode, env = process.env } =
     for (const f of files) {
       const ok = loadsIn(f.kind, oc)
       const what = `${f.key ? `"${f.key}" entry ${f.spec} in ${f.file}` : f.file}: ${KIND_WORDS[f.kind]}`
-      if (ok === false) add('plugin configured', false, `${what}, which opencode ${oc.version} does not load${oc.major >= 2 ? ' (opencode 2 loads only a default export {id, setup}; it skips this file with one warning in its log)' : ''}`, installHint)
+      if (ok === false) add('plugin configured', false, `${what}, which ${oc.version ? `opencode ${oc.version}` : 'opencode'} does not load${oc.major >= 2 && f.kind !== 'library' ? ' (opencode 2 loads only a default export {id, setup}; it skips this file with one warning in its log)' : ''}`, installHint)
       else add('plugin configured', true, `${what}${ok === undefined ? '' : `, loaded by opencode ${oc.version}`}`)
     }
     for (const f of files.filter((x) => !x.key)) {
@@ -108,7 +108,7 @@ function realpath(p) {
 /** The checks as people read them: one line each, then its fix indented. */
 function render(r) {
   // instance records come from other processes: shown as one line each, no control characters
-  const lines = r.checks.map((c) => `${c.ok === false ? '✗' : '✓'} ${c.name.padEnd(19)} ${c.detail.split('\n').map((l) => oneLine(l, 2000)).join('\n')}${c.fix ? `\n  fix: ${oneLine(c.fix, 2000)}` : ''}`)
+  const lines = r.checks.map((c) => `${c.ok === false ? '✗' : '✓'} ${c.name.padEnd(19)} ${c.detail.split('\n').map((l) => /^ */.exec(l)[0] + oneLine(l, 2000)).join('\n')}${c.fix ? `\n  fix: ${oneLine(c.fix, 2000)}` : ''}`)
   lines.push('', r.ok ? 'everything checks out.' : 'some checks failed: see each fix above.')
   return lines.join('\n')
 }

@@ -101,11 +101,13 @@ function configEntries(folder) {
     }
     for (const e of Array.isArray(cfg?.plugin) ? cfg.plugin : []) {
       const spec = Array.isArray(e) ? e[0] : e
-      if (typeof spec === 'string' && spec.includes('opencode-file-lock')) out.push({ file: f, key: 'plugin', spec, kind: spec.includes('/server') ? 'dual' : 'v1' })
+      // the package's root is the library, not a plugin: opencode 1 needs the /server or /plugin entry
+      if (typeof spec === 'string' && spec.includes('opencode-file-lock') && !spec.startsWith('-')) out.push({ file: f, key: 'plugin', spec, kind: spec.includes('/server') ? 'dual' : spec.includes('/plugin') ? 'v1' : 'library' })
     }
     for (const e of Array.isArray(cfg?.plugins) ? cfg.plugins : []) {
       const spec = typeof e === 'string' ? e : e?.package
-      if (typeof spec === 'string' && spec.includes('opencode-file-lock')) out.push({ file: f, key: 'plugins', spec, kind: 'dual' })
+      // "-opencode-file-lock" takes a plugin out: not a configured one
+      if (typeof spec === 'string' && spec.includes('opencode-file-lock') && !spec.startsWith('-')) out.push({ file: f, key: 'plugins', spec, kind: 'dual' })
     }
   }
   return out
@@ -113,6 +115,7 @@ function configEntries(folder) {
 
 /** Whether a plugin of `kind` loads in an opencode of `major` (and, for 1, `dual`: 1.18.29+). */
 function loadsIn(kind, oc) {
+  if (kind === 'library') return false
   if (!oc || oc.error) return undefined
   if (oc.major >= 2) return kind === 'dual'
   return kind === 'v1' || oc.dual

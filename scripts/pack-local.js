@@ -25,6 +25,14 @@ const binary = path.join(ROOT, `${PKG.name}.${suffix}.node`)
 if (!fs.existsSync(binary)) fail(`${binary} is not built yet: run npm install (or npm run build) in ${ROOT} first`)
 fs.mkdirSync(out, { recursive: true })
 
+// the plugin as the sources say now, not whatever plugin/dist a checkout last built (when the
+// TypeScript compiler is here: a checkout after npm install)
+if (fs.existsSync(path.join(ROOT, 'node_modules', 'typescript'))) {
+  console.error('pack:local: building the plugin (npm run build:plugin)')
+  const b = spawnSync('npm', ['run', '--silent', 'build:plugin'], { cwd: ROOT, encoding: 'utf8' })
+  if (b.status !== 0) fail(`npm run build:plugin failed (exit ${b.status}): ${(b.stderr || b.stdout).trim()}`)
+}
+
 function pack(dir) {
   const r = spawnSync('npm', ['pack', '--json', '--pack-destination', out], { cwd: dir, encoding: 'utf8' })
   if (r.status !== 0) fail(`npm pack in ${dir} failed (exit ${r.status}): ${(r.stderr || r.stdout).trim()}`)
