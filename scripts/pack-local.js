@@ -25,12 +25,26 @@ const binary = path.join(ROOT, `${PKG.name}.${suffix}.node`)
 if (!fs.existsSync(binary)) fail(`${binary} is not built yet: run npm install (or npm run build) in ${ROOT} first`)
 fs.mkdirSync(out, { recursive: true })
 
-// the plugin as the sources say now, not whatever plugin/dist a checkout last built (when the
-// TypeScript compiler is here: a checkout after npm install)
+// the plugin as the sources say now, not whatever plugin/dist a checkout last built: compiled aside
+// and compared (when the TypeScript compiler is here: a checkout after npm install); rebuilt only
+// when it differs, so a current plugin/dist is never touched while something else reads it
 if (fs.existsSync(path.join(ROOT, 'node_modules', 'typescript'))) {
-  console.error('pack:local: building the plugin (npm run build:plugin)')
-  const b = spawnSync('npm', ['run', '--silent', 'build:plugin'], { cwd: ROOT, encoding: 'utf8' })
-  if (b.status !== 0) fail(`npm run build:plugin failed (exit ${b.status}): ${(b.stderr || b.stdout).trim()}`)
+  const aside = fs.mkdtempSync(path.join(os.tmpdir(), 'ofl-plugin-check-'))
+  try {
+    const tsc = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'plugin'), '--outDir', aside], { encoding: 'utf8' })
+    if (tsc.status !== 0) fail(`the plugin does not compile: ${(tsc.stdout || tsc.stderr).trim()}`)
+    const stale = fs.readdirSync(aside).filter((f) => {
+      const dist = path.join(ROOT, 'plugin', 'dist', f)
+      return !fs.existsSync(dist) || !fs.readFileSync(dist).equals(fs.readFileSync(path.join(aside, f)))
+    })
+    if (stale.length) {
+      console.error(`pack:local: plugin/dist is older than plugin/src (${stale.join(', ')}): npm run build:plugin`)
+      const b = spawnSync('npm', ['run', '--silent', 'build:plugin'], { cwd: ROOT, encoding: 'utf8' })
+      if (b.status !== 0) fail(`npm run build:plugin failed (exit ${b.status}): ${(b.stderr || b.stdout).trim()}`)
+    }
+  } finally {
+    fs.rmSync(aside, { recursive: true, force: true })
+  }
 }
 
 function pack(dir) {
