@@ -74,16 +74,28 @@ describe('the record of held locks', () => {
     held.took('call', 'c3', 'other', 'other', ['/c'])
     held.took('call', undefined, 'other', 'other', ['/d']) // no callID: kept for the turn
     expect(held.held().map((h) => `${h.owner}:${h.path}`).sort()).toEqual(['other:/c', 'other:/d', 'parent:/a', 'parent:/b'])
-    expect(held.endSession('child')).toEqual([
+    const plain = (hs: { at?: number }[]) => hs.map(({ at, ...h }) => (expect(at).toEqual(expect.any(Number)), h))
+    expect(plain(held.endSession('child'))).toEqual([
       { session: 'child', owner: 'parent', path: '/a' },
       { session: 'child', owner: 'parent', path: '/b' },
     ])
     expect(held.held().filter((h) => h.owner === 'parent')).toEqual([{ owner: 'parent', path: '/a' }])
-    expect(held.endCall('c3')).toEqual([{ session: 'other', owner: 'other', path: '/c' }])
+    expect(plain(held.endCall('c3'))).toEqual([{ session: 'other', owner: 'other', path: '/c' }])
     expect(held.endCall('c3')).toEqual([]) // the after hook and the part event both come: once
     expect(held.forget('other', '/d')).toBe(true)
     expect(held.forget('other', '/d')).toBe(false)
-    expect(held.endAll()).toEqual([{ session: 'parent', owner: 'parent', path: '/a' }])
+    expect(plain(held.endAll())).toEqual([{ session: 'parent', owner: 'parent', path: '/a' }])
     expect(held.size).toBe(0)
+  })
+
+  it('an interrupted run lets go only of the holds taken before it was interrupted', async () => {
+    const held = new HeldLocks()
+    held.took('turn', 'c1', 's', 's', ['/old'])
+    await new Promise((r) => setTimeout(r, 5))
+    const at = Date.now()
+    await new Promise((r) => setTimeout(r, 5))
+    held.took('turn', 'c2', 's', 's', ['/new'])
+    expect(held.endSession('s', at).map((h) => h.path)).toEqual(['/old'])
+    expect(held.held()).toEqual([{ owner: 's', path: '/new' }])
   })
 })

@@ -96,6 +96,14 @@ describe('no lost updates across 4 processes x 4 sessions x 10 files', () => {
     expect(r.total.stale).toBeGreaterThan(20)
   }, 60_000)
 
+  it('on the hybrid (Redis, sled behind it): the same', async () => {
+    const r = await history({ FILE_LOCK_CACHE_BACKEND: 'hybrid', REDIS_HOST: '127.0.0.1', REDIS_PORT: String(redis().port), FILE_LOCK_PATH: tmpDir('ofl-history-hybrid-'), FILE_LOCK_NAMESPACE: 'history-hybrid' }, 6000)
+    console.log(`stale-write history on the hybrid: ${JSON.stringify({ ...r.total, landed: r.landed, anomalies: r.anomalies.length })}`)
+    expect(r.anomalies).toEqual([])
+    expect(r.landed).toBeGreaterThan(200)
+    expect(r.total.stale).toBeGreaterThan(20)
+  }, 60_000)
+
   it('with FILE_LOCK_STALE=off the same workload loses updates (locks alone do not prevent it)', async () => {
     const r = await history({ FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-history-off-'), FILE_LOCK_STALE: 'off' }, 2000)
     console.log(`the same with FILE_LOCK_STALE=off: ${JSON.stringify({ ...r.total, landed: r.landed, anomalies: r.anomalies.length })}`)

@@ -233,6 +233,26 @@ describe('opencode run: separate processes sharing Redis', () => {
   })
 })
 
+describe('existing opencode 1 installs: the plugin file that re-exports opencode-file-lock/plugin', () => {
+  it('still locks: a write to a file another session holds is refused naming it; once it is let go, the write lands', async () => {
+    const dir = makeProject(h, 'legacy-entry')
+    const { V1_FILE } = require('../../lib/opencode-setup.js')
+    fs.writeFileSync(path.join(dir, '.opencode/plugin/file-lock.ts'), V1_FILE)
+    expect(V1_FILE).toContain("from 'opencode-file-lock/plugin'")
+    const held = await acquireLock(path.join(dir, 'legacy.txt'), 'someone-else', 'ses_legacy_holder', cache)
+    const r = await run(h, dir, script(write('legacy.txt', 'from the legacy plugin\n'), 'FINAL blocked'), { env: { ...redisEnv(), ...NO_WAIT } })
+    const [blocked] = toolResults(r)
+    expect(blocked).toMatchObject({ tool: 'write', status: 'error' })
+    expect(blocked.text).toMatch(/File .*legacy\.txt is locked by another agent: agent someone-else \(session ses_legacy_holder\)/)
+    expect(read(dir, 'legacy.txt')).toBeUndefined()
+    await releaseLock(held, 'ses_legacy_holder', cache)
+    const again = await run(h, dir, script(write('legacy.txt', 'from the legacy plugin\n'), 'FINAL done'), { env: redisEnv() })
+    expect(toolResults(again)).toMatchObject([{ tool: 'write', status: 'completed' }])
+    expect(read(dir, 'legacy.txt')).toBe('from the legacy plugin\n')
+    expect(await listLocks(cache)).toEqual([])
+  })
+})
+
 describe('opencode serve: separate processes sharing Redis', () => {
   it('a write to a file another process holds waits for it, and lands as soon as that tool finishes', async () => {
     const dir = makeProject(h, 'serves-wait')
