@@ -335,16 +335,24 @@ describe.each(backends)('opencode 2 on %s', (backend) => {
     expect((await loc.call(a, 'read', { path: 'x.txt' })).status).toBe('completed')
   })
 
-  it('cleanup releases what it holds, disposes its hooks, closes its event stream and leaves no timer', async () => {
+  it('cleanup releases what it holds, takes its announcement out of the store, disposes its hooks, closes its event stream and leaves no timer', async () => {
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length
     const before = timers()
-    const { loc, held, file, cleanup } = await start({ scope: 'turn' })
+    const { loc, held, file, cleanup, store } = await start({ scope: 'turn' })
     const a = loc.session('ses_a')
     await loc.call(a, 'write', { path: 'k.txt', content: 'k' }, { run: () => (fs.writeFileSync(file('k.txt'), 'k'), 'ok') })
     expect((await held()).length).toBe(1)
+    const instances = async () => {
+      const out: any[] = []
+      for await (const [, v] of store.withNamespace('instances').entries()) out.push(v)
+      return out.filter((i) => i.pid === process.pid && i.api === 2)
+    }
+    for (let i = 0; i < 100 && (await instances()).length === 0; i++) await sleep(20)
+    expect(await instances()).toHaveLength(1)
     await loc.unload(cleanup)
     cleanups.splice(0) // unloaded here
     expect(await held()).toEqual([])
+    expect(await instances()).toEqual([]) // its announcement goes with it
     expect(loc.hooks).toMatchObject({ before: 0, after: 0, disposed: 2 })
     expect(loc.openStreams).toBe(0)
     await sleep(50)
