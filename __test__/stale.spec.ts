@@ -1,6 +1,7 @@
 // No lost updates, below opencode: the versions and views on every store (sled, its shared store
 // seen from another process, Redis, the hybrid, a Redis Cluster), and the plugin's hooks called as
 // opencode calls them: refuse, warn and off, bash's own changes, reads, file_locks and reasons.
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -72,6 +73,34 @@ describe.each(CONTRACT_BACKENDS)('versions and views on %s', (backend) => {
     await expect(recordView('/x', 'A', cache, { ttlMs: -1 })).rejects.toMatchObject({ code: 'EINVAL' })
     expect(fileMark('/no/such/file')).toBeNull()
   })
+})
+
+describe('versions and views on a Redis Cluster, beside their locks', () => {
+  const cluster = useCluster()
+  const open = cachesOn('cluster')
+
+  it('a file’s version and views live in the hash slot of its lock key (and on its primary)', async () => {
+    const cache = await open()
+    const files = Array.from({ length: 5 }, (_, i) => path.join(tmpDir('ofl-views-slot-'), `f${i}.ts`))
+    for (const f of files) fs.writeFileSync(f, 'x\n')
+    await recordWrites(files, writer('S'), cache)
+    await recordView(files[0], 'T', cache)
+    const cli = (port: number, ...a: string[]) => execFileSync('redis-cli', ['-p', String(port), ...a], { encoding: 'utf8' }).trim()
+    const keys = cluster().primaries().flatMap((p) => cli(p.port, '--scan', '--pattern', `${cache.namespace}/v*`).split('\n').filter(Boolean).map((k) => ({ k, port: p.port })))
+    expect(keys.length).toBe(2 * files.length + 1) // each file's version, S's views of them, T's view of f0
+    const port = cluster().nodes[0].port
+    for (const { k, port: on } of keys) {
+      const file = files.find((f) => k.endsWith(f))!
+      expect(file, k).toBeDefined()
+      const lockSlot = cli(port, 'CLUSTER', 'KEYSLOT', `${cache.namespace}\u241F${file}`)
+      expect(cli(port, 'CLUSTER', 'KEYSLOT', k), k).toBe(lockSlot)
+      expect(cluster().primaryOf(Number(lockSlot)).port).toBe(on)
+    }
+    // and read back through the API by path
+    expect((await lastWrites(files, cache)).map((v) => v?.sessionId)).toEqual(files.map(() => 'S'))
+    expect((await treeViews('T', cache)).map((v) => v.path)).toEqual([files[0]])
+  })
+
 })
 
 describe('views are shared by the processes of one sled folder', () => {

@@ -70,7 +70,9 @@ export async function describeLocks(snap, baseDir, me, describe, notes = new Map
 /** The project's most recently written files, newest first (from the versions beside the locks). */
 async function recentWrites(cache, baseDir) {
     const found = [];
-    for await (const [p, v] of cache.withNamespace('versions').entries({ limit: 5000 })) {
+    for await (const [key, v] of cache.withNamespace('versions').entries({ limit: 5000 })) {
+        // a version's key is its path behind the hash tag of the path's lock key ({tag}/p/a.ts; src/core/versions.rs)
+        const p = key.replace(/^\{[^}]*\}/, '');
         if (inProject(p, baseDir) && typeof v?.at === 'number')
             found.push({ path: p, at: v.at });
     }

@@ -100,7 +100,9 @@ export async function describeLocks(snap: LockSnapshot, baseDir: string, me: str
 /** The project's most recently written files, newest first (from the versions beside the locks). */
 async function recentWrites(cache: Cache, baseDir: string): Promise<string[]> {
   const found: { path: string; at: number }[] = []
-  for await (const [p, v] of cache.withNamespace('versions').entries({ limit: 5000 })) {
+  for await (const [key, v] of cache.withNamespace('versions').entries({ limit: 5000 })) {
+    // a version's key is its path behind the hash tag of the path's lock key ({tag}/p/a.ts; src/core/versions.rs)
+    const p = key.replace(/^\{[^}]*\}/, '')
     if (inProject(p, baseDir) && typeof (v as any)?.at === 'number') found.push({ path: p, at: (v as any).at })
   }
   return found.sort((a, b) => b.at - a.at).slice(0, RECENT_WRITES).map((f) => f.path)

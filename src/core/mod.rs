@@ -12,6 +12,7 @@ pub mod lost;
 pub mod metrics;
 pub mod path;
 pub mod secrets;
+pub mod slot;
 pub mod store;
 pub mod text;
 pub mod time;

@@ -5,7 +5,8 @@
 //! is refused naming who, when the disk matches their recorded version.
 //!
 //! Both live in the store as cache entries with a TTL, beside the namespace's locks:
-//! `<ns>/versions` keyed by path, and `<ns>/views/<host>/<tree>` keyed by path (one namespace a
+//! `<ns>/versions` keyed by path, and `<ns>/views/<host>/<tree>` keyed by path (the key carries the
+//! hash tag of the path's lock key first: see `key_of`; one namespace a
 //! tree, so a tree's views are listed without reading anyone else's; one a host, so a path that
 //! means different files on different machines never mixes views).
 
@@ -238,6 +239,22 @@ fn views_of<S: Store>(h: &Handle<S>, tree: &str) -> Result<Handle<S>> {
     h.with_namespace(&format!("views/{}/{}", this_host().id, safe_component(tree)))
 }
 
+/// The key of `path`'s version or view: the path behind the hash tag of its lock key's slot
+/// (`{tag}/p/src/a.ts`), so on a Redis Cluster a file's version and views live in the slot (and on
+/// the primary) of the file's lock. `locks` is the handle of the locks.
+fn key_of<S: Store>(locks: &Handle<S>, path: &str) -> String {
+    let lock_key = super::envelope::storage_key(locks.namespace(), path);
+    format!("{{{}}}{path}", super::slot::tag(super::slot::slot(&lock_key)))
+}
+
+/// The path a version's or view's key names (keys written before the tags were the path itself).
+pub fn path_of_key(key: &str) -> &str {
+    match key.strip_prefix('{').and_then(|k| k.split_once('}')) {
+        Some((_, path)) => path,
+        None => key,
+    }
+}
+
 async fn get_json<S: Store, T: for<'de> Deserialize<'de>>(h: &Handle<S>, key: &str) -> Result<Option<T>> {
     // a record that does not parse (another version's, a hand-edited one) counts as none
     Ok(h.get(key).await?.and_then(|j| serde_json::from_str(&j).ok()))
@@ -261,7 +278,8 @@ pub async fn check<S: Store>(h: &Handle<S>, paths: &[String], kinds: &[WriteKind
             continue; // a folder claim writes nothing itself
         }
         let kind = kinds.get(i).or(kinds.last()).copied().unwrap_or(WriteKind::Partial);
-        let (last, view) = tokio::join!(get_json::<S, Version>(&versions, p), get_json::<S, View>(&views, p));
+        let k = key_of(h, p);
+        let (last, view) = tokio::join!(get_json::<S, Version>(&versions, &k), get_json::<S, View>(&views, &k));
         out.push(judge(p, kind, tree, fingerprint::mark(p).as_deref(), view?.as_ref(), last?.as_ref()));
     }
     Ok(out)
@@ -279,9 +297,10 @@ pub async fn record_writes<S: Store>(h: &Handle<S>, paths: &[String], writer: &W
             out.push(None);
             continue;
         }
+        let k = key_of(h, p);
         match fingerprint::fingerprint(p)? {
             None => {
-                let (a, b) = tokio::join!(versions.del(p), views.del(p));
+                let (a, b) = tokio::join!(versions.del(&k), views.del(&k));
                 a?;
                 b?;
                 out.push(None);
@@ -291,7 +310,7 @@ pub async fn record_writes<S: Store>(h: &Handle<S>, paths: &[String], writer: &W
                 let version = Version { size: fp.size, hash: fp.hash.clone(), writer: writer.clone(), host: this_host().name.clone(), at };
                 let view = View { seen: fp, at };
                 let (version_json, view_json) = (json(&version), json(&view));
-                let (a, b) = tokio::join!(versions.set(p, &version_json, Some(ttl_ms)), views.set(p, &view_json, Some(ttl_ms)));
+                let (a, b) = tokio::join!(versions.set(&k, &version_json, Some(ttl_ms)), views.set(&k, &view_json, Some(ttl_ms)));
                 a?;
                 b?;
                 out.push(Some(version));
@@ -314,7 +333,7 @@ pub async fn record_view<S: Store>(h: &Handle<S>, path: &str, tree: &str, unchan
         fp = Fingerprint { hash: TORN.into(), mark: String::new(), settled: false, ..fp };
     }
     let view = View { seen: fp, at: now_ms() };
-    views_of(h, tree)?.set(&p, &json(&view), Some(ttl_ms)).await?;
+    views_of(h, tree)?.set(&key_of(h, &p), &json(&view), Some(ttl_ms)).await?;
     Ok(known)
 }
 
@@ -329,8 +348,9 @@ pub async fn tree_views<S: Store>(h: &Handle<S>, tree: &str) -> Result<Vec<ViewS
     let mut cursor: Option<String> = None;
     loop {
         let page = views.scan(cursor.as_deref(), 256).await?;
-        for (path, value, _) in page.items {
+        for (key, value, _) in page.items {
             let Ok(view) = serde_json::from_str::<View>(&value) else { continue };
+            let path = path_of_key(&key).to_owned();
             let mark = fingerprint::mark(&path);
             let fresh = matches!(fingerprint::same_as(&path, mark.as_deref(), &view.seen), Ok(Sameness::Same { .. }));
             out.push(ViewState { path, fresh, mark });
@@ -349,7 +369,7 @@ pub async fn last_writes<S: Store>(h: &Handle<S>, paths: &[String], base_dir: Op
     let versions = versions_of(h)?;
     let mut out = Vec::with_capacity(paths.len());
     for p in &paths {
-        out.push(get_json::<S, Version>(&versions, p).await?);
+        out.push(get_json::<S, Version>(&versions, &key_of(h, p)).await?);
     }
     Ok(out)
 }

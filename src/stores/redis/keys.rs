@@ -8,83 +8,11 @@
 //! the whole namespace that only one server can keep (the claim set, the waits hash, the epoch
 //! marker) are untagged; a Cluster gets per-slot stand-ins that its scripts never write.
 
-use std::sync::LazyLock;
-
 /// Internal keys (fencing counters, session indexes, waiter queues) start with U+241E, which no
 /// namespaced key can start with unless its namespace does; scans skip them.
 pub const INTERNAL: &str = "\u{241E}ofl:";
 
-/// Redis Cluster's 16384 hash slots.
-pub const SLOTS: u16 = 16384;
-
-/// CRC16-XMODEM, as Redis Cluster hashes keys (polynomial 0x1021, no reflection, init 0).
-const CRC_TABLE: [u16; 256] = {
-    let mut t = [0u16; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = (i as u16) << 8;
-        let mut b = 0;
-        while b < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
-            b += 1;
-        }
-        t[i] = crc;
-        i += 1;
-    }
-    t
-};
-
-fn crc16(bytes: &[u8]) -> u16 {
-    bytes.iter().fold(0u16, |crc, b| (crc << 8) ^ CRC_TABLE[((crc >> 8) as u8 ^ b) as usize])
-}
-
-/// The hash slot of a key: of the part between its first `{` and the next `}`, if not empty.
-pub fn slot(key: &str) -> u16 {
-    let b = key.as_bytes();
-    let hashed = b
-        .iter()
-        .position(|c| *c == b'{')
-        .and_then(|open| b[open + 1..].iter().position(|c| *c == b'}').map(|close| &b[open + 1..open + 1 + close]))
-        .filter(|t| !t.is_empty())
-        .unwrap_or(b);
-    crc16(hashed) % SLOTS
-}
-
-/// For every slot, a short tag that hashes to it: `{tag}` puts a key there.
-static TAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let mut tags = vec![String::new(); SLOTS as usize];
-    let mut left = SLOTS as usize;
-    let mut i: u64 = 0;
-    while left > 0 {
-        let t = radix36(i);
-        let s = (crc16(t.as_bytes()) % SLOTS) as usize;
-        if tags[s].is_empty() {
-            tags[s] = t;
-            left -= 1;
-        }
-        i += 1;
-    }
-    tags
-});
-
-fn radix36(mut n: u64) -> String {
-    const D: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(D[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).expect("ascii")
-}
-
-/// The tag of a slot.
-pub fn tag(slot: u16) -> &'static str {
-    &TAGS[slot as usize]
-}
+pub use crate::core::slot::{slot, tag, SLOTS};
 
 fn tagged(kind: &str, tag: &str, rest: &str) -> String {
     format!("{INTERNAL}{kind}:{{{tag}}}{rest}")
@@ -238,16 +166,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_redis_clusters() {
-        // the examples of the Redis Cluster specification
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
-        assert_eq!(slot("foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
-        assert_eq!(slot("foo{{bar}}zap"), crc16(b"{bar") % SLOTS);
-        assert_eq!(slot("foo{bar}{zap}"), crc16(b"bar") % SLOTS);
-    }
-
-    #[test]
     fn every_key_of_a_lock_lands_in_its_slot() {
         for lock in ["locks\u{241F}/p/src/a.ts", "ns{x}\u{241F}/a}b", "\u{241F}/", "n\u{241F}/{weird}/path"] {
             let s = slot(lock);
@@ -257,7 +175,6 @@ mod tests {
                 assert_eq!(slot(&k), s, "{k} for {lock}");
             }
         }
-        assert!(TAGS.iter().all(|t| !t.is_empty() && t.len() <= 4));
     }
 
     #[test]
