@@ -63,6 +63,24 @@ describe('doctor', () => {
     }
   })
 
+  it('with opencode 1 running without the plugin: not configured and not loaded, each with its fix, while that opencode works', async () => {
+    const dir = makeProject(h, 'doctor-without')
+    fs.rmSync(path.join(dir, '.opencode/plugin/file-lock.ts'))
+    const env = { ...h.env, FILE_LOCK_PATH: tmpDir('ofl-doctor-sled-') }
+    const oc = await serve(h, dir, env)
+    try {
+      await oc.client.session.create({ body: { title: 'no plugin' } })
+      await new Promise((res) => setTimeout(res, 1000)) // what a plugin would have announced by now
+      const r = doctor(dir, withOpencodeOnPath(env))
+      expect(r.out).toMatch(/✓ opencode +1\.18\.33 at /)
+      expect(r.out).toMatch(/✗ plugin configured +no opencode-file-lock plugin in \S+doctor-without\/\.opencode or \S+\n {2}fix: npx opencode-file-lock install-plugin --project \S+doctor-without/)
+      expect(r.out).toMatch(/✗ loaded by opencode +no running opencode has loaded this plugin/)
+      expect(r.code).toBe(1)
+    } finally {
+      await oc.stop()
+    }
+  })
+
   it('configured but no opencode has loaded it: said, with the fix', () => {
     const dir = makeProject(h, 'doctor-idle')
     const r = doctor(dir, withOpencodeOnPath({ ...h.env, FILE_LOCK_PATH: tmpDir('ofl-doctor-sled-') }))
