@@ -101,4 +101,26 @@ describe('doctor where a link is broken', () => {
       else fs.rmSync(log, { force: true })
     }
   })
+
+  it('the copy of the package opencode loads is checked, not the one doctor runs from: without its binary it is said to refuse every write, with the fix', () => {
+    const ROOT = path.resolve(__dirname, '..')
+    const project = tmpDir('ofl-doctor-proj-')
+    const { DUAL_FILE } = require('../lib/opencode-setup.js')
+    fs.mkdirSync(path.join(project, '.opencode/plugin'), { recursive: true })
+    fs.writeFileSync(path.join(project, '.opencode/plugin/file-lock.ts'), DUAL_FILE)
+    // installed without optional dependencies: the package without its platform binary
+    const copy = path.join(project, '.opencode/node_modules/opencode-file-lock')
+    for (const f of ['package.json', 'index.js', 'lib', 'bin']) fs.cpSync(path.join(ROOT, f), path.join(copy, f), { recursive: true })
+    const env = { PATH: pathWithoutOpencode(), FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: tmpDir('ofl-doctor-sled-') }
+    const r = run(['doctor', '--project', project, '--opencode', fakeOpencode('1.18.33')], env)
+    expect(r.out).toMatch(/✓ plugin configured +\S+file-lock\.ts: one module for opencode 1\.18\.29\+ and opencode 2, loaded by opencode 1\.18\.33/)
+    expect(r.out).toMatch(/✗ native addon +the copy opencode loads \(\S+\.opencode\/node_modules\/opencode-file-lock\) cannot lock: the opencode-file-lock native addon is not installed for linux-x64-gnu\./)
+    expect(r.out).toMatch(/fix: npm install in \S+\.opencode \(with optional dependencies\)/)
+    expect(r.code).toBe(1)
+    // with its binary beside it: that copy loads
+    const addon = `opencode-file-lock.${require('../lib/platform.js').platformSuffix()}.node`
+    fs.copyFileSync(path.join(ROOT, addon), path.join(copy, addon))
+    const ok = run(['doctor', '--project', project, '--opencode', fakeOpencode('1.18.33')], env)
+    expect(ok.out).toMatch(/✓ native addon +loads in the copy opencode loads \(\S+\.opencode\/node_modules\/opencode-file-lock\)/)
+  })
 })

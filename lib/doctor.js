@@ -38,7 +38,15 @@ async function doctor({ project, global = false, opencode, env = process.env } =
     }
     for (const f of files.filter((x) => !x.key)) {
       const folder = path.dirname(path.dirname(f.file))
-      if (!resolvable(folder)) add('package installed', false, `opencode-file-lock is not installed beside ${f.file} (no ${path.join(folder, 'node_modules', 'opencode-file-lock')})`, `npm install in ${folder}, or ${installHint}`)
+      const copy = installedBeside(folder)
+      if (!copy) add('package installed', false, `opencode-file-lock is not installed beside ${f.file} (no ${path.join(folder, 'node_modules', 'opencode-file-lock')})`, `npm install in ${folder}, or ${installHint}`)
+      else if (realpath(copy) !== realpath(path.join(__dirname, '..'))) {
+        // the copy opencode loads, not this one: its addon may be missing (an install without
+        // optional dependencies), and then the plugin refuses every write and cannot announce itself
+        const why = addonOf(copy)
+        if (why) add('native addon', false, `the copy opencode loads (${copy}) cannot lock: ${why}${lastInstallFailure()}`, `npm install in ${folder} (with optional dependencies), or ${installHint}`)
+        else add('native addon', true, `loads in the copy opencode loads (${copy})`)
+      }
     }
   }
 
@@ -90,11 +98,20 @@ function lastInstallFailure() {
   }
 }
 
-function resolvable(folder) {
+/** The folder of the opencode-file-lock a plugin file in `folder` resolves to, or undefined. */
+function installedBeside(folder) {
   for (let d = folder; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'node_modules', 'opencode-file-lock', 'package.json'))) return true
-    if (path.dirname(d) === d) return false
+    const pkg = path.join(d, 'node_modules', 'opencode-file-lock')
+    if (fs.existsSync(path.join(pkg, 'package.json'))) return pkg
+    if (path.dirname(d) === d) return undefined
   }
+}
+
+/** Why the addon of the package at `root` does not load ('' when it does), asked of a child process (one addon per process). */
+function addonOf(root) {
+  const r = require('node:child_process').spawnSync(process.execPath, ['-e', `try { require(${JSON.stringify(path.join(root, 'lib', 'native.js'))}) } catch (e) { process.stdout.write(String(e && e.message || e)); process.exitCode = 3 }`], { encoding: 'utf8', timeout: 20_000 })
+  if (r.status === 0) return ''
+  return (r.stdout || r.stderr || `exit ${r.status}`).trim().split('\n')[0]
 }
 
 function realpath(p) {
