@@ -33,6 +33,13 @@ export function check(logFiles: string[], endsAt: Record<string, number> = {}): 
   return verdict
 }
 
+/** How many recorded holds (of any file) began at or after `tUs` (µs, the logs' clock). */
+export function grantedFrom(logFiles: string[], tUs: number): number {
+  let n = 0
+  for (const list of intervalsOf(logFiles).values()) n += list.filter((i) => i.from >= tUs).length
+  return n
+}
+
 /** How many recorded holds (of any file) were held at `tUs` (µs, the logs' clock). */
 export function heldAt(logFiles: string[], tUs: number): number {
   let n = 0

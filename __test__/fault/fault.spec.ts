@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { acquireLock, RedisCache, SledCache } from '../../lib/index.js'
 import { startRedis, type RedisServer } from '../helpers/redis-server'
 import { sleep, tmpDir } from '../helpers/tmp'
-import { check } from './checker'
+import { check, grantedFrom, nowUs } from './checker'
 import { spawnWorker } from './spawn-worker'
 
 vi.setConfig({ testTimeout: 60_000 })
@@ -37,11 +37,15 @@ async function stress(opts: { backend: 'redis' | 'hybrid' | 'sled'; failMode?: '
   const workers = logs.map((log, i) =>
     worker({ name: `p${i}`, backend: opts.backend, failMode: opts.failMode, port: server.port, sledPath: path.join(dir, `sled${i}`), sessions: 8, files: 20, durationMs: opts.durationMs, holdMs: 3, log }),
   )
+  let killedUs: number | undefined
+  let restartedUs: number | undefined
   if (opts.killAt != null) {
     await sleep(opts.killAt)
+    killedUs = nowUs()
     await server.kill()
     await sleep(opts.restartAt! - opts.killAt)
     await server.restart()
+    restartedUs = nowUs()
   }
   for (let i = 0; i < (opts.restarts ?? 0); i++) {
     await sleep(RESTART_EVERY)
@@ -53,7 +57,7 @@ async function stress(opts: { backend: 'redis' | 'hybrid' | 'sled'; failMode?: '
   const total: Record<string, number> = {}
   // the counts; `firstError` (an example message per code) is not one
   for (const c of counts) for (const [k, v] of Object.entries(c)) if (typeof v === 'number') total[k] = (total[k] ?? 0) + v
-  return { verdict: check(logs), total }
+  return { verdict: check(logs), total, logs, killedUs, restartedUs }
 }
 
 describe('fault tests', () => {
@@ -66,10 +70,15 @@ describe('fault tests', () => {
   })
 
   it('kill -9 Redis under load and restart it: errors while it is down, never a double grant', async () => {
-    const { verdict, total } = await stress({ backend: 'redis', durationMs: 4000, killAt: 1200, restartAt: 2200 })
-    console.log('redis kill -9', JSON.stringify({ ...total, checked: verdict.grants, double: verdict.doubleGrants.length }))
+    // long enough after the restart for the 2 s in which a server that lost its data grants nothing new
+    const { verdict, total, logs, killedUs, restartedUs } = await stress({ backend: 'redis', durationMs: 6000, killAt: 1200, restartAt: 2200 })
+    const before = verdict.grants - grantedFrom(logs, killedUs!)
+    const after = grantedFrom(logs, restartedUs!)
+    console.log('redis kill -9', JSON.stringify({ ...total, checked: verdict.grants, beforeKill: before, afterRestart: after, double: verdict.doubleGrants.length }))
     expect((total.EBACKEND ?? 0) + (total.ETIMEDOUT ?? 0)).toBeGreaterThan(0)
-    expect(total.grants).toBeGreaterThan(500)
+    // granting before the kill and again after the restart (counts, not a rate: a loaded machine is slower)
+    expect(before).toBeGreaterThan(0)
+    expect(after).toBeGreaterThan(0)
     expect(verdict.doubleGrants).toEqual([])
   })
 
