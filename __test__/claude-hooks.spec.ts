@@ -204,6 +204,28 @@ describe('hook claude-code, the process Claude Code runs', () => {
     expect(edit.status, edit.stderr).toBe(0)
   })
 
+  it('Bash: a change made during the command to a file another session holds (its write in progress) is not taken as the command’s own', async () => {
+    const store = tmpDir('ofl-hook-store-')
+    const dir = fs.realpathSync(tmpDir('ofl-hook-project-'))
+    const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store, FILE_LOCK_WAIT_MS: '0' }
+    const shared = path.join(dir, 'shared.ts')
+    fs.writeFileSync(shared, 'v1\n')
+    const hook = (o: Record<string, unknown>) => cli(['hook', 'claude-code'], { env, input: event({ cwd: dir, ...o }) })
+    for (const name of ['PreToolUse', 'PostToolUse']) expect(hook({ hook_event_name: name, tool_name: 'Read', tool_input: { file_path: shared }, tool_response: {}, tool_use_id: 'r1' }).status).toBe(0)
+    const bash = { tool_name: 'Bash', tool_input: { command: 'sleep 5' }, tool_use_id: 'b1' }
+    expect(hook(bash).status).toBe(0)
+    // meanwhile sess-2 edits shared.ts: locked by its PreToolUse, its PostToolUse not run yet
+    const edit2 = { session_id: 'sess-2', tool_name: 'Edit', tool_input: { file_path: shared, old_string: 'v1', new_string: 'v2' }, tool_use_id: 'o1' }
+    expect(hook(edit2).status).toBe(0)
+    fs.writeFileSync(shared, 'v2 from sess-2\n')
+    expect(hook({ ...bash, hook_event_name: 'PostToolUse', tool_response: { stdout: '' } }).status).toBe(0)
+    expect(hook({ ...edit2, hook_event_name: 'PostToolUse', tool_response: {} }).status).toBe(0)
+    const mine = hook({ tool_name: 'Edit', tool_input: { file_path: shared, old_string: 'v2', new_string: 'v3' }, tool_use_id: 'e1' })
+    expect(mine.status).toBe(2)
+    expect(mine.stderr).toMatch(/shared\.ts changed since you read it: agent \S+ \(session sess-2\) \[claude-code\] wrote it/)
+    expect(fs.readFileSync(shared, 'utf8')).toBe('v2 from sess-2\n')
+  })
+
   it('the mark it leaves in the lock folder for the keeper is written without following a link planted there', async () => {
     const store = tmpDir('ofl-hook-store-')
     const env = { FILE_LOCK_CACHE_BACKEND: 'sled', FILE_LOCK_PATH: store }

@@ -190,7 +190,7 @@ export function claudeHooks(lib, s, openCache) {
             return { exit: 0 };
         await c.del(callKey(ev));
         if (saved.seen?.length)
-            await views.afterCommand(saved.seen, ev.session_id);
+            await views.afterCommand(saved.seen, ev.session_id, saved.shell.locks);
         const found = changes(saved.shell);
         if (found.length === 0)
             return { exit: 0 };

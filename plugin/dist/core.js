@@ -275,12 +275,7 @@ export function lockingCore(lib, s, host, z) {
             shellViews.delete(call.callID);
         }
         if (seen?.length) {
-            const owner = await sessions.root(call.session);
-            // held by another session before or after the command: a change to it may be theirs
-            const after = await lib.listLocks(await cache()).catch(() => null);
-            const others = [...(before?.locks ?? []), ...(after ?? [{ path: '/', sessionId: '' }])].filter((l) => l.sessionId !== owner).map((l) => l.path);
-            const othersHeld = (p) => others.some((h) => h === p || (h.endsWith('/') && p.startsWith(h)));
-            const adopted = await views.afterCommand(seen, owner, othersHeld);
+            const adopted = await views.afterCommand(seen, await sessions.root(call.session), before?.locks ?? []);
             if (adopted.length)
                 log(`session ${call.session}'s ${call.tool} command changed ${adopted.join(', ')}: its view follows`);
         }

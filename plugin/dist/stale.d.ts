@@ -44,11 +44,14 @@ export declare class Views {
     beforeCommand(tree: string): Promise<BashViews>;
     /**
      * After it: the command's own changes to those files are the tree's view now, not someone else's
-     * change. A file another session held meanwhile (`othersHeld`), or whose content is what another
-     * tree's recorded write left, changed by their hand, not the command's: the view stays as it was,
-     * so the tree's next write there is refused until it reads the file again.
+     * change. A file another session held before the command (`heldBefore`: other sessions' locks
+     * then) or holds after it, or whose content is what another tree's recorded write left, changed
+     * by their hand, not the command's: the view stays as it was, so the tree's next write there is
+     * refused until it reads the file again.
      */
-    afterCommand(before: BashViews, tree: string, othersHeld?: (path: string) => boolean): Promise<string[]>;
+    afterCommand(before: BashViews, tree: string, heldBefore: {
+        path: string;
+    }[]): Promise<string[]>;
     /** The last writes of `paths`, and for each whether `tree`'s view of it is current: for `file_locks`. */
     describe(paths: string[], tree: string): Promise<{
         path: string;

@@ -221,7 +221,7 @@ export function claudeHooks(lib: Lib, s: Settings, openCache: () => Promise<Cach
     const saved = (await c.get(callKey(ev))) as { shell?: Snapshot; seen?: BashViews } | undefined
     if (!saved?.shell) return { exit: 0 }
     await c.del(callKey(ev))
-    if (saved.seen?.length) await views.afterCommand(saved.seen, ev.session_id!)
+    if (saved.seen?.length) await views.afterCommand(saved.seen, ev.session_id!, saved.shell.locks)
     const found = changes(saved.shell)
     if (found.length === 0) return { exit: 0 }
     const text = say.bashChanged(found.map((f) => ({ path: f.lock.path, how: f.how, who: say.writerOf(f.lock) }))).trim()

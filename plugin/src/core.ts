@@ -285,12 +285,7 @@ export function lockingCore(lib: Lib, s: Settings, host: Host, z?: Zod) {
       shellViews.delete(call.callID)
     }
     if (seen?.length) {
-      const owner = await sessions.root(call.session)
-      // held by another session before or after the command: a change to it may be theirs
-      const after = await lib.listLocks(await cache()).catch(() => null)
-      const others = [...(before?.locks ?? []), ...(after ?? [{ path: '/', sessionId: '' }])].filter((l) => l.sessionId !== owner).map((l) => l.path)
-      const othersHeld = (p: string) => others.some((h) => h === p || (h.endsWith('/') && p.startsWith(h)))
-      const adopted = await views.afterCommand(seen, owner, othersHeld)
+      const adopted = await views.afterCommand(seen, await sessions.root(call.session), before?.locks ?? [])
       if (adopted.length) log(`session ${call.session}'s ${call.tool} command changed ${adopted.join(', ')}: its view follows`)
     }
     const found = before ? changes(before) : []

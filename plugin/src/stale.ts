@@ -90,26 +90,32 @@ export class Views {
 
   /**
    * After it: the command's own changes to those files are the tree's view now, not someone else's
-   * change. A file another session held meanwhile (`othersHeld`), or whose content is what another
-   * tree's recorded write left, changed by their hand, not the command's: the view stays as it was,
-   * so the tree's next write there is refused until it reads the file again.
+   * change. A file another session held before the command (`heldBefore`: other sessions' locks
+   * then) or holds after it, or whose content is what another tree's recorded write left, changed
+   * by their hand, not the command's: the view stays as it was, so the tree's next write there is
+   * refused until it reads the file again.
    */
-  async afterCommand(before: BashViews, tree: string, othersHeld: (path: string) => boolean = () => false): Promise<string[]> {
+  async afterCommand(before: BashViews, tree: string, heldBefore: { path: string }[]): Promise<string[]> {
     const changed = before.map((b) => ({ ...b, now: this.lib.fileMark(b.path) })).filter((b) => b.now !== null && b.now !== b.mark)
     if (changed.length === 0) return []
     const adopted: string[] = []
     try {
-      const found = await this.lib.checkFresh(changed.map((c) => c.path), tree, await this.cache(), { whole: false })
+      const c = await this.cache()
+      // the locks now, only when there is a change to judge; unreadable, any file may be someone else's
+      const after = await this.lib.listLocks(c).catch(() => null)
+      const others = after && [...heldBefore, ...after.filter((l) => l.sessionId !== tree)].map((l) => l.path)
+      const othersHeld = (p: string) => !others || others.some((h) => h === p || (h.endsWith('/') && p.startsWith(h)))
+      const found = await this.lib.checkFresh(changed.map((x) => x.path), tree, c, { whole: false })
       for (const [i, { path, now }] of changed.entries()) {
         const f = found[i]
         if (othersHeld(path) || (f?.byLastWrite && f.lastWrite && f.lastWrite.tree !== tree)) {
           this.log(`${path} changed during session tree ${tree}'s command, but another session held or wrote it: not taken as the tree's own change`)
           continue
         }
-        if (await this.lib.recordView(path, tree, await this.cache(), { unchangedSince: now!, ttlMs: this.s.versionTtlMs })) adopted.push(path)
+        if (await this.lib.recordView(path, tree, c, { unchangedSince: now!, ttlMs: this.s.versionTtlMs })) adopted.push(path)
       }
     } catch (e: any) {
-      this.log(`could not record session tree ${tree}'s own changes to ${changed.map((c) => c.path).join(', ')}: ${e?.code ?? ''} ${e?.message ?? e}`)
+      this.log(`could not record session tree ${tree}'s own changes to ${changed.map((x) => x.path).join(', ')}: ${e?.code ?? ''} ${e?.message ?? e}`)
     }
     return adopted
   }
