@@ -12,7 +12,7 @@
 /// namespaced key can start with unless its namespace does; scans skip them.
 pub const INTERNAL: &str = "\u{241E}ofl:";
 
-pub use crate::core::slot::{slot, tag, SLOTS};
+pub use crate::core::slot::{slot, tag};
 
 fn tagged(kind: &str, tag: &str, rest: &str) -> String {
     format!("{INTERNAL}{kind}:{{{tag}}}{rest}")

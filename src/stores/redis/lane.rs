@@ -209,7 +209,7 @@ impl LaneConn {
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let left = until.saturating_duration_since(Instant::now());
-                    if !(!left.is_zero() && self.sock.wait_readable(left)) {
+                    if left.is_zero() || !self.sock.wait_readable(left) {
                         self.sock.readable().await.map_err(io_error)?;
                     }
                 }
