@@ -110,16 +110,6 @@ function openFromFlags(o) {
   return L.openCache(overrides)
 }
 
-/** The environment with the store flags written into it (for code that reads the store's settings from there, as doctor does). */
-function storeEnv(o) {
-  const env = { ...process.env }
-  if (o.backend) env.FILE_LOCK_CACHE_BACKEND = o.backend
-  if (o.path) env.FILE_LOCK_PATH = o.path
-  if (o.namespace) env.FILE_LOCK_NAMESPACE = o.namespace
-  if (o['redis-url']) env.REDIS_URL = o['redis-url']
-  return env
-}
-
 /** Opens the store the flags (or the environment) name, runs `fn` on it, and always closes it. */
 async function withStore(o, fn) {
   const cache = await openFromFlags(o)
@@ -144,20 +134,19 @@ const commands = {
   async status(argv) {
     const o = parseArgs(argv, [...STORE_FLAGS, 'project', 'opencode'], ['json', 'global'])
     if (o.global && o.project) throw new UsageError('choose --project or --global, not both')
-    const r = await withStore(o, async (cache) => {
+    const { doctor, render } = require('../lib/doctor.js')
+    return withStore(o, async (cache) => {
       const health = await cache.healthCheck()
       // the plugin instances running opencodes announced in this store (doctor checks the rest)
       const plugins = []
       for await (const [, i] of cache.withNamespace('instances').entries({ limit: 1000 })) plugins.push(`opencode ${oneLine(i?.opencode)} (plugin API ${i?.api}), pid ${i?.pid}, ${oneLine(i?.project, 4096)}`)
-      return { namespace: cache.namespace, ...health, plugins: plugins.length ? plugins : 'none loaded by a running opencode (the checks below say why)' }
+      const r = { namespace: cache.namespace, ...health, plugins: plugins.length ? plugins : 'none loaded by a running opencode (the checks below say why)' }
+      // and the chain doctor checks (opencode, the plugin configured for it, the addon, this store, a
+      // running opencode that loaded it), as information: the exit code says whether the store is healthy
+      const chain = await doctor({ project: o.project, global: o.global, opencode: o.opencode, cache })
+      print({ ...r, checks: chain.checks }, o.json, (h) => `${Object.entries(h).filter(([k]) => k !== 'checks').map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n')}\n\n${render(chain)}`)
+      return health.healthy ? 0 : 1
     })
-    if (typeof r === 'number') return r
-    // and the chain doctor checks (opencode, the plugin configured for it, the addon, the store, a
-    // running opencode that loaded it), as information: the exit code says whether the store is healthy
-    const { doctor, render } = require('../lib/doctor.js')
-    const chain = await doctor({ project: o.project, global: o.global, opencode: o.opencode, env: storeEnv(o) })
-    print({ ...r, checks: chain.checks }, o.json, (h) => `${Object.entries(h).filter(([k]) => k !== 'checks').map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n')}\n\n${render(chain)}`)
-    return r.healthy ? 0 : 1
   },
 
   async list(argv) {

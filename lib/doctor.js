@@ -13,7 +13,8 @@ const { oneLine } = require('./text.js')
 const KIND_WORDS = { v1: "opencode 1's shape (a named FileLockPlugin)", dual: 'one module for opencode 1.18.29+ and opencode 2', library: "the package's root, which is the library, not the plugin (name opencode-file-lock/server)" }
 
 /** The checks, each {name, ok, detail, fix?}; `ok: null` is information, not a failure. */
-async function doctor({ project, global = false, opencode, env = process.env } = {}) {
+/** `cache`: a store already open (status's), looked at instead of the one `env` names, and left open. */
+async function doctor({ project, global = false, opencode, env = process.env, cache: given } = {}) {
   const checks = []
   const add = (name, ok, detail, fix) => checks.push({ name, ok, detail, ...(fix ? { fix } : {}) })
   const where = global ? 'the global config (~/.config/opencode)' : path.resolve(project ?? '.')
@@ -64,14 +65,14 @@ async function doctor({ project, global = false, opencode, env = process.env } =
   if (L) {
     let cache
     try {
-      cache = await L.openCache({ env })
+      cache = given ?? (await L.openCache({ env }))
       const health = await cache.healthCheck()
       add('store', health.healthy !== false, `${health.backend ?? L.configFromEnv(env).backend} answers (namespace ${cache.namespace})`)
       for await (const [, v] of cache.withNamespace('instances').entries({ limit: 10_000 })) instances.push(v)
     } catch (e) {
       add('store', false, `${e?.code ? `[${e.code}] ` : ''}${e?.message ?? e}`, 'check FILE_LOCK_CACHE_BACKEND / FILE_LOCK_PATH / REDIS_URL (docs/configuration.md); opencode must be started with the same settings')
     } finally {
-      await cache?.close().catch(() => {})
+      if (!given) await cache?.close().catch(() => {})
     }
   }
   const here = global ? undefined : realpath(path.resolve(project ?? '.'))
